@@ -1,0 +1,492 @@
+"""Programs: immutable derivation trees of a grammar, evaluated over arrays.
+
+A :class:`Program` stores its tree flat, in preorder: ``prods[i]`` is the production of node
+``i`` and ``values[i]`` its value (an input name, a constant, or ``None``). Every algorithm on
+it (evaluation, printing, hashing, pickling, JSON) is a loop over that sequence, so a tree of
+depth 5000 needs no recursion. Node ``i``'s subtree spans ``prods[i:ends()[i]]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sympy
+
+from ppl.errors import ProgramError
+from ppl.ops import KIND_CONSTANT, KIND_FUNCTION, KIND_INPUT, KIND_LITERAL
+
+if TYPE_CHECKING:
+    from ppl.grammar import Grammar
+
+__all__ = ["Program"]
+
+JSON_FORMAT = "ppl.program/1"
+
+
+class Program:
+    """An immutable program: a derivation tree of ``grammar``.
+
+    Build programs with :meth:`Grammar.parse`, :meth:`ProgramPrior.sample` or
+    :meth:`Program.from_json`; the constructor checks that ``prods`` is a valid preorder
+    derivation from the grammar's start symbol.
+
+    Parameters
+    ----------
+    grammar : Grammar
+        The grammar the tree derives from.
+    prods : sequence of int
+        Production index of every node, in preorder.
+    values : sequence
+        Each node's value: input name (str) for input leaves, float for constants, else None.
+    inputs : sequence of str
+        Input names in positional order for calls ``program(*inputs)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ppl import Grammar
+    >>> f = Grammar.load("arith").parse("(x * 2.5)")
+    >>> f(np.array([1.0, 2.0]))
+    array([2.5, 5. ])
+    >>> f.with_constants([3.0])(x=np.array([1.0]))
+    array([3.])
+    """
+
+    __slots__ = ("_cache", "_grammar", "_inputs", "_prods", "_values")
+
+    def __init__(self, grammar: Grammar, prods: Sequence[int], values: Sequence[Any],
+                 inputs: Sequence[str] = ()) -> None:
+        self._grammar = grammar
+        self._prods = tuple(int(p) for p in prods)
+        self._values = tuple(values)
+        self._inputs = tuple(inputs)
+        self._cache: dict[str, Any] = {}
+        self._validate()
+
+    @classmethod
+    def _make(cls, grammar: Grammar, prods: tuple[int, ...], values: tuple[Any, ...],
+              inputs: tuple[str, ...]) -> Program:
+        """Build without validation (library-internal: the caller guarantees validity)."""
+        self = object.__new__(cls)
+        self._grammar = grammar
+        self._prods = prods
+        self._values = values
+        self._inputs = inputs
+        self._cache = {}
+        return self
+
+    def _validate(self) -> None:
+        g = self._grammar
+        if len(self._values) != len(self._prods) or not self._prods:
+            raise ProgramError("A program needs one value per node and at least one node; got "
+                               f"{len(self._prods)} productions and {len(self._values)} values.")
+        expected = [g.start]
+        for i, (pi, v) in enumerate(zip(self._prods, self._values, strict=True)):
+            if not expected or not 0 <= pi < len(g.productions):
+                raise ProgramError(f"Node {i}: production {pi} does not continue a derivation "
+                                   f"of {g.name}.")
+            p = g.productions[pi]
+            want = expected.pop()
+            if p.lhs != want:
+                raise ProgramError(f"Node {i}: production '{p.rule} -> {p.alias}' where rule "
+                                   f"'{g.nonterminals[want]}' was expected.")
+            kind = p.op.kind
+            ok = (isinstance(v, str) if kind == KIND_INPUT else
+                  isinstance(v, (float, int, np.floating)) and np.isfinite(v)
+                  if kind == KIND_CONSTANT else v is None)
+            if not ok:
+                raise ProgramError(f"Node {i} ({p.alias}) has an invalid value {v!r}.")
+            expected.extend(reversed(p.children))
+        if expected:
+            raise ProgramError("The production sequence ends before the derivation is complete.")
+        if any(g.productions[p].op.kind == KIND_CONSTANT for p in self._prods):
+            self._values = tuple(float(v) if isinstance(v, (int, float, np.floating)) else v
+                                 for v in self._values)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def grammar(self) -> Grammar:
+        """The grammar this program derives from."""
+        return self._grammar
+
+    @property
+    def prods(self) -> tuple[int, ...]:
+        """Production index of every node, in preorder."""
+        return self._prods
+
+    @property
+    def values(self) -> tuple[Any, ...]:
+        """Value of every node, in preorder (input name, constant or None)."""
+        return self._values
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Input names in positional order."""
+        return self._inputs
+
+    @property
+    def size(self) -> int:
+        """Number of nodes N(φ)."""
+        return len(self._prods)
+
+    @property
+    def depth(self) -> int:
+        """Depth: 1 for a leaf, else 1 + the largest depth of the children."""
+        return int(self.heights()[0])
+
+    def heights(self) -> np.ndarray:
+        """Height of each node's subtree (1 for a leaf), in preorder."""
+        h = self._cache.get("heights")
+        if h is None:
+            prods = self._grammar.productions
+            out = np.empty(len(self._prods), dtype=np.int64)
+            stack: list[int] = []
+            for i in range(len(self._prods) - 1, -1, -1):
+                k = len(prods[self._prods[i]].children)
+                top = 0
+                for _ in range(k):
+                    top = max(top, stack.pop())
+                out[i] = top + 1
+                stack.append(top + 1)
+            h = self._cache["heights"] = out
+        return h
+
+    def ends(self) -> np.ndarray:
+        """``ends()[i]``: one past the last node of node ``i``'s subtree."""
+        e = self._cache.get("ends")
+        if e is None:
+            prods = self._grammar.productions
+            out = np.empty(len(self._prods), dtype=np.int64)
+            stack: list[int] = []
+            for i in range(len(self._prods) - 1, -1, -1):
+                k = len(prods[self._prods[i]].children)
+                end = i + 1
+                for _ in range(k):
+                    end = stack.pop()
+                out[i] = end
+                stack.append(end)
+            e = self._cache["ends"] = out
+        return e
+
+    def node_depths(self) -> np.ndarray:
+        """Depth of each node from the root (the root has depth 1), in preorder."""
+        d = self._cache.get("node_depths")
+        if d is None:
+            prods = self._grammar.productions
+            out = np.empty(len(self._prods), dtype=np.int64)
+            pending: list[int] = [1]
+            for i, pi in enumerate(self._prods):
+                out[i] = pending.pop()
+                pending.extend([out[i] + 1] * len(prods[pi].children))
+            d = self._cache["node_depths"] = out
+        return d
+
+    def replace(self, i: int, prods: tuple[int, ...], values: tuple[Any, ...]) -> Program:
+        """The program with node ``i``'s subtree replaced (the caller keeps types valid)."""
+        j = int(self.ends()[i])
+        return Program._make(self._grammar, self._prods[:i] + prods + self._prods[j:],
+                             self._values[:i] + values + self._values[j:], self._inputs)
+
+    # ------------------------------------------------------------------ constants
+    def _constant_slots(self) -> list[int]:
+        slots = self._cache.get("cslots")
+        if slots is None:
+            prods = self._grammar.productions
+            slots = [i for i, p in enumerate(self._prods)
+                     if prods[p].op.kind == KIND_CONSTANT]
+            self._cache["cslots"] = slots
+        return slots
+
+    @property
+    def constants(self) -> np.ndarray:
+        """The constants of the tree in preorder, as a 1-d float array."""
+        return np.array([self._values[i] for i in self._constant_slots()], dtype=np.float64)
+
+    def with_constants(self, values: Sequence[float] | np.ndarray) -> Program:
+        """The same tree with its constants replaced, in preorder.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> str(Grammar.load("arith").parse("(1.0 + x)").with_constants([2.0]))
+        '(2.0 + x)'
+        """
+        vals = np.asarray(values, dtype=np.float64).reshape(-1)
+        slots = self._constant_slots()
+        if len(vals) != len(slots):
+            raise ProgramError(f"with_constants expects {len(slots)} values; got {len(vals)}.")
+        if not np.all(np.isfinite(vals)):
+            raise ProgramError(f"Constants must be finite; got {vals.tolist()}.")
+        new = list(self._values)
+        for i, v in zip(slots, vals, strict=True):
+            new[i] = float(v)
+        out = Program._make(self._grammar, self._prods, tuple(new), self._inputs)
+        for k in ("heights", "ends", "node_depths", "cslots", "key", "code"):
+            if k in self._cache:
+                out._cache[k] = self._cache[k]
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.evaluate(*args, **kwargs)
+
+    def _code(self) -> list[tuple[int, Any, int, Any]]:
+        code = self._cache.get("code")
+        if code is None:
+            prods = self._grammar.productions
+            code = []
+            k = len(self._constant_slots())
+            for i in range(len(self._prods) - 1, -1, -1):
+                op = prods[self._prods[i]].op
+                if op.kind == KIND_FUNCTION:
+                    code.append((KIND_FUNCTION, op.fn, op.arity, None))
+                elif op.kind == KIND_INPUT:
+                    code.append((KIND_INPUT, op.boolean, 0, self._values[i]))
+                elif op.kind == KIND_CONSTANT:
+                    k -= 1
+                    code.append((KIND_CONSTANT, None, 0, k))
+                else:
+                    code.append((KIND_LITERAL, None, 0, op.value))
+            self._cache["code"] = code
+        return code
+
+    def evaluate(self, *args: Any, constants: Any = None, **kwargs: Any) -> Any:
+        """Run the program on input arrays: ``g(φ, x)``, vectorised.
+
+        Inputs bind by position (in ``self.inputs`` order) or by name. Their type picks the
+        operators: numpy (default; lists and scalars become float64 arrays), torch tensors
+        (gradients flow to inputs and to ``constants``) or jax arrays.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            Input arrays.
+        constants : array or tensor, optional
+            Values to use for the constants (preorder) instead of the stored ones, e.g. a
+            torch tensor with ``requires_grad=True``.
+
+        Returns
+        -------
+        array
+            The output, broadcast to the inputs' shape. Invalid arithmetic yields nan/inf.
+        """
+        env, xp = self._bind(args, kwargs, constants)
+        stored = [self._values[i] for i in self._constant_slots()]
+        consts = _constants_in(xp, stored if constants is None else constants, env)
+        stack: list[Any] = []
+        push = stack.append
+        pop = stack.pop
+        with np.errstate(all="ignore"):
+            for kind, fn, arity, payload in self._code():
+                if kind == KIND_FUNCTION:
+                    if arity == 2:
+                        a = pop()
+                        push(fn(xp, a, pop()))
+                    elif arity == 1:
+                        push(fn(xp, pop()))
+                    else:
+                        push(fn(xp, *[pop() for _ in range(arity)]))
+                elif kind == KIND_INPUT:
+                    try:
+                        value = env[payload]
+                    except KeyError:
+                        raise ProgramError(f"The program {self} reads input '{payload}', which "
+                                           f"was not given (inputs: {list(env)}).") from None
+                    push(value != 0 if fn and value.dtype != _bool_dtype(xp) else value)
+                elif kind == KIND_CONSTANT:
+                    push(consts[payload])
+                else:
+                    push(_literal(xp, payload, env))
+        return _broadcast(xp, stack[0], env)
+
+    def _bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any],
+              constants: Any) -> tuple[dict[str, Any], Any]:
+        if len(args) > len(self._inputs):
+            raise ProgramError(f"The program takes inputs {list(self._inputs)}; got "
+                               f"{len(args)} positional arguments.")
+        raw = dict(zip(self._inputs, args, strict=False))
+        for name, value in kwargs.items():
+            if name in raw:
+                raise ProgramError(f"Input '{name}' given twice.")
+            raw[name] = value
+        xp = _namespace(list(raw.values()) + ([constants] if constants is not None else []))
+        return {k: _as_array(xp, v) for k, v in raw.items()}, xp
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def key(self) -> str:
+        """Canonical hash: equal for trees equal up to commutative reordering and constants.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> g = Grammar.load("arith")
+        >>> g.parse("(x + sin(1.5))").key == g.parse("(sin(-2.0) + x)").key
+        True
+        """
+        key = self._cache.get("key")
+        if key is None:
+            prods = self._grammar.productions
+            stack: list[str] = []
+            for i in range(len(self._prods) - 1, -1, -1):
+                p = prods[self._prods[i]]
+                if p.children:
+                    kids = [stack.pop() for _ in p.children]
+                    if p.op.commutative:
+                        kids.sort()
+                    stack.append(f"{p.index}({','.join(kids)})")
+                elif p.op.kind == KIND_INPUT:
+                    stack.append(f"{p.index}:{self._values[i]}")
+                else:
+                    stack.append(str(p.index))
+            key = hashlib.blake2b(stack[0].encode(), digest_size=8).hexdigest()
+            self._cache["key"] = key
+        return key
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Program):
+            return NotImplemented
+        return (self._prods == other._prods and self._values == other._values
+                and self._inputs == other._inputs
+                and self._grammar.fingerprint == other._grammar.fingerprint)
+
+    def __hash__(self) -> int:
+        return hash((self._prods, self._values, self._inputs))
+
+    def __str__(self) -> str:
+        text = self._cache.get("text")
+        if text is None:
+            text = self._cache["text"] = self._grammar.format(self._prods, self._values)
+        return text
+
+    def __repr__(self) -> str:
+        return f"Program({str(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Program._make, (self._grammar, self._prods, self._values, self._inputs))
+
+    # ------------------------------------------------------------------ conversions
+    def to_sympy(self) -> Any:
+        """The program as a sympy expression (inputs become real symbols).
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("koza").parse("((x * x) + x)").to_sympy()
+        x**2 + x
+        """
+        prods = self._grammar.productions
+        stack: list[Any] = []
+        for i in range(len(self._prods) - 1, -1, -1):
+            p = prods[self._prods[i]]
+            kind = p.op.kind
+            if kind == KIND_FUNCTION:
+                assert p.op.sympy_fn is not None
+                stack.append(p.op.sympy_fn(*[stack.pop() for _ in p.children]))
+            elif kind == KIND_INPUT:
+                stack.append(sympy.Symbol(self._values[i], real=True))
+            elif kind == KIND_CONSTANT:
+                stack.append(sympy.Float(self._values[i]))
+            else:
+                stack.append(_SYMPY_LITERALS.get(p.alias, sympy.sympify(p.op.value)))
+        return stack[0]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict; :meth:`from_json` restores the same tree."""
+        return {"format": JSON_FORMAT, "grammar": self._grammar.fingerprint,
+                "grammar_name": self._grammar.name, "inputs": list(self._inputs),
+                "prods": list(self._prods), "values": list(self._values), "text": str(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], grammar: Grammar) -> Program:
+        """Rebuild a program from :meth:`to_json` output, checking it fits ``grammar``."""
+        if data.get("format") != JSON_FORMAT:
+            raise ProgramError(f"Not a {JSON_FORMAT} record: format={data.get('format')!r}.")
+        if data.get("grammar") != grammar.fingerprint:
+            raise ProgramError(f"The program was saved with grammar {data.get('grammar_name')} "
+                               f"({data.get('grammar')}), not {grammar.name} "
+                               f"({grammar.fingerprint}).")
+        return cls(grammar, data["prods"], data["values"], data.get("inputs", ()))
+
+
+_SYMPY_LITERALS: dict[str, Any] = {"pi": sympy.pi, "half": sympy.Rational(1, 2),
+                                   "true": sympy.true, "false": sympy.false}
+
+
+def _namespace(values: list[Any]) -> Any:
+    torch = sys.modules.get("torch")
+    for v in values:
+        if torch is not None and isinstance(v, torch.Tensor):
+            return torch
+    for v in values:
+        if type(v).__module__.startswith("jax"):
+            import jax.numpy as jnp
+
+            return jnp
+    return np
+
+
+def _bool_dtype(xp: Any) -> Any:
+    return np.dtype(bool) if xp is np else xp.bool_ if hasattr(xp, "bool_") else xp.bool
+
+
+def _as_array(xp: Any, value: Any) -> Any:
+    if xp is np:
+        a = np.asarray(value)
+        if a.dtype.kind in "iuO" or a.dtype.kind == "f" and a.dtype != np.float64:
+            a = a.astype(np.float64)
+        return a
+    if xp.__name__ == "torch":
+        t = xp.as_tensor(value)
+        if not (t.is_floating_point() or t.dtype == xp.bool):
+            t = t.to(xp.float64)
+        return t
+    a = xp.asarray(value)
+    return a if a.dtype.kind in "fb" else a.astype(xp.float32)
+
+
+def _float_like(xp: Any, env: Mapping[str, Any]) -> Any:
+    for v in env.values():
+        if xp is not np and xp.__name__ == "torch" and v.is_floating_point():
+            return v.dtype
+        if xp is not np and xp.__name__ != "torch" and v.dtype.kind == "f":
+            return v.dtype
+    return xp.float64 if xp is np or xp.__name__ == "torch" else None
+
+
+def _constants_in(xp: Any, values: Any, env: Mapping[str, Any]) -> Any:
+    if xp is np:
+        return [np.float64(v) for v in values]
+    if xp.__name__ == "torch":
+        if isinstance(values, xp.Tensor):
+            return values.reshape(-1)
+        return [xp.tensor(float(v), dtype=_float_like(xp, env)) for v in values]
+    return [xp.asarray(v, dtype=_float_like(xp, env)) for v in np.asarray(values).reshape(-1)] \
+        if not type(values).__module__.startswith("jax") else values.reshape(-1)
+
+
+def _literal(xp: Any, value: Any, env: Mapping[str, Any]) -> Any:
+    if isinstance(value, bool):
+        return np.bool_(value) if xp is np else xp.asarray(value)
+    if xp is np:
+        return np.float64(value)
+    if xp.__name__ == "torch":
+        return xp.tensor(value, dtype=_float_like(xp, env))
+    return xp.asarray(value, dtype=_float_like(xp, env))
+
+
+def _broadcast(xp: Any, result: Any, env: Mapping[str, Any]) -> Any:
+    if not env:
+        return result
+    shape = np.broadcast_shapes(*[tuple(v.shape) for v in env.values()])
+    if tuple(result.shape) == shape:
+        return result
+    if xp is np:
+        return np.array(np.broadcast_to(result, shape))
+    if xp.__name__ == "torch":
+        return result.expand(shape)
+    return xp.broadcast_to(result, shape)
