@@ -34,7 +34,7 @@ _WEIGHT = re.compile(r"//\s*@weight\s+(\S+)")
 class Production(NamedTuple):
     """One alternative of a nonterminal: ``lhs -> template`` evaluated by ``op``."""
 
-    index: int
+    id: int
     """Position in ``Grammar.productions``."""
     lhs: int
     """Nonterminal id of the left-hand side."""
@@ -206,7 +206,7 @@ def compile_text(text: str, source: str) -> Compiled:
             if prod.value_terminal is not None:
                 value_patterns[prod.value_terminal] = terminals[prod.value_terminal].pattern.value
             if (name, prod.alias) in raw_weights:
-                annotated[prod.index] = _parse_weight(raw_weights[(name, prod.alias)], name,
+                annotated[prod.id] = _parse_weight(raw_weights[(name, prod.alias)], name,
                                                       prod.alias, prod.line, text, source)
             productions.append(prod)
     for key in raw_weights:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +19,7 @@ class NumPyroProgramPrior(Distribution):  # type: ignore[misc]
     program; ``log_prob`` returns the exact conditioned log-probability as a JAX scalar.
     """
 
-    arg_constraints: dict[str, Any] = {}
+    arg_constraints: ClassVar[dict[str, Any]] = {}
     support = constraints.real
 
     def __init__(self, prior: ProgramPrior) -> None:

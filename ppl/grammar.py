@@ -10,6 +10,7 @@ either from Python, keyed by alias (``"add"``) or by rule and alias (``"expr.add
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import warnings
 from collections.abc import Iterable, Mapping
@@ -104,7 +105,7 @@ class Grammar:
         self.productions: tuple[Production, ...] = compiled.productions
         """Every alternative, in grammar order."""
         self.by_lhs: tuple[tuple[int, ...], ...] = tuple(
-            tuple(p.index for p in self.productions if p.lhs == a)
+            tuple(p.id for p in self.productions if p.lhs == a)
             for a in range(len(self.nonterminals)))
         """Production indices of each nonterminal."""
         raw = np.ones(len(self.productions))
@@ -127,7 +128,7 @@ class Grammar:
         """Spectral radius of the mean matrix; < 1 means finite expected program size."""
         self._alias_index: dict[tuple[int, str], list[int]] = {}
         for p in self.productions:
-            self._alias_index.setdefault((p.lhs, p.alias), []).append(p.index)
+            self._alias_index.setdefault((p.lhs, p.alias), []).append(p.id)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -180,7 +181,7 @@ class Grammar:
         raw = raw.copy()
         for key, value in weights.items():
             rule, _, alias = key.rpartition(".")
-            hits = [p.index for p in self.productions
+            hits = [p.id for p in self.productions
                     if p.alias == alias and (not rule or p.rule == rule)]
             if not hits:
                 names = sorted({p.alias for p in self.productions}
@@ -224,7 +225,7 @@ class Grammar:
         while changed:
             changed = False
             for p in self.productions:
-                if p.lhs not in productive and self.probs[p.index] > 0 \
+                if p.lhs not in productive and self.probs[p.id] > 0 \
                         and all(c in productive for c in p.children):
                     productive.add(p.lhs)
                     changed = True
@@ -243,7 +244,7 @@ class Grammar:
         while changed:
             changed = False
             for p in self.productions:
-                if self.probs[p.index] > 0:
+                if self.probs[p.id] > 0:
                     d = 1 + max((depth[c] for c in p.children), default=0)
                     if d < depth[p.lhs]:
                         depth[p.lhs] = d
@@ -256,7 +257,7 @@ class Grammar:
         m = np.zeros((n, n))
         for p in self.productions:
             for c in p.children:
-                m[p.lhs, c] += self.probs[p.index]
+                m[p.lhs, c] += self.probs[p.id]
         return m
 
     def _check_spectral_radius(self) -> float:
@@ -358,10 +359,9 @@ class Grammar:
         for index in hits:
             if len(self.productions[index].children) == n_kids:
                 return index, node
-        if data in self.nonterminals or data == "start":
-            if len(node.children) == 1 and isinstance(node.children[0], lark.Tree):
-                if data == self.nonterminals[lhs] or data == "start":
-                    return self._resolve(node.children[0], lhs)
+        if (data == self.nonterminals[lhs] or data == "start") and len(node.children) == 1 \
+                and isinstance(node.children[0], lark.Tree):
+            return self._resolve(node.children[0], lhs)
         for index in self._alias_index.get((lhs, "pass"), []):
             try:
                 self._resolve(node, self.productions[index].children[0])
@@ -407,11 +407,13 @@ class Grammar:
         Examples
         --------
         >>> g = Grammar.load("koza")
-        >>> corpus = [g.parse("(x + x)"), g.parse("(x * x)"), g.parse("x")]
-        >>> fitted = g.fit_weights(corpus, pseudocount=1.0)
-        >>> round(float(fitted.probs[g.productions.index(
-        ...     next(p for p in g.productions if p.alias == "var"))]), 3)
-        0.357
+        >>> corpus = [g.parse("(x + x)"), g.parse("x"), g.parse("x")]
+        >>> fitted = g.fit_weights(corpus, pseudocount=0.5)
+        >>> [round(float(w), 3) for w in fitted.probs[[0, 8]]]  # add, var
+        [0.158, 0.474]
+
+        Smoothing gives every unused recursive production weight too; with many of them a
+        large pseudocount can make the fitted grammar inconsistent (ρ ≥ 1), which raises.
         """
         if not (math.isfinite(pseudocount) and pseudocount >= 0):
             raise WeightError(f"pseudocount must be a finite number >= 0; got {pseudocount}.")
@@ -422,7 +424,7 @@ class Grammar:
             np.add.at(counts, list(prog.prods), 1.0)
         keyed = {f"{p.rule}.{p.alias}": 0.0 for p in self.productions}
         for p in self.productions:
-            keyed[f"{p.rule}.{p.alias}"] += counts[p.index] + pseudocount
+            keyed[f"{p.rule}.{p.alias}"] += counts[p.id] + pseudocount
         return Grammar(self._text, keyed, name=self._name)
 
     # ------------------------------------------------------------------ misc
@@ -455,7 +457,7 @@ def _join(pieces: list[str], sep: str) -> str:
     if not sep:
         return "".join(pieces)
     out = pieces[0] if pieces else ""
-    for prev, cur in zip(pieces, pieces[1:], strict=False):
+    for prev, cur in itertools.pairwise(pieces):
         tight = (prev.endswith("(") or cur in (")", ",") or cur.startswith(")")
                  or (cur == "(" and prev[-1:].isalnum()))
         out += cur if tight else sep + cur

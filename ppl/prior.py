@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -138,11 +138,11 @@ class ProgramPrior(TorchDistribution):
     >>> f = prior.sample(rng=np.random.default_rng(0))
     >>> f.depth <= 3
     True
-    >>> round(sum(np.exp(lp) for _, lp in prior.enumerate()), 12)
+    >>> round(float(sum(np.exp(lp) for _, lp in prior.enumerate())), 12)
     1.0
     """
 
-    arg_constraints: dict[str, Any] = {}
+    arg_constraints: ClassVar[dict[str, Any]] = {}
     support = constraints.real  # placeholder for Pyro's checks; values are Programs
     has_enumerate_support = False
 
@@ -178,7 +178,7 @@ class ProgramPrior(TorchDistribution):
             names, weights = list(inputs), [inputs[k] for k in inputs]
         else:
             names, weights = list(inputs), [1.0] * len(inputs)
-        uses_inputs = any(p.op.kind == KIND_INPUT and self.grammar.probs[p.index] > 0
+        uses_inputs = any(p.op.kind == KIND_INPUT and self.grammar.probs[p.id] > 0
                           for p in self.grammar.productions)
         if uses_inputs and not names:
             raise PriorError(f"{self.grammar.name} has input leaves, so inputs must name at "
@@ -227,7 +227,7 @@ class ProgramPrior(TorchDistribution):
             return self.constant_prior.sample(rng)
         return None
 
-    def sample(self, sample_shape: Any = torch.Size(), rng: RNGLike = None) -> Any:
+    def sample(self, sample_shape: Any = (), rng: RNGLike = None) -> Any:
         """Draw φ ~ π₀ exactly; an array of programs if ``sample_shape`` is not empty.
 
         Parameters

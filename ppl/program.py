@@ -338,11 +338,11 @@ class Program:
                     kids = [stack.pop() for _ in p.children]
                     if p.op.commutative:
                         kids.sort()
-                    stack.append(f"{p.index}({','.join(kids)})")
+                    stack.append(f"{p.id}({','.join(kids)})")
                 elif p.op.kind == KIND_INPUT:
-                    stack.append(f"{p.index}:{self._values[i]}")
+                    stack.append(f"{p.id}:{self._values[i]}")
                 else:
-                    stack.append(str(p.index))
+                    stack.append(str(p.id))
             key = hashlib.blake2b(stack[0].encode(), digest_size=8).hexdigest()
             self._cache["key"] = key
         return key
@@ -437,7 +437,7 @@ def _bool_dtype(xp: Any) -> Any:
 def _as_array(xp: Any, value: Any) -> Any:
     if xp is np:
         a = np.asarray(value)
-        if a.dtype.kind in "iuO" or a.dtype.kind == "f" and a.dtype != np.float64:
+        if a.dtype.kind in "iuO" or (a.dtype.kind == "f" and a.dtype != np.float64):
             a = a.astype(np.float64)
         return a
     if xp.__name__ == "torch":
