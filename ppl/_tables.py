@@ -175,6 +175,33 @@ class Tables:
             t -= u
         return sizes
 
+    def size_distribution(self, s_max: int | None = None) -> np.ndarray:
+        """P(size = s) for s = 0..s_max under the conditioned prior (exact).
+
+        Without a size limit the masses are computed up to ``s_max`` (default: the largest
+        size the depth limit allows, or 50), so the result may sum to less than one.
+        """
+        if self.mode == "size":
+            assert self.max_size is not None
+            mass = self.W[self.top, :, self.grammar.start]
+        else:
+            if s_max is None:
+                s_max = self._max_size_at_depth() if self.mode == "depth" else 50
+            sized = Tables(self.grammar, self.max_depth, s_max)
+            mass = sized.W[sized.top, :, self.grammar.start]
+            if self.mode == "free":  # Z = 1: a truncated distribution sums to < 1
+                return np.asarray(mass)
+        return np.asarray(mass / mass.sum())
+
+    def _max_size_at_depth(self) -> int:
+        assert self.max_depth is not None
+        big = [0] * self.n
+        for _ in range(self.max_depth):
+            big = [max((1 + sum(big[c] for c in self.children[r])
+                        if all(big[c] for c in self.children[r]) else 0)
+                       for r in self.prods_of[a]) for a in range(self.n)]
+        return max(big[self.grammar.start], 1)
+
     # ------------------------------------------------------------------ finite spaces
     def _reachable_prods(self) -> list[int]:
         seen = {self.grammar.start}

@@ -299,6 +299,22 @@ class ProgramPrior(TorchDistribution):
         """log π₀(φ) as a float64 torch scalar (Pyro's interface)."""
         return torch.tensor(self.log_density(value), dtype=torch.float64)
 
+    def size_distribution(self, max_size: int | None = None) -> np.ndarray:
+        """Exact P(size = s), s = 0, 1, ..., under this prior.
+
+        Without ``max_size`` limits of its own the prior's support may be larger than the
+        array; then ``max_size`` (default 50, or the largest size ``max_depth`` allows) cuts
+        it and the array sums to less than one.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> p = ProgramPrior(Grammar.load("tiny"), inputs=["x"], max_depth=2)
+        >>> p.size_distribution().round(4).tolist()
+        [0.0, 0.7692, 0.0769, 0.1538]
+        """
+        return self.tables.size_distribution(max_size)
+
     # ------------------------------------------------------------------ finite spaces
     def enumerate(self) -> Iterator[tuple[Program, float]]:
         """Yield every program with its log-probability (finite spaces only).
