@@ -14,6 +14,8 @@ Examples
 (5,)
 """
 
+from ppl import backend
+from ppl.backend import dist
 from ppl.errors import (
     DataError,
     GrammarError,
@@ -24,6 +26,7 @@ from ppl.errors import (
     SupportError,
 )
 from ppl.grammar import Grammar, bundled_grammars
+from ppl.primitives import deterministic, factor, param, plate, sample
 from ppl.prior import ConstantPrior, ProgramPrior
 from ppl.program import Program
 
@@ -39,7 +42,14 @@ __all__ = [
     "ProgramError",
     "ProgramPrior",
     "SupportError",
+    "backend",
     "bundled_grammars",
+    "deterministic",
+    "dist",
+    "factor",
+    "param",
+    "plate",
+    "sample",
 ]
 
 __version__ = "0.1.0"

@@ -242,19 +242,28 @@ class Tables:
             reach = reach | (reach.astype(int) @ m.astype(int) > 0)
         return bool(np.any(np.diag(reach)))
 
-    def enumerate(self, input_logp: dict[str, float]) -> Iterator[Subtree]:
-        """Every program of the conditioned space with its unnormalised log mass."""
+    def enumerate(self, input_logp: dict[str, float], a: int | None = None,
+                  depth_budget: int | None = None,
+                  size_budget: int | None = None) -> Iterator[Subtree]:
+        """Every derivation of ``a`` (default: start) within the budgets (default: the
+        limits), with its unnormalised log mass. Finite spaces only."""
         top = self._finite_top()
-        s_max = self.max_size if self.max_size is not None else math.inf
+        if depth_budget is not None:
+            top = min(top, depth_budget)
+        a = self.grammar.start if a is None else a
+        s_max: float = math.inf
+        for cap in (self.max_size, size_budget):
+            if cap is not None:
+                s_max = min(s_max, cap)
         level: list[list[Subtree]] = [[] for _ in range(self.n)]
         for b in range(1, top + 1):
             nxt: list[list[Subtree]] = [[] for _ in range(self.n)]
-            wanted = range(self.n) if b < top else [self.grammar.start]
-            for a in wanted:
-                for r in self.prods_of[a]:
-                    nxt[a].extend(self._expand(r, level, input_logp, s_max))
+            wanted = range(self.n) if b < top else [a]
+            for lhs in wanted:
+                for r in self.prods_of[lhs]:
+                    nxt[lhs].extend(self._expand(r, level, input_logp, s_max))
             level = nxt
-        yield from level[self.grammar.start]
+        yield from level[a]
 
     def _expand(self, r: int, level: list[list[Subtree]], input_logp: dict[str, float],
                 s_max: float) -> list[Subtree]:

@@ -167,6 +167,7 @@ class ProgramPrior(TorchDistribution):
                                                             strict=True) if p > 0}
         self._input_cum = np.cumsum(self.input_probs)
         self._prod_logp = [math.log(p) if p > 0 else -math.inf for p in self.grammar.probs]
+        self._exchangeable, self._recursive = self._move_tables()
         super().__init__(torch.Size(), torch.Size(), validate_args=False)
 
     # ------------------------------------------------------------------ validation
@@ -216,6 +217,35 @@ class ProgramPrior(TorchDistribution):
         if self.max_depth is not None and self.max_depth < need:
             raise PriorError(f"max_depth={self.max_depth} is below the minimum derivation "
                              f"depth {need} of rule '{start}' in {self.grammar.name}.")
+
+    def _move_tables(self) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]:
+        g = self.grammar
+        live = [p for p in g.productions if g.probs[p.id] > 0]
+        exchangeable = tuple(
+            tuple(q.id for q in live if q.id != p.id and q.lhs == p.lhs
+                  and q.children == p.children) if g.probs[p.id] > 0 else ()
+            for p in g.productions)
+        recursive = tuple(tuple(p.id for p in live if p.lhs == a and a in p.children)
+                          for a in range(len(g.nonterminals)))
+        return exchangeable, recursive
+
+    def exchangeable(self) -> tuple[tuple[int, ...], ...]:
+        """For each production, the other positive-weight productions with the same
+        left-hand side and the same sequence of child nonterminals (relabel targets)."""
+        return self._exchangeable
+
+    def recursive(self) -> tuple[tuple[int, ...], ...]:
+        """For each nonterminal A, its positive-weight productions with A among the children
+        (the productions an insert move can wrap a subtree of A in)."""
+        return self._recursive
+
+    def input_log_prob(self, name: str) -> float:
+        """log q(name) of an input leaf's value (−inf for an unknown input)."""
+        return self._input_logp.get(name, -math.inf)
+
+    def sample_leaf_value(self, rng: np.random.Generator, production: int) -> Any:
+        """A leaf's value from its prior: an input name, a constant, or None."""
+        return self._leaf(rng, production)
 
     # ------------------------------------------------------------------ sampling
     def _leaf(self, rng: np.random.Generator, r: int) -> Any:
@@ -269,13 +299,21 @@ class ProgramPrior(TorchDistribution):
 
         It is −inf for an input name the prior does not know or a zero-weight production.
         """
+        return self.subtree_log_prob(program.prods, program.values)
+
+    def subtree_log_prob(self, prods: tuple[int, ...], values: tuple[Any, ...]) -> float:
+        """Σ log w(r) + value log densities of a (sub)tree given in preorder (no normaliser).
+
+        ``subtree_log_prob(T) - tables.log_mass(A, b, s)`` is log p_b(T | A), the density of
+        :meth:`sample_subtree`.
+        """
         total = 0.0
-        prods = self.grammar.productions
+        prods_table = self.grammar.productions
         logp = self._prod_logp
-        for r, v in zip(program.prods, program.values, strict=True):
+        for r, v in zip(prods, values, strict=True):
             total += logp[r]
             if v is not None:
-                kind = prods[r].op.kind
+                kind = prods_table[r].op.kind
                 if kind == KIND_INPUT:
                     total += self._input_logp.get(v, -math.inf)
                 elif kind == KIND_CONSTANT:

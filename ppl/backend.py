@@ -1,0 +1,78 @@
+"""Which backend runs models: Pyro (torch, the default) or NumPyro (jax).
+
+A model written with ``ppl.sample``/``ppl.plate``/``ppl.dist`` runs unchanged on either;
+``use("numpyro")`` switches inside a ``with`` block. ``ppl.dist`` resolves a distribution
+name in the active backend's distribution module at call time.
+
+Examples
+--------
+>>> import ppl
+>>> ppl.backend.active()
+'pyro'
+>>> with ppl.backend.use("numpyro"):
+...     type(ppl.dist.Normal(0.0, 1.0)).__module__
+'numpyro.distributions.continuous'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterator
+from typing import Any
+
+from ppl.errors import PPLError
+
+__all__ = ["BACKENDS", "active", "dist", "use"]
+
+BACKENDS = ("pyro", "numpyro")
+_active = ["pyro"]
+
+
+def active() -> str:
+    """Name of the active backend."""
+    return _active[-1]
+
+
+def _check(name: str) -> str:
+    if name == "numpy":  # pyroapi's alias for NumPyro
+        name = "numpyro"
+    if name not in BACKENDS:
+        raise PPLError(f"Unknown backend {name!r}; expected one of {BACKENDS}.")
+    return name
+
+
+@contextlib.contextmanager
+def use(name: str) -> Iterator[None]:
+    """Run the enclosed code with backend ``name`` ("pyro" or "numpyro")."""
+    _active.append(_check(name))
+    try:
+        yield
+    finally:
+        _active.pop()
+
+
+class _NoDistribution(PPLError, AttributeError):
+    """``ppl.dist.Name`` where the active backend has no distribution ``Name``."""
+
+
+class _Dist:
+    """``ppl.dist.X`` is ``pyro.distributions.X`` or ``numpyro.distributions.X``."""
+
+    _modules = {"pyro": "pyro.distributions", "numpyro": "numpyro.distributions"}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        module = importlib.import_module(self._modules[active()])
+        try:
+            return getattr(module, name)
+        except AttributeError:
+            raise _NoDistribution(f"The {active()} backend has no distribution {name!r}."
+                                  ) from None
+
+    def __dir__(self) -> list[str]:
+        return dir(importlib.import_module(self._modules[active()]))
+
+
+dist = _Dist()
