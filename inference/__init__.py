@@ -1,7 +1,23 @@
 """inference: the algorithms that answer queries on ``ppl`` models.
 
-Nothing is public yet; ``infer``, ``query``, ``compare`` and ``load`` arrive with the
-inference issues (see ``docs/``).
+Examples
+--------
+>>> import numpy as np
+>>> import ppl
+>>> from ppl import dist
+>>> from inference import infer
+>>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+>>> def model(x, y=None):
+...     f = ppl.sample("f", prior)
+...     with ppl.plate("data", len(x)):
+...         ppl.sample("y", dist.Normal(f(x), 0.1), obs=y)
+>>> x = np.linspace(-1, 1, 8)
+>>> post = infer(model, x, y=np.sin(x), method="enumerate")
+>>> post.programs("f", simplify=False)["program"][0]
+'sin(x)'
 """
 
-__all__: list[str] = []
+from inference.api import infer
+from inference.results import Posterior, load
+
+__all__ = ["Posterior", "infer", "load"]

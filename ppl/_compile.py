@@ -127,6 +127,13 @@ def _translate_lark_error(err: lark.exceptions.LarkError, text: str, source: str
             + show_line(text, line, source, column)
             + "\nCheck the rule syntax (Lark EBNF: 'rule: a b -> alias | c -> alias2').")
     msg = str(err)
+    m = re.search(r"at line (\d+) column (\d+)", msg)
+    if m:  # Lark reports some syntax errors as GrammarError("... at line L column C")
+        line, column = int(m.group(1)), int(m.group(2))
+        return GrammarSyntaxError(
+            f"Grammar syntax error in {source} at line {line}, column {column}: "
+            f"{msg.splitlines()[0]}\n" + show_line(text, line, source, column)
+            + "\nCheck the rule syntax (Lark EBNF: 'rule: a b -> alias | c -> alias2').")
     rules = _rule_lines(text)
     m = re.search(r"Rule '(\w+)' used but not defined \(in rule (\w+)\)", msg)
     if m:
@@ -209,10 +216,6 @@ def compile_text(text: str, source: str) -> Compiled:
                 annotated[prod.id] = _parse_weight(raw_weights[(name, prod.alias)], name,
                                                       prod.alias, prod.line, text, source)
             productions.append(prod)
-    for key in raw_weights:
-        if key[0] not in rules:
-            raise WeightError(f"A weight annotation names rule '{key[0]}', which is not used.\n"
-                              + show_line(text, alias_lines.get(key, 0), source))
     spaced = bool(parser.ignore_tokens)
     return Compiled(tuple(names), ids["start"], tuple(productions), annotated, parser,
                     value_patterns, spaced)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from ppl.errors import PPLError
 
@@ -59,7 +59,8 @@ class _NoDistribution(PPLError, AttributeError):
 class _Dist:
     """``ppl.dist.X`` is ``pyro.distributions.X`` or ``numpyro.distributions.X``."""
 
-    _modules = {"pyro": "pyro.distributions", "numpyro": "numpyro.distributions"}
+    _modules: ClassVar[dict[str, str]] = {"pyro": "pyro.distributions",
+                                          "numpyro": "numpyro.distributions"}
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -212,7 +212,19 @@ class Grammar:
 
     # ------------------------------------------------------------------ validation
     def _check_reachable(self) -> None:
+        # Lark drops only rules that nothing references; rules that reference each other
+        # survive it, so reachability from start is a fixpoint over the productions.
+        reach = {self.start}
+        todo = [self.start]
+        while todo:
+            for r in self.by_lhs[todo.pop()]:
+                for c in self.productions[r].children:
+                    if c not in reach:
+                        reach.add(c)
+                        todo.append(c)
+        self._reachable = sorted(reach)
         kept = {str(r.origin.name) for r in self._compiled.parser.rules}
+        kept -= {n for a, n in enumerate(self.nonterminals) if a not in reach}
         for rule, line in defined_rules(self._text).items():
             if rule not in kept:
                 warnings.warn(
@@ -261,7 +273,7 @@ class Grammar:
         return m
 
     def _check_spectral_radius(self) -> float:
-        m = self.mean_matrix()
+        m = self.mean_matrix()[np.ix_(self._reachable, self._reachable)]
         rho = float(np.max(np.abs(np.linalg.eigvals(m)))) if m.size else 0.0
         if rho >= 1.0 - 1e-12:
             recursive = sorted({p.alias for p in self.productions if p.children})

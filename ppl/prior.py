@@ -26,7 +26,7 @@ from ppl._tables import Tables
 from ppl.errors import PPLError, PriorError
 from ppl.grammar import Grammar
 from ppl.ops import KIND_CONSTANT, KIND_INPUT
-from ppl.program import Program
+from ppl.program import BoundProgram, Program
 
 __all__ = ["ConstantPrior", "ProgramPrior"]
 
@@ -93,6 +93,14 @@ class ConstantPrior:
             pass
         raise PriorError(f"constant_prior must be a scalar Normal, Laplace or Uniform "
                          f"distribution (or a ConstantPrior); got {spec!r}.")
+
+    def grad_log_prob(self, c: np.ndarray) -> np.ndarray:
+        """d/dc log p_c(c), elementwise (0 inside a uniform's support)."""
+        if self.family == "normal":
+            return np.asarray(-(c - self.a) / self.b**2)
+        if self.family == "laplace":
+            return np.asarray(-np.sign(c - self.a) / self.b)
+        return np.zeros_like(c)
 
     def log_prob(self, c: float) -> float:
         """log p_c(c)."""
@@ -322,6 +330,8 @@ class ProgramPrior(TorchDistribution):
 
     def log_density(self, program: Program) -> float:
         """log π₀(φ) under the limits, as a float (−inf outside the support)."""
+        if isinstance(program, BoundProgram):
+            program = program.program
         if not isinstance(program, Program):
             raise PPLError(f"ProgramPrior.log_prob expects a Program; got "
                            f"{type(program).__name__}.")

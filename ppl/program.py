@@ -22,7 +22,7 @@ from ppl.ops import KIND_CONSTANT, KIND_FUNCTION, KIND_INPUT, KIND_LITERAL
 if TYPE_CHECKING:
     from ppl.grammar import Grammar
 
-__all__ = ["Program"]
+__all__ = ["BoundProgram", "Program"]
 
 JSON_FORMAT = "ppl.program/1"
 
@@ -490,3 +490,34 @@ def _broadcast(xp: Any, result: Any, env: Mapping[str, Any]) -> Any:
     if xp.__name__ == "torch":
         return result.expand(shape)
     return xp.broadcast_to(result, shape)
+
+
+class BoundProgram:
+    """A program whose constants are bound to an array (e.g. a torch tensor with gradient).
+
+    Calling it evaluates ``program`` with those constants, so gradients of anything computed
+    from its output flow back to ``constants``. A :class:`~ppl.prior.ProgramPrior` scores it
+    as its ``program`` (the stored constants).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ppl import Grammar
+    >>> f = Grammar.load("arith").parse("(x * 2.0)")
+    >>> c = torch.tensor([3.0], dtype=torch.float64, requires_grad=True)
+    >>> BoundProgram(f, c)(torch.ones(2, dtype=torch.float64)).sum().backward()
+    >>> c.grad
+    tensor([2.], dtype=torch.float64)
+    """
+
+    __slots__ = ("constants", "program")
+
+    def __init__(self, program: Program, constants: Any) -> None:
+        self.program = program
+        self.constants = constants
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.program.evaluate(*args, constants=self.constants, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"BoundProgram({self.program!r})"

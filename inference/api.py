@@ -1,0 +1,142 @@
+"""``infer`` and ``load``: write a model, call infer, get a Posterior."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+
+from inference.enumerate import enumerate_posterior
+from inference.importance import importance_posterior
+from inference.mcmc.driver import ChainResult, make_specs, run_chains
+from inference.mcmc.gibbs import Gibbs
+from inference.results import Posterior, load
+from inference.target import PROGRAM, Target
+from ppl.errors import PPLError
+
+__all__ = ["METHODS", "infer", "load"]
+
+METHODS = ("auto", "mcmc", "enumerate", "importance")
+
+
+class RunWarning(UserWarning):
+    """A run that finished but not as asked (chains crashed or were cut short)."""
+
+
+def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
+          num_samples: int = 1000, num_warmup: int | None = None, num_chains: int = 4,
+          seed: int = 0, progress: bool = True, thin: int = 1,
+          chain_method: str = "parallel", executor: Executor | None = None,
+          structure_weights: dict[str, float] | None = None,
+          init_values: dict[str, Any] | None = None, max_time: float | None = None,
+          num_particles: int | None = None, **kwargs: Any) -> Posterior:
+    """Posterior of every unobserved site of ``model(*args, **kwargs)`` given its ``obs=``
+    sites.
+
+    Parameters
+    ----------
+    model : callable
+        A model written with ``ppl.sample``; program sites use ``ppl.ProgramPrior``.
+    *args, **kwargs
+        The model's arguments (numpy arrays become float64 tensors).
+    method : {"mcmc", "auto", "enumerate", "importance"}
+        ``"mcmc"``: Metropolis-within-Gibbs (program moves, constant RW/MALA, RW on
+        continuous sites); ``"auto"``: the same, printing its plan; ``"enumerate"``: exact
+        (finite latents only); ``"importance"``: importance sampling from the prior.
+    num_samples, num_warmup, num_chains, thin : int
+        Draws kept per chain, adaptive sweeps before them (default ``num_samples``), chains,
+        and sweeps per kept draw.
+    seed : int
+        Master seed: the same seed gives bitwise-identical draws.
+    progress : bool
+        tqdm bars per chain (only on a terminal, never with ``CI`` set).
+    chain_method : {"parallel", "sequential"}
+        Chains in processes (default) or one after another; ``executor`` overrides both.
+    max_time : float, optional
+        Seconds per chain; a chain stops cleanly at the budget (with a warning).
+
+    Returns
+    -------
+    Posterior
+    """
+    if method not in METHODS:
+        raise PPLError(f"Unknown method {method!r}; expected one of {METHODS}.")
+    for name, value in (("num_samples", num_samples), ("num_chains", num_chains),
+                        ("thin", thin)):
+        if not isinstance(value, int) or value < 1:
+            raise PPLError(f"{name} must be a positive integer; got {value!r}.")
+    if chain_method not in ("parallel", "sequential"):
+        raise PPLError(f"chain_method must be 'parallel' or 'sequential'; got {chain_method!r}.")
+    target = Target(model, args, kwargs, seed=seed)
+    common = {"model": model, "args": target.args, "kwargs": target.kwargs,
+              "observed": {k: _numpy(v) for k, v in target.observed.items()},
+              "priors": {n: s.fn for n, s in target.latents.items() if s.kind == PROGRAM}}
+    rng = np.random.default_rng(seed)
+    if method == "enumerate":
+        out = enumerate_posterior(target, num_samples, num_chains, rng)
+        return Posterior(method=method, samples=out["samples"], stats=out["stats"],
+                         log_lik=out["log_lik"], exact=out["exact"],
+                         attrs={"log_evidence": out["log_evidence"]}, **common)
+    if method == "importance":
+        n = num_particles or 10 * num_samples * num_chains
+        out = importance_posterior(target, n, num_samples, num_chains, rng, seed)
+        if out["ess"] < 0.01 * n:
+            warnings.warn(f"Importance sampling kept an effective sample size of "
+                          f"{out['ess']:.1f} of {n} particles; the result is unreliable.",
+                          RunWarning, stacklevel=2)
+        return Posterior(method=method, samples=out["samples"], stats=out["stats"],
+                         log_lik=out["log_lik"],
+                         attrs={"ess": out["ess"], "khat": out["khat"], "num_particles": n},
+                         **common)
+    kernel = Gibbs(target, structure_weights)
+    if method == "auto":
+        print(kernel.describe())
+    specs = make_specs(model, target.args, target.kwargs, seed, num_chains,
+                       num_samples if num_warmup is None else num_warmup, num_samples, thin,
+                       progress, structure_weights, init_values, max_time)
+    results = run_chains(specs, chain_method, executor)
+    return _assemble(results, kernel.describe(), common)
+
+
+def _numpy(value: Any) -> np.ndarray:
+    return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+
+
+def _assemble(results: list[ChainResult], plan: str, common: dict[str, Any]) -> Posterior:
+    ok = [r for r in results if r.error is None]
+    if len(ok) < len(results):
+        bad = [r for r in results if r.error is not None]
+        if not ok:
+            raise PPLError(f"Every chain crashed; the first error:\n{bad[0].error}")
+        warnings.warn(f"{len(bad)} of {len(results)} chains crashed (chains "
+                      f"{[r.chain for r in bad]}); keeping the other {len(ok)}. First error:\n"
+                      f"{bad[0].error.splitlines()[-1] if bad[0].error else ''}",
+                      RunWarning, stacklevel=3)
+    n = min(len(r.stats["lp"]) for r in ok)
+    if any(r.cut_short for r in ok):
+        warnings.warn(f"max_time cut the run short: {n} draws per chain were kept.",
+                      RunWarning, stacklevel=3)
+    if n == 0:
+        raise PPLError("No draws were recorded (max_time too short for the warmup?).")
+    samples: dict[str, np.ndarray] = {}
+    for name in ok[0].draws:
+        if name in common["priors"]:
+            arr = np.empty((len(ok), n), dtype=object)
+            for c, r in enumerate(ok):
+                for d in range(n):
+                    arr[c, d] = r.draws[name][d]
+            samples[name] = arr
+        else:
+            samples[name] = np.stack([np.asarray(r.draws[name][:n]) for r in ok])
+    stats = {k: np.stack([r.stats[k][:n] for r in ok]) for k in ok[0].stats}
+    log_lik = {k: np.stack([r.pointwise[k][:n] for r in ok]) for k in ok[0].pointwise}
+    attrs = {"plan": plan, "chains": [r.chain for r in ok],
+             "seconds": [round(r.elapsed, 3) for r in ok]}
+    return Posterior(method="mcmc", samples=samples, stats=stats, log_lik=log_lik,
+                     attrs=attrs, **common)
+
+
+

@@ -1,0 +1,155 @@
+"""The MCMC driver: chains, warmup and adaptation, progress, seeds, parallelism.
+
+Kernels are pure; this module owns everything around them. One master seed spawns
+independent per-chain streams (``numpy.random.SeedSequence.spawn``), so the same seed gives
+bitwise-identical draws whether chains run in processes or in sequence. Chains run in
+parallel processes by default (``spawn`` context, one torch thread each) or on any
+``concurrent.futures.Executor``; a chain that crashes is reported and the others are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from inference.mcmc.gibbs import Gibbs
+from inference.target import PROGRAM, Target
+
+__all__ = ["ChainResult", "ChainSpec", "run_chain", "run_chains", "show_progress"]
+
+
+class ChainSpec(NamedTuple):
+    """Everything one chain needs (picklable, so it can run in another process)."""
+
+    model: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    chain: int
+    seed: np.random.SeedSequence
+    num_warmup: int
+    num_samples: int
+    thin: int
+    progress: bool
+    structure_weights: dict[str, float] | None
+    init_values: dict[str, Any] | None
+    max_time: float | None
+
+
+class ChainResult(NamedTuple):
+    """The draws and statistics of one chain."""
+
+    chain: int
+    draws: dict[str, list[Any]]
+    """Latent site -> list of draws (Programs, or numpy arrays)."""
+    stats: dict[str, np.ndarray]
+    """lp, acceptance_rate, move, accepted, n_invalid per draw."""
+    pointwise: dict[str, np.ndarray]
+    """Observed site -> (draws, *shape) log-likelihoods."""
+    error: str | None
+    """The traceback of a crashed chain."""
+    elapsed: float
+    """Seconds spent in this chain."""
+    cut_short: bool
+    """True when ``max_time`` stopped the chain early."""
+
+
+def show_progress(progress: bool) -> bool:
+    """Progress bars only on a terminal and never under CI."""
+    return bool(progress) and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def run_chain(spec: ChainSpec) -> ChainResult:
+    """Run one chain: init, ``num_warmup`` adaptive sweeps, ``num_samples`` recorded ones."""
+    start = time.perf_counter()
+    draws: dict[str, list[Any]] = {}
+    stats: dict[str, list[Any]] = {k: [] for k in ("lp", "acceptance_rate", "move",
+                                                     "accepted", "n_invalid")}
+    pointwise: dict[str, list[np.ndarray]] = {}
+    try:
+        torch.set_num_threads(1)
+        rng = np.random.default_rng(spec.seed)
+        target = Target(spec.model, spec.args, spec.kwargs,
+                        seed=int(spec.seed.generate_state(1)[0]))
+        kernel = Gibbs(target, spec.structure_weights)
+        state = kernel.init(rng, spec.init_values)
+        draws = {name: [] for name in target.latents}
+        pointwise = {name: [] for name in target.observed}
+        total = spec.num_warmup + spec.num_samples * spec.thin
+        bar = tqdm(total=total, position=spec.chain, desc=f"chain {spec.chain}",
+                   disable=not spec.progress, leave=False)
+        for i in range(total):
+            if spec.max_time is not None and time.perf_counter() - start > spec.max_time:
+                bar.close()
+                return _result(spec, draws, stats, pointwise, None, start, True)
+            warm = i < spec.num_warmup
+            state, info = kernel.step(rng, state, adapt=warm)
+            bar.update()
+            if warm or (i - spec.num_warmup) % spec.thin:
+                continue
+            if state.trace is None:
+                state = state._replace(trace=target.log_joint(state.values)[1])
+            for name, value in state.values.items():
+                draws[name].append(value if target.latents[name].kind == PROGRAM
+                                   else value.detach().cpu().numpy().copy())
+            for name, arr in target.pointwise(state.trace).items():
+                pointwise[name].append(arr)
+            stats["lp"].append(state.log_joint)
+            stats["acceptance_rate"].append(info.acceptance_rate)
+            stats["move"].append(info.move)
+            stats["accepted"].append(info.accepted)
+            stats["n_invalid"].append(info.n_invalid)
+        bar.close()
+    except Exception:  # a crashed chain is reported; the other chains are kept
+        return _result(spec, draws, stats, pointwise, traceback.format_exc(), start, False)
+    return _result(spec, draws, stats, pointwise, None, start, False)
+
+
+def _result(spec: ChainSpec, draws: dict[str, list[Any]], stats: dict[str, list[Any]],
+            pointwise: dict[str, list[np.ndarray]], error: str | None, start: float,
+            cut: bool) -> ChainResult:
+    return ChainResult(spec.chain, draws, {k: np.asarray(v) for k, v in stats.items()},
+                       {k: np.asarray(v) for k, v in pointwise.items()}, error,
+                       time.perf_counter() - start, cut)
+
+
+def _picklable(obj: Any) -> bool:
+    try:
+        pickle.dumps(obj)
+    except Exception:
+        return False
+    return True
+
+
+def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
+               executor: Executor | None = None) -> list[ChainResult]:
+    """Run chains on ``executor``, in local processes ("parallel") or one after another
+    ("sequential"). Unpicklable models (closures) fall back to sequential."""
+    if executor is not None:
+        return [f.result() for f in [executor.submit(run_chain, s) for s in specs]]
+    workers = min(len(specs), os.cpu_count() or 1)
+    if chain_method == "parallel" and workers > 1 and _picklable(specs[0]):
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as ex:
+            return list(ex.map(run_chain, specs))
+    return [run_chain(s) for s in specs]
+
+
+def make_specs(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
+               seed: int, num_chains: int, num_warmup: int, num_samples: int, thin: int,
+               progress: bool, structure_weights: dict[str, float] | None,
+               init_values: dict[str, Any] | None, max_time: float | None) -> list[ChainSpec]:
+    """One spec per chain, each with its own stream spawned from ``seed``."""
+    streams = np.random.SeedSequence(seed).spawn(num_chains)
+    return [ChainSpec(model, tuple(args), dict(kwargs), c, streams[c], num_warmup,
+                      num_samples, thin, show_progress(progress), structure_weights,
+                      init_values, max_time) for c in range(num_chains)]

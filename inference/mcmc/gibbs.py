@@ -1,0 +1,266 @@
+"""Metropolis-within-Gibbs over every latent site of a model (pure ``init``/``step``).
+
+One ``step`` is a sweep over the plan's blocks, each update π-invariant on its own, so the
+fixed cycle is π-invariant (MOVES.md, "Gibbs composition"):
+
+- a program site gets one structure move drawn from ``structure_weights`` (regenerate,
+  insert/delete, relabel; :mod:`inference.mcmc.moves`), then, if the program has constants,
+  one constant move: a random walk on one constant (symmetric) or MALA on all of them
+  (gradient through torch autograd, Gaussian proposal densities in the ratio), alternately;
+- a continuous site gets a random walk in unconstrained space (Jacobian in the ratio);
+- a discrete site gets a uniform proposal over its support for one element.
+
+Step sizes adapt (Robbins–Monro on the log scale) only while ``adapt=True`` (warmup), so
+the sampling phase is an exact MH chain.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch.distributions import biject_to
+
+from inference.mcmc.moves import MOVES, RandomChooser
+from inference.target import CONTINUOUS, DISCRETE, PROGRAM, Target
+from ppl.errors import InitializationError, PPLError
+from ppl.program import BoundProgram, Program
+
+__all__ = ["DEFAULT_STRUCTURE_WEIGHTS", "Gibbs", "GibbsInfo", "GibbsState"]
+
+DEFAULT_STRUCTURE_WEIGHTS: dict[str, float] = {"regenerate": 0.5, "insert_delete": 0.25,
+                                               "relabel": 0.25}
+INIT_TRIES = 100
+
+
+class GibbsState(NamedTuple):
+    """The state of a Metropolis-within-Gibbs chain."""
+
+    values: dict[str, Any]
+    """Current value of every latent site (Programs, tensors)."""
+    log_joint: float
+    """log p(values, data)."""
+    trace: Any
+    """The Pyro trace of ``values`` (None when it must be recomputed)."""
+    step_size: dict[str, float]
+    """Adaptive proposal scales: "<site>" (random walk), "<site>.rw", "<site>.mala"."""
+    iteration: int
+    """Number of steps taken (drives the adaptation schedule)."""
+
+
+class GibbsInfo(NamedTuple):
+    """What one sweep did."""
+
+    acceptance_rate: float
+    """Mean acceptance probability over the sweep's updates."""
+    move: str
+    """Structure move tried on the first program site ("" without program sites)."""
+    accepted: bool
+    """Whether that structure move was accepted."""
+    n_invalid: int
+    """Proposals whose log joint was −inf or nan (invalid programs) in this sweep."""
+
+
+class Gibbs:
+    """Metropolis-within-Gibbs kernel over a :class:`~inference.target.Target`.
+
+    Parameters
+    ----------
+    target : Target
+    structure_weights : mapping, optional
+        Probabilities of the structure moves (normalised); default
+        ``DEFAULT_STRUCTURE_WEIGHTS``.
+    """
+
+    def __init__(self, target: Target, structure_weights: Mapping[str, float] | None = None
+                 ) -> None:
+        self.target = target
+        weights = dict(structure_weights or DEFAULT_STRUCTURE_WEIGHTS)
+        unknown = set(weights) - set(MOVES)
+        if unknown or not weights or any(not (w >= 0) for w in weights.values()) \
+                or sum(weights.values()) <= 0:
+            raise PPLError(f"structure_weights must map moves {sorted(MOVES)} to weights >= 0 "
+                           f"(not all zero); got {weights}.")
+        self.move_names = list(weights)
+        self.move_cum = np.cumsum([weights[k] for k in self.move_names])
+        self.blocks = list(target.latents.values())
+
+    def describe(self) -> str:
+        """The plan in one line, e.g. ``Gibbs: ProgramMH[f] + RW[sigma]``."""
+        label = {PROGRAM: "ProgramMH", CONTINUOUS: "RW", DISCRETE: "DiscreteMH"}
+        parts = [f"{label[b.kind]}[{b.name}]" for b in self.blocks]
+        return "Gibbs: " + (" + ".join(parts) if parts else "(no latent sites)")
+
+    # ------------------------------------------------------------------ init
+    def init(self, rng: np.random.Generator,
+             init_values: Mapping[str, Any] | None = None) -> GibbsState:
+        """A valid initial state: programs from their priors, continuous sites uniform in
+        (−2, 2) on the unconstrained scale, discrete sites uniform; up to 100 tries."""
+        step = {}
+        for b in self.blocks:
+            step[b.name] = 0.5 if b.kind == CONTINUOUS else 1.0
+            if b.kind == PROGRAM:
+                step[f"{b.name}.rw"] = 0.5
+                step[f"{b.name}.mala"] = 0.1
+        for _ in range(INIT_TRIES):
+            values = {b.name: self._draw_init(rng, b) for b in self.blocks}
+            values.update(dict(init_values or {}))
+            lj, tr = self.target.log_joint(values)
+            if math.isfinite(lj):
+                return GibbsState(values, lj, tr, step, 0)
+        names = ", ".join(b.name for b in self.blocks)
+        raise InitializationError(
+            f"No valid initial state in {INIT_TRIES} tries (every draw gave log density "
+            f"-inf or nan) for sites: {names}. Check that the data can be explained at all, "
+            "or pass init_values.")
+
+    @staticmethod
+    def _draw_init(rng: np.random.Generator, b: Any) -> Any:
+        if b.kind == PROGRAM:
+            return b.fn.sample_program(rng)
+        if b.kind == DISCRETE:
+            support = b.fn.enumerate_support(expand=True)
+            idx = rng.integers(support.shape[0], size=b.shape or None)
+            flat = support.reshape(support.shape[0], -1)
+            pick = torch.as_tensor(np.asarray(idx).reshape(-1))
+            return flat[pick, torch.arange(flat.shape[1])].reshape(b.shape)
+        t = biject_to(b.fn.support)
+        u = torch.as_tensor(rng.uniform(-2, 2, size=_unconstrained_shape(t, b.shape)))
+        return t(u)
+
+    # ------------------------------------------------------------------ step
+    def step(self, rng: np.random.Generator, state: GibbsState, adapt: bool = False
+             ) -> tuple[GibbsState, GibbsInfo]:
+        """One sweep over all blocks; returns the new state and what happened."""
+        state = state._replace(step_size=dict(state.step_size), iteration=state.iteration + 1)
+        alphas: list[float] = []
+        invalid = 0
+        first_move, first_accepted = "", False
+        for b in self.blocks:
+            if b.kind == PROGRAM:
+                name = self.move_names[int(np.searchsorted(
+                    self.move_cum, rng.random() * self.move_cum[-1], side="right"))]
+                state, alpha, acc, bad = self._structure(rng, state, b, name)
+                alphas.append(alpha)
+                invalid += bad
+                if not first_move:
+                    first_move, first_accepted = name, acc
+                if len(state.values[b.name].constants):
+                    use_mala = state.iteration % 2 == 0
+                    state, alpha, _, bad = (self._mala(rng, state, b, adapt) if use_mala
+                                            else self._constant_rw(rng, state, b, adapt))
+                    alphas.append(alpha)
+                    invalid += bad
+            elif b.kind == CONTINUOUS:
+                state, alpha, _, bad = self._continuous(rng, state, b, adapt)
+                alphas.append(alpha)
+                invalid += bad
+            else:
+                state, alpha, _, bad = self._discrete(rng, state, b)
+                alphas.append(alpha)
+                invalid += bad
+        rate = float(np.mean(alphas)) if alphas else 1.0
+        return state, GibbsInfo(rate, first_move, first_accepted, invalid)
+
+    def _accept(self, rng: np.random.Generator, state: GibbsState, site: str, value: Any,
+                log_q_ratio: float, scored: tuple[float, Any] | None = None
+                ) -> tuple[GibbsState, float, bool, int]:
+        values = dict(state.values)
+        values[site] = value
+        lj, tr = scored if scored is not None else self.target.log_joint(values)
+        if not math.isfinite(lj):
+            return state, 0.0, False, 1
+        log_alpha = lj - state.log_joint + log_q_ratio
+        alpha = 1.0 if log_alpha >= 0 else math.exp(log_alpha)
+        if rng.random() < alpha:
+            return state._replace(values=values, log_joint=lj, trace=tr), alpha, True, 0
+        return state, alpha, False, 0
+
+    def _structure(self, rng: np.random.Generator, state: GibbsState, b: Any, name: str
+                   ) -> tuple[GibbsState, float, bool, int]:
+        prop = MOVES[name](RandomChooser(rng), b.fn, state.values[b.name])
+        if prop is None:
+            return state, 0.0, False, 0
+        return self._accept(rng, state, b.name, prop.program, prop.log_q_rev - prop.log_q_fwd)
+
+    def _constant_rw(self, rng: np.random.Generator, state: GibbsState, b: Any, adapt: bool
+                     ) -> tuple[GibbsState, float, bool, int]:
+        phi: Program = state.values[b.name]
+        c = phi.constants
+        key = f"{b.name}.rw"
+        c[int(rng.integers(len(c)))] += state.step_size[key] * rng.standard_normal()
+        out = self._accept(rng, state, b.name, phi.with_constants(c), 0.0)
+        if adapt:
+            _adapt(out[0].step_size, key, out[1], 0.44, state.iteration)
+        return out
+
+    def _mala(self, rng: np.random.Generator, state: GibbsState, b: Any, adapt: bool
+              ) -> tuple[GibbsState, float, bool, int]:
+        phi: Program = state.values[b.name]
+        key = f"{b.name}.mala"
+        eps = state.step_size[key]
+        c = phi.constants
+        _, g = self._grad(state, b, phi, c)
+        if not np.all(np.isfinite(g)):
+            return state, 0.0, False, 1
+        mean = c + 0.5 * eps**2 * g
+        c2 = mean + eps * rng.standard_normal(len(c))
+        phi2 = phi.with_constants(c2) if np.all(np.isfinite(c2)) else None
+        if phi2 is None:
+            return state, 0.0, False, 1
+        lj2, g2 = self._grad(state, b, phi2, c2)
+        if not (math.isfinite(lj2) and np.all(np.isfinite(g2))):
+            out = state, 0.0, False, 1
+        else:
+            log_q_fwd = -np.sum((c2 - mean) ** 2) / (2 * eps**2)
+            log_q_rev = -np.sum((c - c2 - 0.5 * eps**2 * g2) ** 2) / (2 * eps**2)
+            out = self._accept(rng, state, b.name, phi2, float(log_q_rev - log_q_fwd),
+                               scored=(lj2, None))
+        if adapt:
+            _adapt(out[0].step_size, key, out[1], 0.57, state.iteration)
+        return out
+
+    def _grad(self, state: GibbsState, b: Any, phi: Program, c: np.ndarray
+              ) -> tuple[float, np.ndarray]:
+        """log joint at constants c and its gradient d/dc (likelihood by autograd, constant
+        prior analytically)."""
+        leaf = torch.tensor(c, dtype=torch.float64, requires_grad=True)
+        lj, g = self.target.log_joint_grad(state.values, b.name, BoundProgram(phi, leaf), leaf)
+        return lj, g + b.fn.constant_prior.grad_log_prob(c)
+
+    def _continuous(self, rng: np.random.Generator, state: GibbsState, b: Any, adapt: bool
+                    ) -> tuple[GibbsState, float, bool, int]:
+        t = biject_to(b.fn.support)
+        v = state.values[b.name]
+        u = t.inv(v)
+        u2 = u + state.step_size[b.name] * torch.as_tensor(rng.standard_normal(tuple(u.shape)),
+                                                            dtype=u.dtype)
+        v2 = t(u2)
+        ratio = float(t.log_abs_det_jacobian(u2, v2).sum() - t.log_abs_det_jacobian(u, v).sum())
+        out = self._accept(rng, state, b.name, v2, ratio)
+        if adapt:
+            target_rate = 0.44 if u.numel() == 1 else 0.234
+            _adapt(out[0].step_size, b.name, out[1], target_rate, state.iteration)
+        return out
+
+    def _discrete(self, rng: np.random.Generator, state: GibbsState, b: Any
+                  ) -> tuple[GibbsState, float, bool, int]:
+        support = b.fn.enumerate_support(expand=False).reshape(-1)
+        v = state.values[b.name]
+        flat = v.reshape(-1).clone()
+        i = int(rng.integers(flat.numel())) if flat.numel() else 0
+        flat[i] = support[int(rng.integers(support.numel()))]
+        return self._accept(rng, state, b.name, flat.reshape(v.shape), 0.0)
+
+
+def _unconstrained_shape(t: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(t.inverse_shape(torch.Size(shape))) if hasattr(t, "inverse_shape") else shape
+
+
+def _adapt(step: dict[str, float], key: str, alpha: float, target: float, t: int) -> None:
+    """Robbins–Monro on log step size toward acceptance ``target`` (warmup only)."""
+    gamma = (t + 10.0) ** -0.6
+    step[key] = float(np.clip(step[key] * math.exp(gamma * (alpha - target)), 1e-6, 1e3))

@@ -1,0 +1,287 @@
+"""The :class:`Posterior`: draws of every latent site, diagnostics, ArviZ, save and load."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyro
+import torch
+from pyro import poutine
+
+from inference._arviz import (
+    az,
+    decode_programs,
+    encode_programs,
+    from_json_attr,
+    prior_from_attrs,
+    prior_to_attrs,
+    to_json_attr,
+)
+from inference.target import to_torch
+from ppl.errors import PPLError
+from ppl.prior import ProgramPrior
+from ppl.program import Program
+
+__all__ = ["Posterior", "load"]
+
+MOVE_CODES = ["", "regenerate", "insert_delete", "relabel"]
+
+
+class Posterior:
+    """Draws from p(latents | data), with program-aware summaries.
+
+    ``samples[site]`` has shape (chain, draw, ...); program sites hold Program objects.
+    Build one with :func:`inference.infer`; restore a saved one with :func:`load`.
+    """
+
+    def __init__(self, *, method: str, samples: dict[str, np.ndarray],
+                 stats: dict[str, np.ndarray], log_lik: dict[str, np.ndarray],
+                 observed: dict[str, np.ndarray], priors: dict[str, ProgramPrior],
+                 model: Callable[..., Any] | None = None, args: tuple[Any, ...] = (),
+                 kwargs: Mapping[str, Any] | None = None,
+                 attrs: dict[str, Any] | None = None,
+                 exact: dict[str, pd.DataFrame] | None = None) -> None:
+        self.method = method
+        self.samples = samples
+        """Site -> array of draws, shape (chain, draw, ...)."""
+        self.stats = stats
+        """Sample statistics (lp, acceptance_rate, ...), shape (chain, draw)."""
+        self.log_lik = log_lik
+        """Observed site -> pointwise log-likelihood, shape (chain, draw, *obs)."""
+        self.observed = observed
+        self.priors = priors
+        self.attrs = dict(attrs or {})
+        self.exact = exact or {}
+        self._model = model
+        self._args = tuple(args)
+        self._kwargs = dict(kwargs or {})
+
+    @property
+    def num_chains(self) -> int:
+        return int(next(iter(self.stats.values())).shape[0]) if self.stats else 0
+
+    @property
+    def num_draws(self) -> int:
+        return int(next(iter(self.stats.values())).shape[1]) if self.stats else 0
+
+    def __repr__(self) -> str:
+        return (f"Posterior(method={self.method!r}, sites={list(self.samples)}, "
+                f"chains={self.num_chains}, draws={self.num_draws})")
+
+    # ------------------------------------------------------------------ programs
+    def _program_site(self, site: str | None) -> str:
+        names = list(self.priors)
+        if site is None:
+            if len(names) != 1:
+                raise PPLError(f"Name the program site: one of {names}.")
+            return names[0]
+        if site not in self.priors:
+            raise PPLError(f"'{site}' is not a program site of this posterior; program sites: "
+                           f"{names}.")
+        return site
+
+    def programs(self, site: str | None = None, top: int | None = 10, prob: float = 0.9,
+                 simplify: bool = True) -> pd.DataFrame:
+        """Distinct programs of ``site``, most probable first.
+
+        Programs equal up to commutative reordering and constant values (equal ``.key``)
+        form one row. Columns: ``program`` (the most frequent tree, constants at their
+        posterior medians), ``probability`` (exact for ``method="enumerate"``, else the
+        fraction of draws), ``count``, ``log_joint`` (mean over its draws), ``simplified``
+        (sympy), ``constants`` (median and central ``prob`` interval of each constant,
+        from the draws of that most frequent tree).
+        """
+        site = self._program_site(site)
+        draws = self.samples[site].reshape(-1)
+        lp = self.stats["lp"].reshape(-1) if "lp" in self.stats else np.full(len(draws), np.nan)
+        groups: dict[str, list[int]] = {}
+        for i, p in enumerate(draws):
+            groups.setdefault(p.key, []).append(i)
+        exact = self.exact.get(site)
+        rows = []
+        for key, idx in groups.items():
+            rows.append(self._row(draws, lp, idx, prob, key, exact))
+        table = pd.DataFrame(rows).sort_values(["probability", "count"], ascending=False)
+        table = table.reset_index(drop=True)
+        if top is not None:
+            table = table.head(top)
+        if simplify:
+            table["simplified"] = [_simplify(p) for p in table["tree"]]
+        return table.drop(columns=["tree"])
+
+    @staticmethod
+    def _row(draws: np.ndarray, lp: np.ndarray, idx: list[int], prob: float, key: str,
+             exact: pd.DataFrame | None) -> dict[str, Any]:
+        shapes: dict[tuple[int, ...], list[int]] = {}
+        for i in idx:
+            shapes.setdefault(draws[i].prods, []).append(i)
+        main = max(shapes.values(), key=len)
+        rep: Program = draws[main[0]]
+        consts = np.array([draws[i].constants for i in main])
+        text, intervals = str(rep), ""
+        if consts.size:
+            lo, med, hi = np.quantile(consts, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
+            rep = rep.with_constants(med)
+            text = str(rep)
+            intervals = "; ".join(f"c{k}: {m:.4g} [{a:.4g}, {b:.4g}]"
+                                  for k, (a, m, b) in enumerate(zip(lo, med, hi, strict=True)))
+        probability = len(idx) / len(draws)
+        if exact is not None:
+            probability = float(exact.loc[exact["key"] == key, "probability"].sum())
+        return {"program": text, "probability": probability, "count": len(idx),
+                "log_joint": float(np.mean(lp[idx])), "constants": intervals, "tree": rep}
+
+    # ------------------------------------------------------------------ ArviZ
+    def to_arviz(self, posterior_predictive: bool = False, seed: int = 0) -> Any:
+        """An ``arviz.InferenceData`` with posterior, sample_stats, log_likelihood,
+        observed_data (and posterior_predictive when asked; needs the model)."""
+        posterior: dict[str, np.ndarray] = {}
+        attrs: dict[str, Any] = {"ppl_method": self.method}
+        priors = {}
+        for site, arr in self.samples.items():
+            if site in self.priors:
+                enc = encode_programs(site, arr, self.priors[site])
+                attrs[f"ppl_programs_{site}"] = to_json_attr(enc.pop("__table__"))
+                posterior.update(enc)
+                priors[site] = prior_to_attrs(self.priors[site])
+            else:
+                posterior[site] = arr
+        attrs["ppl_priors"] = to_json_attr(priors)
+        attrs["ppl_attrs"] = to_json_attr(_jsonable(self.attrs))
+        stats = dict(self.stats)
+        if "move" in stats:
+            stats["move"] = np.vectorize(MOVE_CODES.index, otypes=[np.int64])(stats["move"])
+            attrs["ppl_move_codes"] = to_json_attr(MOVE_CODES)
+        groups: dict[str, Any] = {"posterior": posterior, "sample_stats": stats,
+                                  "log_likelihood": self.log_lik,
+                                  "observed_data": self.observed}
+        if posterior_predictive:
+            groups["posterior_predictive"] = self._predictive(seed=seed)
+        idata = az.from_dict(**groups, attrs=attrs)
+        return idata
+
+    def summary(self, **kwargs: Any) -> pd.DataFrame:
+        """``arviz.summary`` of the numeric sites and program statistics (size, depth,
+        number of constants, log prior)."""
+        idata = self.to_arviz()
+        names = [v for v in idata.posterior.data_vars
+                 if v not in self.priors and not v.endswith("_constants")]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return az.summary(idata, var_names=names, **kwargs)
+
+    # ------------------------------------------------------------------ prediction
+    def _latent_draw(self, c: int, d: int) -> dict[str, Any]:
+        out = {}
+        for site, arr in self.samples.items():
+            v = arr[c, d]
+            out[site] = v if site in self.priors else torch.as_tensor(v)
+        return out
+
+    def _predictive(self, *args: Any, seed: int = 0, num_draws: int | None = None,
+                    model: Callable[..., Any] | None = None, **kwargs: Any
+                    ) -> dict[str, np.ndarray]:
+        model = model or self._model
+        if model is None:
+            raise PPLError("This posterior has no model (it was loaded from disk): pass "
+                           "model=.")
+        if not args and not kwargs:
+            args, kwargs = self._args, self._kwargs
+        args = tuple(to_torch(a) for a in args)
+        kwargs = {k: to_torch(v) for k, v in kwargs.items()}
+        chains, draws = self.num_chains, self.num_draws
+        step = 1 if num_draws is None else max(1, chains * draws // num_draws)
+        picks = [(c, d) for c in range(chains) for d in range(draws)][::step]
+        out: dict[str, list[np.ndarray]] = {}
+        free = poutine.uncondition(model)
+        with torch.random.fork_rng(), pyro.validation_enabled(False):
+            torch.manual_seed(seed)
+            for c, d in picks:
+                tr = poutine.trace(poutine.condition(free, data=self._latent_draw(c, d))
+                                   ).get_trace(*args, **kwargs)
+                for name in self.observed:
+                    out.setdefault(name, []).append(tr.nodes[name]["value"].detach().numpy())
+        shape = (chains, draws) if step == 1 else (1, len(picks))
+        return {k: np.asarray(v).reshape(shape + np.asarray(v[0]).shape) for k, v in out.items()}
+
+    def predict(self, *args: Any, prob: float = 0.9, num_draws: int = 1000, seed: int = 0,
+                model: Callable[..., Any] | None = None, **kwargs: Any) -> pd.DataFrame:
+        """Posterior predictive at new inputs: ``model(*args, **kwargs)`` run with latent
+        sites from the posterior and observed sites sampled.
+
+        Returns one row per observation of each observed site: ``mean``, ``sd`` and the
+        central ``prob`` interval (``lower``, ``upper``).
+        """
+        draws = self._predictive(*args, seed=seed, num_draws=num_draws, model=model, **kwargs)
+        frames = []
+        for site, arr in draws.items():
+            flat = arr.reshape(-1, *arr.shape[2:])
+            lo, hi = np.quantile(flat, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+            frames.append(pd.DataFrame({"site": site, "mean": flat.mean(0).reshape(-1),
+                                        "sd": flat.std(0).reshape(-1),
+                                        "lower": lo.reshape(-1), "upper": hi.reshape(-1)}))
+        return pd.concat(frames, ignore_index=True)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str) -> None:
+        """Write the result to NetCDF; :func:`load` restores it (programs included)."""
+        self.to_arviz().to_netcdf(str(path))
+
+    @classmethod
+    def from_arviz(cls, idata: Any) -> Posterior:
+        """Rebuild a Posterior from InferenceData written by :meth:`to_arviz`."""
+        priors = {site: prior_from_attrs(rec)
+                  for site, rec in from_json_attr(idata, "ppl_priors").items()}
+        samples: dict[str, np.ndarray] = {}
+        post = idata.posterior
+        stat_suffixes = ("_size", "_depth", "_n_constants", "_constants", "_log_prior")
+        for name in post.data_vars:
+            if name in priors:
+                table = from_json_attr(idata, f"ppl_programs_{name}")
+                samples[name] = decode_programs(post[name].values,
+                                                post[f"{name}_constants"].values, table,
+                                                priors[name].grammar)
+            elif not any(name == p + s for p in priors for s in stat_suffixes):
+                samples[name] = post[name].values
+        stats = {k: v.values for k, v in idata.sample_stats.data_vars.items()}
+        if "move" in stats:
+            codes = from_json_attr(idata, "ppl_move_codes")
+            stats["move"] = np.asarray(codes, dtype=object)[stats["move"]]
+        log_lik = {k: v.values for k, v in idata.log_likelihood.data_vars.items()}
+        observed = {k: v.values for k, v in idata.observed_data.data_vars.items()}
+        return cls(method=str(post.attrs.get("ppl_method", "")), samples=samples,
+                   stats=stats, log_lik=log_lik, observed=observed, priors=priors,
+                   attrs=from_json_attr(idata, "ppl_attrs"))
+
+
+def load(path: str) -> Posterior:
+    """Read a result written by :meth:`Posterior.save`."""
+    idata = az.from_netcdf(str(path))
+    return Posterior.from_arviz(idata)
+
+
+def _simplify(p: Program) -> str:
+    import sympy
+
+    try:
+        expr = sympy.simplify(p.to_sympy())
+        return str(expr.evalf(4)) if expr.free_symbols or not expr.is_number else str(expr)
+    except Exception:  # sympy can fail on exotic trees; the table still prints
+        return ""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)

@@ -1,0 +1,165 @@
+"""The target of inference: a model's log joint log p(latents, data), through Pyro traces.
+
+:class:`Target` runs the model once to find its sites (program, continuous, discrete,
+observed), checks the observed data, and then scores any assignment of the latent sites by
+replaying the model under ``poutine.condition``. Invalid programs (nan/inf outputs) give a
+log joint of −inf, which the kernels count and reject.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+from ppl.errors import DataError, PPLError
+from ppl.prior import ProgramPrior
+
+__all__ = ["SiteInfo", "Target", "to_torch"]
+
+PROGRAM, CONTINUOUS, DISCRETE = "program", "continuous", "discrete"
+
+
+class SiteInfo(NamedTuple):
+    """What inference needs to know about one latent site."""
+
+    name: str
+    """Site name."""
+    kind: str
+    """"program", "continuous" or "discrete"."""
+    fn: Any
+    """The site's distribution in the discovery trace."""
+    shape: tuple[int, ...]
+    """Shape of the site's value (() for programs)."""
+
+
+def to_torch(value: Any) -> Any:
+    """numpy arrays and float lists become float64 tensors; anything else is unchanged."""
+    if isinstance(value, np.ndarray):
+        return torch.as_tensor(value, dtype=torch.float64 if value.dtype.kind in "fiu"
+                               else None)
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, (int, float)) for v in value):
+        return torch.tensor(value, dtype=torch.float64)
+    return value
+
+
+class Target:
+    """log p(latents, data) of ``model(*args, **kwargs)`` by Pyro traces.
+
+    Parameters
+    ----------
+    model : callable
+        A model written with ``ppl.sample`` (or ``pyro.sample``).
+    args, kwargs
+        The model's arguments; numpy arrays become float64 tensors. Observed sites are the
+        ones the model passes ``obs=``.
+    seed : int
+        Seed of the discovery run (under ``torch.random.fork_rng``, so the global torch RNG
+        is untouched).
+    """
+
+    def __init__(self, model: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: Mapping[str, Any], seed: int = 0) -> None:
+        self.model = model
+        self.args = tuple(to_torch(a) for a in args)
+        self.kwargs = {k: to_torch(v) for k, v in kwargs.items()}
+        trace = self._discover(seed)
+        self.latents: dict[str, SiteInfo] = {}
+        self.observed: dict[str, Any] = {}
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            if site["is_observed"]:
+                self.observed[name] = self._check_observed(name, site)
+            else:
+                self.latents[name] = self._classify(name, site)
+
+    def _discover(self, seed: int) -> Any:
+        with torch.random.fork_rng(), pyro.validation_enabled(False):
+            torch.manual_seed(seed)
+            try:
+                return poutine.trace(self.model).get_trace(*self.args, **self.kwargs)
+            except PPLError:
+                raise
+            except (ValueError, RuntimeError, TypeError, IndexError) as err:
+                raise DataError(f"Running the model on its data failed: {err}\nCheck that "
+                                "observed data match their distributions' shapes.") from err
+
+    @staticmethod
+    def _check_observed(name: str, site: Mapping[str, Any]) -> Any:
+        value = site["value"]
+        arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+        if arr.size == 0:
+            raise DataError(f"Observed site '{name}' is empty.")
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            bad = int(np.sum(~np.isfinite(arr)))
+            raise DataError(f"Observed site '{name}' has {bad} NaN or infinite value(s); "
+                            "drop or impute them before inference.")
+        fn = site["fn"]
+        want = tuple(fn.batch_shape) + tuple(fn.event_shape)
+        if tuple(arr.shape) != want:
+            raise DataError(f"Observed site '{name}' has shape {tuple(arr.shape)} but its "
+                            f"distribution has shape {want}: the data would be broadcast. "
+                            "Reshape the data (e.g. y.reshape(-1)) to match.")
+        return value
+
+    @staticmethod
+    def _classify(name: str, site: Mapping[str, Any]) -> SiteInfo:
+        fn = site["fn"]
+        while hasattr(fn, "base_dist") and not isinstance(fn, ProgramPrior):
+            fn = fn.base_dist
+        if isinstance(fn, ProgramPrior):
+            return SiteInfo(name, PROGRAM, fn, ())
+        shape = tuple(site["value"].shape)
+        if getattr(site["fn"], "has_enumerate_support", False) and \
+                site["fn"].support.is_discrete:
+            return SiteInfo(name, DISCRETE, site["fn"], shape)
+        return SiteInfo(name, CONTINUOUS, site["fn"], shape)
+
+    # ------------------------------------------------------------------ scoring
+    def trace(self, values: Mapping[str, Any]) -> Any:
+        """The model's trace with the latent sites set to ``values`` (log probs computed)."""
+        with pyro.validation_enabled(False):
+            tr = poutine.trace(poutine.condition(self.model, data=dict(values))).get_trace(
+                *self.args, **self.kwargs)
+            tr.compute_log_prob()
+        return tr
+
+    def log_joint(self, values: Mapping[str, Any]) -> tuple[float, Any]:
+        """(log p(values, data), trace); −inf when any factor is nan or −inf."""
+        tr = self.trace(values)
+        total = 0.0
+        for site in tr.nodes.values():
+            if site["type"] == "sample" and not site_is_subsample(site):
+                total += float(site["log_prob_sum"])
+        if math.isnan(total):
+            total = -math.inf
+        return total, tr
+
+    def pointwise(self, tr: Any) -> dict[str, np.ndarray]:
+        """Per-observation log-likelihood of every observed site in trace ``tr``."""
+        return {name: tr.nodes[name]["log_prob"].detach().cpu().numpy().astype(np.float64)
+                for name in self.observed}
+
+    def log_joint_grad(self, values: Mapping[str, Any], site: str, replacement: Any,
+                       leaf: torch.Tensor) -> tuple[float, np.ndarray]:
+        """log joint and its gradient with respect to ``leaf``, with ``values[site]`` set to
+        ``replacement`` (e.g. a BoundProgram whose constants are ``leaf``)."""
+        vals = dict(values)
+        vals[site] = replacement
+        with pyro.validation_enabled(False):
+            tr = poutine.trace(poutine.condition(self.model, data=vals)).get_trace(
+                *self.args, **self.kwargs)
+            lp = tr.log_prob_sum()
+        if not torch.isfinite(lp):
+            return -math.inf, np.full(leaf.shape, np.nan)
+        (grad,) = torch.autograd.grad(lp, leaf, allow_unused=True)
+        g = np.zeros(leaf.shape) if grad is None else grad.detach().cpu().numpy()
+        return float(lp), g.astype(np.float64)
