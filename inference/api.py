@@ -71,7 +71,7 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
     if chain_method not in ("parallel", "sequential"):
         raise PPLError(f"chain_method must be 'parallel' or 'sequential'; got {chain_method!r}.")
     target = Target(model, args, kwargs, seed=seed)
-    common = {"model": model, "args": target.args, "kwargs": target.kwargs,
+    common: dict[str, Any] = {"model": model, "args": target.args, "kwargs": target.kwargs,
               "observed": {k: _numpy(v) for k, v in target.observed.items()},
               "priors": {n: s.fn for n, s in target.latents.items() if s.kind == PROGRAM}}
     rng = np.random.default_rng(seed)

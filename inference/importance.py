@@ -49,7 +49,7 @@ def importance_posterior(target: Target, num_particles: int, num_draws: int, num
     ess = float(1.0 / np.sum(w**2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, khat = az.psislw(np.where(finite, log_w, -1e300))
+        _, khat = az.psislw(np.where(finite, log_w, -1e300))  # type: ignore[no-untyped-call]
     picks = rng.choice(num_particles, size=(num_chains, num_draws), p=w)
     samples: dict[str, np.ndarray] = {}
     for name, site in target.latents.items():

@@ -205,7 +205,8 @@ class Posterior:
                 tr = poutine.trace(poutine.condition(free, data=self._latent_draw(c, d))
                                    ).get_trace(*args, **kwargs)
                 for name in self.observed:
-                    out.setdefault(name, []).append(tr.nodes[name]["value"].detach().numpy())
+                    value = tr.nodes[name]["value"]
+                    out.setdefault(name, []).append(np.asarray(value.detach().numpy()))
         shape = (chains, draws) if step == 1 else (1, len(picks))
         return {k: np.asarray(v).reshape(shape + np.asarray(v[0]).shape) for k, v in out.items()}
 
@@ -261,7 +262,7 @@ class Posterior:
 
 def load(path: str) -> Posterior:
     """Read a result written by :meth:`Posterior.save`."""
-    idata = az.from_netcdf(str(path))
+    idata = az.from_netcdf(str(path))  # type: ignore[no-untyped-call]
     return Posterior.from_arviz(idata)
 
 

@@ -157,7 +157,7 @@ class Target:
         with pyro.validation_enabled(False):
             tr = poutine.trace(poutine.condition(self.model, data=vals)).get_trace(
                 *self.args, **self.kwargs)
-            lp = tr.log_prob_sum()
+            lp = torch.as_tensor(tr.log_prob_sum())
         if not torch.isfinite(lp):
             return -math.inf, np.full(leaf.shape, np.nan)
         (grad,) = torch.autograd.grad(lp, leaf, allow_unused=True)
