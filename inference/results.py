@@ -205,7 +205,7 @@ class Posterior:
                 tr = poutine.trace(poutine.condition(free, data=self._latent_draw(c, d))
                                    ).get_trace(*args, **kwargs)
                 for name in self.observed:
-                    value = tr.nodes[name]["value"]
+                    value: Any = tr.nodes[name]["value"]
                     out.setdefault(name, []).append(np.asarray(value.detach().numpy()))
         shape = (chains, draws) if step == 1 else (1, len(picks))
         return {k: np.asarray(v).reshape(shape + np.asarray(v[0]).shape) for k, v in out.items()}
