@@ -45,12 +45,13 @@ def show_samples(prior: ppl.ProgramPrior, rng: np.random.Generator, n: int = 10)
         print(f"  {prior.log_density(f):10.3f}  {f.size:4d}  {f}")
 
 
-def show_grammar(grammar: ppl.Grammar, exact: np.ndarray) -> None:
+def show_grammar(prior: ppl.ProgramPrior, exact: np.ndarray) -> None:
+    grammar = prior.grammar
     sizes = np.arange(len(exact))
     print(f"\nGrammar {grammar.name}: spectral radius of the mean matrix ρ = "
           f"{grammar.spectral_radius:.4f} (< 1: consistent)")
     print(f"  expected size without limits: {grammar.expected_size():.3f} nodes")
-    print(f"  expected size given depth <= 6: {float(sizes @ exact):.3f} nodes")
+    print(f"  expected size given depth <= {prior.max_depth}: {float(sizes @ exact):.3f} nodes")
 
 
 def show_parsed(grammar: ppl.Grammar) -> None:
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     prior = ppl.ProgramPrior(grammar, inputs=["x"], max_depth=6)
     exact = prior.size_distribution()
     show_samples(prior, rng)
-    show_grammar(grammar, exact)
+    show_grammar(prior, exact)
     show_parsed(grammar)
     size_histogram(prior, rng, 2_000 if args.quick else 20_000, exact, args.out / FIGURE)
 
