@@ -49,10 +49,11 @@ _CACHE: dict[tuple[str, tuple[tuple[str, float], ...]], Grammar] = {}
 
 def _grammar_dir() -> Path:
     try:
-        found = resources.files("ppl._grammars")
-        path = Path(str(found))
-        if path.is_dir() and any(path.glob("*.lark")):
-            return path
+        # Installed from a wheel, ppl._grammars is a namespace package (no __init__.py) and
+        # files() is a MultiplexedPath, whose str() is no path: locate it through its files.
+        for entry in resources.files("ppl._grammars").iterdir():
+            if entry.name.endswith(".lark"):
+                return Path(str(entry)).parent
     except ModuleNotFoundError:
         pass
     return Path(__file__).resolve().parent.parent / "grammars"
