@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/grammar_prior.py
+	$(BIN)/python examples/symbolic_regression.py --out docs/figures
 
 test: $(STAMP) lint typecheck pytest
 

@@ -31,7 +31,8 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
           seed: int = 0, progress: bool = True, thin: int = 1,
           chain_method: str = "parallel", executor: Executor | None = None,
           structure_weights: dict[str, float] | None = None,
-          init_values: dict[str, Any] | None = None, max_time: float | None = None,
+          init_values: dict[str, Any] | None = None, init_candidates: int = 100,
+          max_time: float | None = None,
           num_particles: int | None = None, **kwargs: Any) -> Posterior:
     """Posterior of every unobserved site of ``model(*args, **kwargs)`` given its ``obs=``
     sites.
@@ -55,6 +56,10 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         tqdm bars per chain (only on a terminal, never with ``CI`` set).
     chain_method : {"parallel", "sequential"}
         Chains in processes (default) or one after another; ``executor`` overrides both.
+    init_values : dict, optional
+        Initial values of some or all latent sites.
+    init_candidates : int
+        Each chain starts at the best of this many valid random initial states (100).
     max_time : float, optional
         Seconds per chain; a chain stops cleanly at the budget (with a warning).
 
@@ -91,12 +96,12 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
                          log_lik=out["log_lik"],
                          attrs={"ess": out["ess"], "khat": out["khat"], "num_particles": n},
                          **common)
-    kernel = Gibbs(target, structure_weights)
+    kernel = Gibbs(target, structure_weights, init_candidates)
     if method == "auto":
         print(kernel.describe())
     specs = make_specs(model, target.args, target.kwargs, seed, num_chains,
                        num_samples if num_warmup is None else num_warmup, num_samples, thin,
-                       progress, structure_weights, init_values, max_time)
+                       progress, structure_weights, init_values, max_time, init_candidates)
     results = run_chains(specs, chain_method, executor)
     return _assemble(results, kernel.describe(), common)
 

@@ -162,4 +162,4 @@ class Target:
             return -math.inf, np.full(leaf.shape, np.nan)
         (grad,) = torch.autograd.grad(lp, leaf, allow_unused=True)
         g = np.zeros(leaf.shape) if grad is None else grad.detach().cpu().numpy()
-        return float(lp), g.astype(np.float64)
+        return float(lp.detach()), g.astype(np.float64)

@@ -44,6 +44,7 @@ class ChainSpec(NamedTuple):
     structure_weights: dict[str, float] | None
     init_values: dict[str, Any] | None
     max_time: float | None
+    init_candidates: int
 
 
 class ChainResult(NamedTuple):
@@ -81,7 +82,7 @@ def run_chain(spec: ChainSpec) -> ChainResult:
         rng = np.random.default_rng(spec.seed)
         target = Target(spec.model, spec.args, spec.kwargs,
                         seed=int(spec.seed.generate_state(1)[0]))
-        kernel = Gibbs(target, spec.structure_weights)
+        kernel = Gibbs(target, spec.structure_weights, spec.init_candidates)
         state = kernel.init(rng, spec.init_values)
         draws = {name: [] for name in target.latents}
         pointwise = {name: [] for name in target.observed}
@@ -147,9 +148,10 @@ def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
 def make_specs(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
                seed: int, num_chains: int, num_warmup: int, num_samples: int, thin: int,
                progress: bool, structure_weights: dict[str, float] | None,
-               init_values: dict[str, Any] | None, max_time: float | None) -> list[ChainSpec]:
+               init_values: dict[str, Any] | None, max_time: float | None,
+               init_candidates: int = 100) -> list[ChainSpec]:
     """One spec per chain, each with its own stream spawned from ``seed``."""
     streams = np.random.SeedSequence(seed).spawn(num_chains)
     return [ChainSpec(model, tuple(args), dict(kwargs), c, streams[c], num_warmup,
                       num_samples, thin, show_progress(progress), structure_weights,
-                      init_values, max_time) for c in range(num_chains)]
+                      init_values, max_time, init_candidates) for c in range(num_chains)]

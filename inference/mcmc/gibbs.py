@@ -75,9 +75,13 @@ class Gibbs:
         ``DEFAULT_STRUCTURE_WEIGHTS``.
     """
 
-    def __init__(self, target: Target, structure_weights: Mapping[str, float] | None = None
-                 ) -> None:
+    def __init__(self, target: Target, structure_weights: Mapping[str, float] | None = None,
+                 init_candidates: int = 100) -> None:
         self.target = target
+        if not isinstance(init_candidates, int) or init_candidates < 1:
+            raise PPLError(f"init_candidates must be a positive integer; got "
+                           f"{init_candidates!r}.")
+        self.init_candidates = init_candidates
         weights = dict(structure_weights or DEFAULT_STRUCTURE_WEIGHTS)
         unknown = set(weights) - set(MOVES)
         if unknown or not weights or any(not (w >= 0) for w in weights.values()) \
@@ -97,20 +101,35 @@ class Gibbs:
     # ------------------------------------------------------------------ init
     def init(self, rng: np.random.Generator,
              init_values: Mapping[str, Any] | None = None) -> GibbsState:
-        """A valid initial state: programs from their priors, continuous sites uniform in
-        (−2, 2) on the unconstrained scale, discrete sites uniform; up to 100 tries."""
+        """A valid initial state: the best (highest log joint) of ``init_candidates`` valid
+        draws (programs from their priors, continuous sites uniform in (−2, 2) on the
+        unconstrained scale, discrete sites uniform). Draws that are invalid are retried up
+        to 100 times in a row before InitializationError. The choice of start never affects
+        the chain's stationary distribution, only how soon it reaches the posterior."""
         step = {}
         for b in self.blocks:
             step[b.name] = 0.5 if b.kind == CONTINUOUS else 1.0
             if b.kind == PROGRAM:
                 step[f"{b.name}.rw"] = 0.5
                 step[f"{b.name}.mala"] = 0.1
-        for _ in range(INIT_TRIES):
+        best: GibbsState | None = None
+        fails = 0
+        found = 0
+        while found < self.init_candidates and fails < INIT_TRIES:
             values = {b.name: self._draw_init(rng, b) for b in self.blocks}
             values.update(dict(init_values or {}))
             lj, tr = self.target.log_joint(values)
-            if math.isfinite(lj):
-                return GibbsState(values, lj, tr, step, 0)
+            if not math.isfinite(lj):
+                fails += 1
+                continue
+            fails = 0
+            found += 1
+            if best is None or lj > best.log_joint:
+                best = GibbsState(values, lj, tr, step, 0)
+            if init_values is not None and len(init_values) == len(self.blocks):
+                break
+        if best is not None:
+            return best
         names = ", ".join(b.name for b in self.blocks)
         raise InitializationError(
             f"No valid initial state in {INIT_TRIES} tries (every draw gave log density "
@@ -206,19 +225,21 @@ class Gibbs:
         _, g = self._grad(state, b, phi, c)
         if not np.all(np.isfinite(g)):
             return state, 0.0, False, 1
-        mean = c + 0.5 * eps**2 * g
-        c2 = mean + eps * rng.standard_normal(len(c))
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = c + 0.5 * eps**2 * g
+            c2 = mean + eps * rng.standard_normal(len(c))
         phi2 = phi.with_constants(c2) if np.all(np.isfinite(c2)) else None
         if phi2 is None:
             return state, 0.0, False, 1
         lj2, g2 = self._grad(state, b, phi2, c2)
-        if not (math.isfinite(lj2) and np.all(np.isfinite(g2))):
-            out = state, 0.0, False, 1
-        else:
+        with np.errstate(over="ignore", invalid="ignore"):
             log_q_fwd = -np.sum((c2 - mean) ** 2) / (2 * eps**2)
             log_q_rev = -np.sum((c - c2 - 0.5 * eps**2 * g2) ** 2) / (2 * eps**2)
-            out = self._accept(rng, state, b.name, phi2, float(log_q_rev - log_q_fwd),
-                               scored=(lj2, None))
+        ratio = float(log_q_rev - log_q_fwd)
+        if not (math.isfinite(lj2) and math.isfinite(ratio)):
+            out = state, 0.0, False, 1
+        else:
+            out = self._accept(rng, state, b.name, phi2, ratio, scored=(lj2, None))
         if adapt:
             _adapt(out[0].step_size, key, out[1], 0.57, state.iteration)
         return out
