@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/symbolic_regression.py --out docs/figures
+	$(BIN)/python examples/symbolic_regression.py --out out
 
 test: $(STAMP) lint typecheck pytest
 
