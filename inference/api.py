@@ -32,6 +32,7 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
           chain_method: str = "parallel", executor: Executor | None = None,
           structure_weights: dict[str, float] | None = None,
           init_values: dict[str, Any] | None = None, init_candidates: int = 100,
+          program_moves: int = 10,
           max_time: float | None = None,
           num_particles: int | None = None, **kwargs: Any) -> Posterior:
     """Posterior of every unobserved site of ``model(*args, **kwargs)`` given its ``obs=``
@@ -60,6 +61,9 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         Initial values of some or all latent sites.
     init_candidates : int
         Each chain starts at the best of this many valid random initial states (100).
+    program_moves : int
+        Structure moves per program site per sweep (10); each is scored incrementally
+        when the model allows it, so they cost a program evaluation, not a model run.
     max_time : float, optional
         Seconds per chain; a chain stops cleanly at the budget (with a warning).
 
@@ -96,12 +100,13 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
                          log_lik=out["log_lik"],
                          attrs={"ess": out["ess"], "khat": out["khat"], "num_particles": n},
                          **common)
-    kernel = Gibbs(target, structure_weights, init_candidates)
+    kernel = Gibbs(target, structure_weights, init_candidates, program_moves)
     if method == "auto":
         print(kernel.describe())
     specs = make_specs(model, target.args, target.kwargs, seed, num_chains,
                        num_samples if num_warmup is None else num_warmup, num_samples, thin,
-                       progress, structure_weights, init_values, max_time, init_candidates)
+                       progress, structure_weights, init_values, max_time, init_candidates,
+                       program_moves)
     results = run_chains(specs, chain_method, executor)
     return _assemble(results, kernel.describe(), common)
 

@@ -43,9 +43,11 @@ def enumerate_posterior(target: Target, num_draws: int, num_chains: int,
     lps = np.empty(len(combos))
     pointwise: list[dict[str, np.ndarray]] = []
     for i, combo in enumerate(combos):
-        lj, tr = target.log_joint({s.name: v for s, v in zip(sites, combo, strict=True)})
-        lps[i] = lj
-        pointwise.append(target.pointwise(tr))
+        values = {s.name: v for s, v in zip(sites, combo, strict=True)}
+        if i == 0:
+            target.check_fast([values])
+        lps[i] = target.log_joint(values)
+        pointwise.append(target.pointwise(values))
     if not np.any(np.isfinite(lps)):
         raise PPLError("Every latent configuration has log joint -inf: the data are "
                        "impossible under the model.")

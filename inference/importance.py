@@ -38,7 +38,8 @@ def importance_posterior(target: Target, num_particles: int, num_draws: int, num
                      if s["type"] == "sample" and not site_is_subsample(s))
             log_joint[i] = lj if math.isfinite(lj) else -math.inf
             particles.append({n: tr.nodes[n]["value"] for n in target.latents})
-            pointwise.append(target.pointwise(tr))
+            pointwise.append({n: tr.nodes[n]["log_prob"].detach().cpu().numpy().astype(float)
+                              for n in target.observed})
     finite = np.isfinite(log_w)
     if not finite.any():
         raise PPLError(f"All {num_particles} prior particles have zero likelihood (or an "

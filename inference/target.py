@@ -9,7 +9,7 @@ log joint of −inf, which the kernels count and reject.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -20,6 +20,7 @@ from pyro.poutine.util import site_is_subsample
 
 from ppl.errors import DataError, PPLError
 from ppl.prior import ProgramPrior
+from ppl.scoring import Scorer, Unsupported
 
 __all__ = ["SiteInfo", "Target", "to_torch"]
 
@@ -70,6 +71,8 @@ class Target:
         self.model = model
         self.args = tuple(to_torch(a) for a in args)
         self.kwargs = {k: to_torch(v) for k, v in kwargs.items()}
+        self.fast = False
+        """Whether the scoring fast path is on (see :meth:`check_fast`)."""
         trace = self._discover(seed)
         self.latents: dict[str, SiteInfo] = {}
         self.observed: dict[str, Any] = {}
@@ -125,28 +128,65 @@ class Target:
 
     # ------------------------------------------------------------------ scoring
     def trace(self, values: Mapping[str, Any]) -> Any:
-        """The model's trace with the latent sites set to ``values`` (log probs computed)."""
+        """The model's Pyro trace with the latent sites set to ``values`` (log probs
+        computed)."""
         with pyro.validation_enabled(False):
             tr = poutine.trace(poutine.condition(self.model, data=dict(values))).get_trace(
                 *self.args, **self.kwargs)
             tr.compute_log_prob()
         return tr
 
-    def log_joint(self, values: Mapping[str, Any]) -> tuple[float, Any]:
-        """(log p(values, data), trace); −inf when any factor is nan or −inf."""
+    def _trace_log_joint(self, values: Mapping[str, Any]) -> float:
         tr = self.trace(values)
         total = 0.0
         for site in tr.nodes.values():
             if site["type"] == "sample" and not site_is_subsample(site):
                 total += float(site["log_prob_sum"])
-        if math.isnan(total):
-            total = -math.inf
-        return total, tr
+        return total
 
-    def pointwise(self, tr: Any) -> dict[str, np.ndarray]:
-        """Per-observation log-likelihood of every observed site in trace ``tr``."""
-        return {name: tr.nodes[name]["log_prob"].detach().cpu().numpy().astype(np.float64)
-                for name in self.observed}
+    def _score(self, values: Mapping[str, Any], record: bool = False) -> Scorer:
+        with pyro.validation_enabled(False), Scorer(values, record=record) as scorer:
+            self.model(*self.args, **self.kwargs)
+        return scorer
+
+    def check_fast(self, states: Sequence[Mapping[str, Any]]) -> bool:
+        """Enable the scoring fast path (:mod:`ppl.scoring`) if it reproduces the Pyro
+        trace's log joint to 1e-9 on every state given; return whether it is on."""
+        self.fast = False
+        try:
+            for values in states:
+                fast = float(self._score(values).total())
+                slow = self._trace_log_joint(values)
+                if not math.isclose(fast, slow, rel_tol=1e-9, abs_tol=1e-9) and not (
+                        math.isnan(fast) and math.isnan(slow)):
+                    return False
+        except Unsupported:
+            return False
+        self.fast = bool(states)
+        return self.fast
+
+    def log_joint(self, values: Mapping[str, Any]) -> float:
+        """log p(values, data); −inf when any factor is nan or −inf."""
+        total = float(self._score(values).total()) if self.fast else \
+            self._trace_log_joint(values)
+        return -math.inf if math.isnan(total) else total
+
+    def pointwise(self, values: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Per-observation log-likelihood of every observed site at ``values``."""
+        if self.fast:
+            sites = self._score(values, record=True).sites
+            lps = {name: sites[name][2] for name in self.observed}
+        else:
+            tr = self.trace(values)
+            lps = {name: tr.nodes[name]["log_prob"] for name in self.observed}
+        return {name: np.broadcast_to(lp.detach().cpu().numpy().astype(np.float64),
+                                      tuple(np.shape(self.observed[name]))).copy()
+                for name, lp in lps.items()}
+
+    def record(self, values: Mapping[str, Any]) -> Scorer:
+        """A recorded fast-path run at ``values`` (sites and program calls); needs
+        ``self.fast``."""
+        return self._score(values, record=True)
 
     def log_joint_grad(self, values: Mapping[str, Any], site: str, replacement: Any,
                        leaf: torch.Tensor) -> tuple[float, np.ndarray]:
@@ -154,12 +194,17 @@ class Target:
         ``replacement`` (e.g. a BoundProgram whose constants are ``leaf``)."""
         vals = dict(values)
         vals[site] = replacement
-        with pyro.validation_enabled(False):
-            tr = poutine.trace(poutine.condition(self.model, data=vals)).get_trace(
-                *self.args, **self.kwargs)
-            lp = torch.as_tensor(tr.log_prob_sum())
+        if self.fast:
+            lp = torch.as_tensor(self._score(vals).total())
+        else:
+            with pyro.validation_enabled(False):
+                tr = poutine.trace(poutine.condition(self.model, data=vals)).get_trace(
+                    *self.args, **self.kwargs)
+                lp = torch.as_tensor(tr.log_prob_sum())
         if not torch.isfinite(lp):
             return -math.inf, np.full(leaf.shape, np.nan)
+        if not lp.requires_grad:
+            return float(lp), np.zeros(leaf.shape)
         (grad,) = torch.autograd.grad(lp, leaf, allow_unused=True)
         g = np.zeros(leaf.shape) if grad is None else grad.detach().cpu().numpy()
         return float(lp.detach()), g.astype(np.float64)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ppl.backend import active
 from ppl.prior import ProgramPrior
+from ppl.scoring import Unsupported, active_scorer
 
 __all__ = ["deterministic", "factor", "param", "plate", "sample"]
 
@@ -34,6 +35,9 @@ def _lib() -> Any:
 
 def sample(name: str, fn: Any, obs: Any = None, **kwargs: Any) -> Any:
     """A random choice named ``name`` from distribution ``fn`` (observed if ``obs`` given)."""
+    scorer = active_scorer()
+    if scorer is not None:
+        return scorer.sample(name, fn, obs)
     if active() == "numpyro" and isinstance(fn, ProgramPrior):
         fn = fn.to_numpyro()
     return _lib().sample(name, fn, obs=obs, **kwargs)
@@ -42,19 +46,28 @@ def sample(name: str, fn: Any, obs: Any = None, **kwargs: Any) -> Any:
 def plate(name: str, size: int, subsample_size: int | None = None, dim: int | None = None
           ) -> Any:
     """Conditionally independent repetitions (vectorised), as ``pyro.plate``."""
+    if active_scorer() is not None:
+        return active_scorer().plate(size, subsample_size)  # type: ignore[union-attr]
     return _lib().plate(name, size, subsample_size=subsample_size, dim=dim)
 
 
 def deterministic(name: str, value: Any) -> Any:
     """Record a deterministic value of the model under ``name``."""
+    if active_scorer() is not None:
+        return value
     return _lib().deterministic(name, value)
 
 
 def factor(name: str, log_factor: Any) -> Any:
     """Add ``log_factor`` to the model's log density."""
+    scorer = active_scorer()
+    if scorer is not None:
+        return scorer.factor(name, log_factor)
     return _lib().factor(name, log_factor)
 
 
 def param(name: str, init_value: Any = None, **kwargs: Any) -> Any:
     """A learnable parameter (the backend's ``param``)."""
+    if active_scorer() is not None:
+        raise Unsupported("param sites live in the backend's parameter store")
     return _lib().param(name, init_value, **kwargs)

@@ -45,6 +45,7 @@ class ChainSpec(NamedTuple):
     init_values: dict[str, Any] | None
     max_time: float | None
     init_candidates: int
+    program_moves: int
 
 
 class ChainResult(NamedTuple):
@@ -82,7 +83,8 @@ def run_chain(spec: ChainSpec) -> ChainResult:
         rng = np.random.default_rng(spec.seed)
         target = Target(spec.model, spec.args, spec.kwargs,
                         seed=int(spec.seed.generate_state(1)[0]))
-        kernel = Gibbs(target, spec.structure_weights, spec.init_candidates)
+        kernel = Gibbs(target, spec.structure_weights, spec.init_candidates,
+                       spec.program_moves)
         state = kernel.init(rng, spec.init_values)
         draws = {name: [] for name in target.latents}
         pointwise = {name: [] for name in target.observed}
@@ -98,12 +100,10 @@ def run_chain(spec: ChainSpec) -> ChainResult:
             bar.update()
             if warm or (i - spec.num_warmup) % spec.thin:
                 continue
-            if state.trace is None:
-                state = state._replace(trace=target.log_joint(state.values)[1])
             for name, value in state.values.items():
                 draws[name].append(value if target.latents[name].kind == PROGRAM
                                    else value.detach().cpu().numpy().copy())
-            for name, arr in target.pointwise(state.trace).items():
+            for name, arr in target.pointwise(state.values).items():
                 pointwise[name].append(arr)
             stats["lp"].append(state.log_joint)
             stats["acceptance_rate"].append(info.acceptance_rate)
@@ -149,9 +149,10 @@ def make_specs(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping
                seed: int, num_chains: int, num_warmup: int, num_samples: int, thin: int,
                progress: bool, structure_weights: dict[str, float] | None,
                init_values: dict[str, Any] | None, max_time: float | None,
-               init_candidates: int = 100) -> list[ChainSpec]:
+               init_candidates: int = 100, program_moves: int = 10) -> list[ChainSpec]:
     """One spec per chain, each with its own stream spawned from ``seed``."""
     streams = np.random.SeedSequence(seed).spawn(num_chains)
     return [ChainSpec(model, tuple(args), dict(kwargs), c, streams[c], num_warmup,
                       num_samples, thin, show_progress(progress), structure_weights,
-                      init_values, max_time, init_candidates) for c in range(num_chains)]
+                      init_values, max_time, init_candidates, program_moves)
+            for c in range(num_chains)]

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.distributions import biject_to
 
+from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.moves import MOVES, RandomChooser
 from inference.target import CONTINUOUS, DISCRETE, PROGRAM, Target
 from ppl.errors import InitializationError, PPLError
@@ -34,6 +35,10 @@ __all__ = ["DEFAULT_STRUCTURE_WEIGHTS", "Gibbs", "GibbsInfo", "GibbsState"]
 DEFAULT_STRUCTURE_WEIGHTS: dict[str, float] = {"regenerate": 0.5, "insert_delete": 0.25,
                                                "relabel": 0.25}
 INIT_TRIES = 100
+PROBE_SEED = 20261122
+"""Seed of the fixed probe programs that verify an incremental likelihood when it is built."""
+FAST_CHECKS = 5
+"""Valid initial states on which the scoring fast path must match the Pyro trace."""
 
 
 class GibbsState(NamedTuple):
@@ -43,8 +48,6 @@ class GibbsState(NamedTuple):
     """Current value of every latent site (Programs, tensors)."""
     log_joint: float
     """log p(values, data)."""
-    trace: Any
-    """The Pyro trace of ``values`` (None when it must be recomputed)."""
     step_size: dict[str, float]
     """Adaptive proposal scales: "<site>" (random walk), "<site>.rw", "<site>.mala"."""
     iteration: int
@@ -73,11 +76,23 @@ class Gibbs:
     structure_weights : mapping, optional
         Probabilities of the structure moves (normalised); default
         ``DEFAULT_STRUCTURE_WEIGHTS``.
+    init_candidates : int
+        The initial state is the best of this many valid random draws.
+    program_moves : int
+        Structure moves (each followed by a constant random walk when the program has
+        constants) per program site per sweep; one MALA move on the constants ends the block.
+        With the incremental likelihood (:mod:`inference.mcmc.fastlik`) these cost a program
+        evaluation each, not a model run.
     """
 
     def __init__(self, target: Target, structure_weights: Mapping[str, float] | None = None,
-                 init_candidates: int = 100) -> None:
+                 init_candidates: int = 100, program_moves: int = 1) -> None:
         self.target = target
+        if not isinstance(program_moves, int) or program_moves < 1:
+            raise PPLError(f"program_moves must be a positive integer; got {program_moves!r}.")
+        self.program_moves = program_moves
+        self._views: dict[str, tuple[tuple[Any, ...], ProgramLikelihood | None]] = {}
+        self._probes: dict[str, list[Program]] = {}
         if not isinstance(init_candidates, int) or init_candidates < 1:
             raise PPLError(f"init_candidates must be a positive integer; got "
                            f"{init_candidates!r}.")
@@ -114,22 +129,26 @@ class Gibbs:
                 step[f"{b.name}.mala"] = 0.1
         best: GibbsState | None = None
         fails = 0
-        found = 0
-        while found < self.init_candidates and fails < INIT_TRIES:
+        found: list[dict[str, Any]] = []
+        while len(found) < self.init_candidates and fails < INIT_TRIES:
             values = {b.name: self._draw_init(rng, b) for b in self.blocks}
             values.update(dict(init_values or {}))
-            lj, tr = self.target.log_joint(values)
+            lj = self.target.log_joint(values)
             if not math.isfinite(lj):
                 fails += 1
                 continue
             fails = 0
-            found += 1
+            found.append(values)
+            if len(found) == FAST_CHECKS:
+                self.target.check_fast(found)
             if best is None or lj > best.log_joint:
-                best = GibbsState(values, lj, tr, step, 0)
+                best = GibbsState(values, lj, step, 0)
             if init_values is not None and len(init_values) == len(self.blocks):
                 break
+        if found and len(found) < FAST_CHECKS:
+            self.target.check_fast(found)
         if best is not None:
-            return best
+            return best._replace(log_joint=self.target.log_joint(best.values))
         names = ", ".join(b.name for b in self.blocks)
         raise InitializationError(
             f"No valid initial state in {INIT_TRIES} tries (every draw gave log density "
@@ -160,17 +179,21 @@ class Gibbs:
         first_move, first_accepted = "", False
         for b in self.blocks:
             if b.kind == PROGRAM:
-                name = self.move_names[int(np.searchsorted(
-                    self.move_cum, rng.random() * self.move_cum[-1], side="right"))]
-                state, alpha, acc, bad = self._structure(rng, state, b, name)
-                alphas.append(alpha)
-                invalid += bad
-                if not first_move:
-                    first_move, first_accepted = name, acc
+                view = self._view(b, state)
+                for _ in range(self.program_moves):
+                    name = self.move_names[int(np.searchsorted(
+                        self.move_cum, rng.random() * self.move_cum[-1], side="right"))]
+                    state, alpha, acc, bad = self._structure(rng, state, b, name, view)
+                    alphas.append(alpha)
+                    invalid += bad
+                    if not first_move:
+                        first_move, first_accepted = name, acc
+                    if len(state.values[b.name].constants):
+                        state, alpha, _, bad = self._constant_rw(rng, state, b, adapt, view)
+                        alphas.append(alpha)
+                        invalid += bad
                 if len(state.values[b.name].constants):
-                    use_mala = state.iteration % 2 == 0
-                    state, alpha, _, bad = (self._mala(rng, state, b, adapt) if use_mala
-                                            else self._constant_rw(rng, state, b, adapt))
+                    state, alpha, _, bad = self._mala(rng, state, b, adapt)
                     alphas.append(alpha)
                     invalid += bad
             elif b.kind == CONTINUOUS:
@@ -185,33 +208,62 @@ class Gibbs:
         return state, GibbsInfo(rate, first_move, first_accepted, invalid)
 
     def _accept(self, rng: np.random.Generator, state: GibbsState, site: str, value: Any,
-                log_q_ratio: float, scored: tuple[float, Any] | None = None
+                log_q_ratio: float, scored: float | None = None
                 ) -> tuple[GibbsState, float, bool, int]:
         values = dict(state.values)
         values[site] = value
-        lj, tr = scored if scored is not None else self.target.log_joint(values)
+        lj = scored if scored is not None else self.target.log_joint(values)
         if not math.isfinite(lj):
             return state, 0.0, False, 1
         log_alpha = lj - state.log_joint + log_q_ratio
         alpha = 1.0 if log_alpha >= 0 else math.exp(log_alpha)
         if rng.random() < alpha:
-            return state._replace(values=values, log_joint=lj, trace=tr), alpha, True, 0
+            return state._replace(values=values, log_joint=lj), alpha, True, 0
         return state, alpha, False, 0
 
-    def _structure(self, rng: np.random.Generator, state: GibbsState, b: Any, name: str
+    def _view(self, b: Any, state: GibbsState) -> ProgramLikelihood | None:
+        """The incremental likelihood of program site ``b`` given the other sites' current
+        values (rebuilt only when one of them changed)."""
+        others = tuple(v for k, v in state.values.items() if k != b.name)
+        cached = self._views.get(b.name)
+        if cached is not None and len(cached[0]) == len(others) and all(
+                x is y for x, y in zip(cached[0], others, strict=True)):
+            return cached[1]
+        view = None
+        if self.target.fast:
+            for probe in self._probe_programs(b):
+                view = ProgramLikelihood.build(self.target, state.values, b.name, probe)
+                if view is not None:
+                    break
+        self._views[b.name] = (others, view)
+        return view
+
+    def _probe_programs(self, b: Any) -> list[Program]:
+        if b.name not in self._probes:
+            gen = np.random.default_rng(PROBE_SEED)
+            self._probes[b.name] = [b.fn.sample_program(gen) for _ in range(3)]
+        return self._probes[b.name]
+
+    def _structure(self, rng: np.random.Generator, state: GibbsState, b: Any, name: str,
+                   view: ProgramLikelihood | None = None
                    ) -> tuple[GibbsState, float, bool, int]:
         prop = MOVES[name](RandomChooser(rng), b.fn, state.values[b.name])
         if prop is None:
             return state, 0.0, False, 0
-        return self._accept(rng, state, b.name, prop.program, prop.log_q_rev - prop.log_q_fwd)
+        scored = view.log_joint(prop.program) if view is not None else None
+        return self._accept(rng, state, b.name, prop.program, prop.log_q_rev - prop.log_q_fwd,
+                            scored)
 
-    def _constant_rw(self, rng: np.random.Generator, state: GibbsState, b: Any, adapt: bool
+    def _constant_rw(self, rng: np.random.Generator, state: GibbsState, b: Any, adapt: bool,
+                     view: ProgramLikelihood | None = None
                      ) -> tuple[GibbsState, float, bool, int]:
         phi: Program = state.values[b.name]
         c = phi.constants
         key = f"{b.name}.rw"
         c[int(rng.integers(len(c)))] += state.step_size[key] * rng.standard_normal()
-        out = self._accept(rng, state, b.name, phi.with_constants(c), 0.0)
+        phi2 = phi.with_constants(c)
+        scored = view.log_joint(phi2) if view is not None else None
+        out = self._accept(rng, state, b.name, phi2, 0.0, scored)
         if adapt:
             _adapt(out[0].step_size, key, out[1], 0.44, state.iteration)
         return out
@@ -239,7 +291,7 @@ class Gibbs:
         if not (math.isfinite(lj2) and math.isfinite(ratio)):
             out = state, 0.0, False, 1
         else:
-            out = self._accept(rng, state, b.name, phi2, ratio, scored=(lj2, None))
+            out = self._accept(rng, state, b.name, phi2, ratio, scored=lj2)
         if adapt:
             _adapt(out[0].step_size, key, out[1], 0.57, state.iteration)
         return out

@@ -91,5 +91,5 @@ def _regenerate_without_node_ratio(chooser, prior, phi):
 def test_broken_twin_fails(exact, monkeypatch):
     monkeypatch.setitem(moves.MOVES, "broken", _regenerate_without_node_ratio)
     monkeypatch.setattr(gibbs, "MOVES", moves.MOVES)
-    p_value, tv, null, z, _ = _check(_run({"broken": 1.0}), exact)
+    p_value, _tv, _null, z, _ = _check(_run({"broken": 1.0}), exact)
     assert p_value < 0.001 or abs(z) > 4

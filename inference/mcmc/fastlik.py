@@ -1,0 +1,178 @@
+"""Incremental scoring of program moves: only the factors in the program's Markov blanket.
+
+A program move changes the program's prior term and the observed factors that read the
+program's output; every other factor is constant while the other sites are held fixed
+(MOVES.md: L(φ) is "the likelihood factors in φ's Markov blanket"). :class:`ProgramLikelihood`
+is built from one recorded run (:meth:`inference.target.Target.record`):
+
+- each call of the program site is recorded with its inputs and output;
+- an observed site qualifies when its distribution is a supported family (Normal, Laplace,
+  StudentT) whose ``loc`` *is* a call's output (same storage: ``Normal(f(x), sigma)``), and
+  its other parameters do not depend on that output;
+- no other factor may depend on any call's output (checked with autograd provenance).
+
+Then log L(φ') = Σ_sites log D(y; loc = φ'(inputs), other parameters) is computed in numpy
+for a proposed program, and the log joint of a move is ``rest + log π₀(φ') + log L(φ')``
+with ``rest`` fixed. The view is verified when built: its value at the current program must
+equal the recorded log-likelihood, and the incremental log joint of a second program must
+equal a full re-scoring, both to 1e-9 (TESTING.md P1); otherwise it is not used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from scipy.special import gammaln
+
+from inference.target import Target
+from ppl.prior import ProgramPrior
+from ppl.program import Program
+
+__all__ = ["ProgramLikelihood"]
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _normal(y: np.ndarray, loc: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+    z = (y - loc) / p["scale"]
+    return np.asarray(-0.5 * z * z - np.log(p["scale"]) - 0.5 * LOG_2PI)
+
+
+def _laplace(y: np.ndarray, loc: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+    return np.asarray(-np.abs(y - loc) / p["scale"] - np.log(2 * p["scale"]))
+
+
+def _student_t(y: np.ndarray, loc: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+    df, scale = p["df"], p["scale"]
+    z = (y - loc) / scale
+    return np.asarray(gammaln((df + 1) / 2) - gammaln(df / 2) - 0.5 * np.log(df * math.pi)
+                      - np.log(scale) - (df + 1) / 2 * np.log1p(z * z / df))
+
+
+FAMILIES: dict[str, tuple[Callable[..., np.ndarray], tuple[str, ...]]] = {
+    "Normal": (_normal, ("scale",)),
+    "Laplace": (_laplace, ("scale",)),
+    "StudentT": (_student_t, ("df", "scale")),
+}
+"""Supported observation families: log density in numpy and the non-loc parameters."""
+
+
+class _Factor(NamedTuple):
+    call: int
+    logpdf: Callable[..., np.ndarray]
+    y: np.ndarray
+    params: dict[str, np.ndarray]
+    shape: tuple[int, ...]
+
+
+def _numpy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return value
+
+
+def _is_view_of(param: Any, out: Any) -> bool:
+    return (isinstance(param, torch.Tensor) and isinstance(out, torch.Tensor)
+            and param.dtype == out.dtype and param.untyped_storage().data_ptr()
+            == out.untyped_storage().data_ptr() and param.storage_offset()
+            == out.storage_offset())
+
+
+class ProgramLikelihood:
+    """log L(φ) of one program site with every other site fixed (numpy, incremental)."""
+
+    def __init__(self, site: str, prior: ProgramPrior, calls: list[tuple[Any, Any]],
+                 factors: list[_Factor], rest: float) -> None:
+        self.site = site
+        self.prior = prior
+        self.calls = calls
+        self.factors = factors
+        self.rest = rest
+        """log joint minus log π₀(φ) minus log L(φ): constant while other sites are fixed."""
+
+    def log_lik(self, program: Program) -> float:
+        """log L(φ) = Σ over the program's observed factors, −inf if invalid."""
+        outputs: dict[int, Any] = {}
+        total = 0.0
+        with np.errstate(all="ignore"):
+            for f in self.factors:
+                if f.call not in outputs:
+                    args, kwargs = self.calls[f.call]
+                    outputs[f.call] = program(*args, **kwargs)
+                loc = np.broadcast_to(outputs[f.call], f.shape)
+                total += float(np.sum(f.logpdf(f.y, loc, f.params)))
+        return total if math.isfinite(total) else -math.inf
+
+    def log_joint(self, program: Program) -> float:
+        """The model's log joint with the site set to ``program`` (others unchanged)."""
+        prior = self.prior.log_density(program)
+        if prior == -math.inf:
+            return -math.inf
+        return self.rest + prior + self.log_lik(program)
+
+    @classmethod
+    def build(cls, target: Target, values: dict[str, Any], site: str,
+              probe: Program) -> ProgramLikelihood | None:
+        """The view at ``values``, or None when the model does not fit the pattern or the
+        view fails its checks (``probe``: a second program for the verification)."""
+        if not target.fast:
+            return None
+        try:
+            return cls._build(target, values, site, probe)
+        except (TypeError, ValueError, RuntimeError, AttributeError):
+            return None
+
+    @classmethod
+    def _build(cls, target: Target, values: dict[str, Any], site: str,
+               probe: Program) -> ProgramLikelihood | None:
+        run = target.record(values)
+        calls = [c for c in run.calls if c.site == site]
+        if not calls:
+            return None
+        outputs = [c.output for c in calls]
+        factors: list[_Factor] = []
+        matched: set[str] = set()
+        for name, (fn, value, _, observed) in run.sites.items():
+            if not observed:
+                continue
+            family = FAMILIES.get(type(fn).__name__)
+            hit = next((i for i, out in enumerate(outputs)
+                        if family and _is_view_of(getattr(fn, "loc", None), out)), None)
+            if hit is None or family is None:
+                continue
+            params = {k: getattr(fn, k) for k in family[1]}
+            if any(isinstance(v, torch.Tensor) and v.requires_grad for v in params.values()):
+                return None  # another parameter depends on the program's output
+            factors.append(_Factor(hit, family[0], np.asarray(_numpy(value), dtype=float),
+                                   {k: np.asarray(_numpy(v), dtype=float)
+                                    for k, v in params.items()},
+                                   tuple(fn.loc.shape)))
+            matched.add(name)
+        if not factors:
+            return None
+        others = [lp.sum() for name, (_, _, lp, _) in run.sites.items()
+                  if name not in matched and isinstance(lp, torch.Tensor) and lp.requires_grad]
+        if others:
+            grads = torch.autograd.grad(torch.stack(others).sum(), outputs, allow_unused=True)
+            if any(g is not None for g in grads):
+                return None  # some other factor reads the program's output
+        np_calls = [(tuple(_numpy(a) for a in c.args),
+                     {k: _numpy(v) for k, v in c.kwargs.items()}) for c in calls]
+        recorded = float(sum(float(run.sites[n][2].detach().sum()) for n in matched))
+        program: Program = values[site]
+        view = cls(site, target.latents[site].fn, np_calls, factors, 0.0)
+        current = view.log_lik(program)
+        if not math.isclose(current, recorded, rel_tol=1e-9, abs_tol=1e-9):
+            return None
+        total = float(run.total().detach())
+        view.rest = total - view.prior.log_density(program) - current
+        alt = dict(values)
+        alt[site] = probe
+        full, fast = target.log_joint(alt), view.log_joint(probe)
+        if not (math.isclose(full, fast, rel_tol=1e-9, abs_tol=1e-9) or full == fast):
+            return None
+        return view
