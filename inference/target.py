@@ -80,6 +80,8 @@ class Target:
             if site["type"] != "sample" or site_is_subsample(site):
                 continue
             if site["is_observed"]:
+                if type(site["fn"]).__name__ == "Unit":  # a factor, not observed data
+                    continue
                 self.observed[name] = self._check_observed(name, site)
             else:
                 self.latents[name] = self._classify(name, site)

@@ -76,7 +76,7 @@ class _RecordingProgram:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         out = self.program(*args, **kwargs)
         if isinstance(out, torch.Tensor) and out.is_floating_point():
-            out = out.detach().requires_grad_(True)
+            out = out.detach().clone().requires_grad_(True)  # own storage: exact matching
         self._calls.append(ProgramCall(self._site, args, kwargs, out))
         return out
 
