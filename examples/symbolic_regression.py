@@ -1,17 +1,18 @@
-"""Recover a law from 20 noisy points: a spring's energy, E(x) = ½ k x² with k = 3 N/m.
+"""Recover a law from 20 noisy points: radioactive decay, N(t) = N0 · exp(−λ t).
 
 The program f is a random variable under the ``arith`` grammar prior (+ − × ÷ sin cos exp log,
-the input x and real constants); the noise scale sigma is a second latent. ``infer`` runs
-Metropolis-within-Gibbs (program moves with exact Hastings ratios, constant random walk and
-MALA, a random walk on sigma) on 4 chains, and prints:
+the input t and real constants); the noise scale sigma is a second latent. ``infer`` runs
+Metropolis-within-Gibbs on 4 chains: program moves with exact Hastings ratios, half of them
+redrawing all constants from a Laplace fit of the new structure (data-driven constants), a
+constant random walk, MALA, and a random walk on sigma. It prints:
 
 - the top programs with posterior probabilities and their constants' 90% intervals;
-- the posterior probability of the true law (a draw counts when it matches ½ k x² within
-  5% on [−2, 2], twice the range of the data, so a curve that merely fits the data does not
-  count), and the posterior of k itself (twice the value at x = 1);
+- the posterior probability of the true law (a draw counts when it matches N0·exp(−λt)
+  within 5% on [0, 6], twice the range of the data, so a curve that merely fits the data
+  does not count), and the posterior of N0 and λ given the law;
 - R-hat of program-level statistics across chains, and of the true-law indicator. Chains
-  that hold different but equivalent trees of the law (x·(x/c) and (x·x)/c) disagree on the
-  tree's size but agree on the law: both are reported, never hidden;
+  that hold different but equivalent trees of the law (c·exp(c'·t) and exp((t − a)/b))
+  disagree on the tree's size but agree on the law: both are reported, never hidden;
 
 and saves a figure: data with the posterior predictive band, and the program probabilities.
 
@@ -32,20 +33,20 @@ from inference import infer
 from inference._arviz import az
 from ppl import dist
 
-K, NOISE = 3.0, 0.05
-PRIOR = ppl.ProgramPrior("arith", inputs=["x"], max_depth=5)
+N0, RATE, NOISE = 2.0, 0.8, 0.05
+PRIOR = ppl.ProgramPrior("arith", inputs=["t"], max_depth=5)
 
 
-def model(x, y=None):
-    """y ~ Normal(f(x), sigma) with f ~ arith prior and sigma ~ HalfNormal(1)."""
+def model(t, y=None):
+    """y ~ Normal(f(t), sigma) with f ~ arith prior and sigma ~ HalfNormal(1)."""
     f = ppl.sample("f", PRIOR)
     sigma = ppl.sample("sigma", dist.HalfNormal(1.0))
-    with ppl.plate("data", len(x)):
-        ppl.sample("y", dist.Normal(f(x), sigma), obs=y)
+    with ppl.plate("data", len(t)):
+        ppl.sample("y", dist.Normal(f(t), sigma), obs=y)
 
 
-def true_law(x: np.ndarray) -> np.ndarray:
-    return 0.5 * K * x**2
+def true_law(t: np.ndarray) -> np.ndarray:
+    return N0 * np.exp(-RATE * t)
 
 
 def is_true_law(program: ppl.Program, grid: np.ndarray, tol: float = 0.05) -> bool:
@@ -58,8 +59,8 @@ def is_true_law(program: ppl.Program, grid: np.ndarray, tol: float = 0.05) -> bo
 
 def make_data(seed: int = 0, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    x = np.linspace(-1.0, 1.0, n)
-    return x, true_law(x) + NOISE * rng.standard_normal(n)
+    t = np.linspace(0.0, 3.0, n)
+    return t, true_law(t) + NOISE * rng.standard_normal(n)
 
 
 def main() -> None:
@@ -68,11 +69,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("."), help="folder for the figure")
     args = parser.parse_args()
-    x, y = make_data()
-    settings = (dict(num_chains=2, num_warmup=300, num_samples=300) if args.quick else
-                dict(num_chains=4, num_warmup=1500, num_samples=1500, thin=2))
+    t, y = make_data()
+    settings = (dict(num_chains=2, num_warmup=150, num_samples=150) if args.quick else
+                dict(num_chains=4, num_warmup=500, num_samples=500))
     start = time.perf_counter()
-    post = infer(model, x, y=y, method="mcmc", seed=args.seed, **settings)
+    post = infer(model, t, y=y, method="mcmc", seed=args.seed, **settings)
     elapsed = time.perf_counter() - start
     print(f"{post.attrs['plan']}: {post.num_chains} chains x {post.num_draws} draws "
           f"in {elapsed:.1f} s")
@@ -83,14 +84,17 @@ def main() -> None:
         print(f"  {row.probability:6.3f}  {row.program}")
         if row.constants:
             print(f"          {row.constants}")
-    grid = np.linspace(-2.0, 2.0, 41)
+    grid = np.linspace(0.0, 6.0, 61)
     hits = np.vectorize(lambda p: is_true_law(p, grid))(post.samples["f"])
-    print(f"\nP(true law E = k x^2 / 2 | data) = {hits.mean():.3f}"
+    print(f"\nP(true law N0*exp(-rate*t) | data) = {hits.mean():.3f}"
           f"   (per chain: {np.round(hits.mean(axis=1), 3).tolist()})")
     if hits.any():
-        k = np.array([2 * p(np.array([1.0]))[0] for p in post.samples["f"][hits]])
-        print(f"k given the true law: median {np.median(k):.3f}, 90% interval "
-              f"[{np.quantile(k, 0.05):.3f}, {np.quantile(k, 0.95):.3f}] (true {K})")
+        laws = post.samples["f"][hits]
+        n0 = np.array([p(np.array([0.0]))[0] for p in laws])
+        rate = np.array([np.log(p(np.array([0.0]))[0] / p(np.array([1.0]))[0]) for p in laws])
+        for name, v, truth in (("N0", n0, N0), ("rate", rate, RATE)):
+            print(f"{name} given the true law: median {np.median(v):.3f}, 90% interval "
+                  f"[{np.quantile(v, 0.05):.3f}, {np.quantile(v, 0.95):.3f}] (true {truth})")
     sigma = post.samples["sigma"]
     print(f"sigma: median {np.median(sigma):.3f}, 90% interval "
           f"[{np.quantile(sigma, 0.05):.3f}, {np.quantile(sigma, 0.95):.3f}] (true {NOISE})")
@@ -102,27 +106,27 @@ def main() -> None:
         law_rhat = float(az.rhat(hits.astype(float)))
     print("R-hat: " + ", ".join(f"{k} {float(v):.3f}" for k, v in rhat.items())
           + f", true-law indicator {law_rhat:.3f}")
-    path = save_figure(post, x, y, table, args.out)
+    path = save_figure(post, t, y, table, args.out)
     print(f"\nFigure: {path}")
 
 
-def save_figure(post, x, y, table, out: Path) -> Path:
+def save_figure(post, t, y, table, out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    grid = np.linspace(-1.5, 1.5, 60)
+    grid = np.linspace(0.0, 4.5, 60)
     pred = post.predict(grid, num_draws=400)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     left.fill_between(grid, pred["lower"], pred["upper"], alpha=0.3,
                       label="posterior predictive 90%")
     left.plot(grid, pred["mean"], label="posterior predictive mean")
-    left.plot(grid, true_law(grid), "k--", label="true law ½·3·x²")
-    left.scatter(x, y, color="crimson", zorder=3, label="data")
-    left.set_xlabel("displacement x (m)")
-    left.set_ylabel("energy E (J)")
+    left.plot(grid, true_law(grid), "k--", label="true law 2·exp(−0.8t)")
+    left.scatter(t, y, color="crimson", zorder=3, label="data")
+    left.set_xlabel("time t")
+    left.set_ylabel("N(t)")
     left.legend(fontsize=8)
     labels = [p if len(p) < 45 else p[:42] + "..." for p in table["simplified"]]
     right.barh(range(len(table))[::-1], table["probability"])

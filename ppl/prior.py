@@ -309,11 +309,13 @@ class ProgramPrior(TorchDistribution):
         """
         return self.subtree_log_prob(program.prods, program.values)
 
-    def subtree_log_prob(self, prods: tuple[int, ...], values: tuple[Any, ...]) -> float:
+    def subtree_log_prob(self, prods: tuple[int, ...], values: tuple[Any, ...],
+                         constants: bool = True) -> float:
         """Σ log w(r) + value log densities of a (sub)tree given in preorder (no normaliser).
 
         ``subtree_log_prob(T) - tables.log_mass(A, b, s)`` is log p_b(T | A), the density of
-        :meth:`sample_subtree`.
+        :meth:`sample_subtree`. With ``constants=False`` the constants' densities are left
+        out: the probability of the tree's structure with its constants integrated out.
         """
         total = 0.0
         prods_table = self.grammar.productions
@@ -324,7 +326,7 @@ class ProgramPrior(TorchDistribution):
                 kind = prods_table[r].op.kind
                 if kind == KIND_INPUT:
                     total += self._input_logp.get(v, -math.inf)
-                elif kind == KIND_CONSTANT:
+                elif kind == KIND_CONSTANT and constants:
                     total += self.constant_prior.log_prob(v)
         return total
 

@@ -20,6 +20,7 @@ equal a full re-scoring, both to 1e-9 (TESTING.md P1); otherwise it is not used.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -75,6 +76,19 @@ def _numpy(value: Any) -> Any:
     return value
 
 
+def _data_key(calls: list[tuple[Any, Any]], factors: list[_Factor]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for args, kwargs in calls:
+        for a in list(args) + [kwargs[k] for k in sorted(kwargs)]:
+            arr = np.ascontiguousarray(np.asarray(a, dtype=float))
+            h.update(str(arr.shape).encode())
+            h.update(arr.tobytes())
+    for f in factors:
+        h.update(str((f.call, f.shape, f.logpdf.__name__)).encode())
+        h.update(np.ascontiguousarray(f.y).tobytes())
+    return h.hexdigest()
+
+
 def _is_view_of(param: Any, out: Any) -> bool:
     return (isinstance(param, torch.Tensor) and isinstance(out, torch.Tensor)
             and param.dtype == out.dtype and param.untyped_storage().data_ptr()
@@ -87,25 +101,46 @@ class ProgramLikelihood:
 
     def __init__(self, site: str, prior: ProgramPrior, calls: list[tuple[Any, Any]],
                  factors: list[_Factor], rest: float) -> None:
+        self.data_key = _data_key(calls, factors)
+        """Hash of the observations and the program's inputs (not of other parameters)."""
         self.site = site
         self.prior = prior
         self.calls = calls
+        self.envs = [self._env(prior.inputs, args, kwargs) for args, kwargs in calls]
+        """Each call's inputs bound by name, as float64 arrays."""
         self.factors = factors
         self.rest = rest
         """log joint minus log π₀(φ) minus log L(φ): constant while other sites are fixed."""
 
+    def locations(self, program: Program, constants: np.ndarray | None = None
+                  ) -> list[np.ndarray]:
+        """The ``loc`` of every factor for ``program`` (optionally with other constants)."""
+        outputs: dict[int, Any] = {}
+        locs = []
+        for f in self.factors:
+            if f.call not in outputs:
+                outputs[f.call] = program.evaluate_numpy(self.envs[f.call], constants)
+            locs.append(np.broadcast_to(outputs[f.call], f.shape))
+        return locs
+
     def log_lik(self, program: Program) -> float:
         """log L(φ) = Σ over the program's observed factors, −inf if invalid."""
-        outputs: dict[int, Any] = {}
         total = 0.0
         with np.errstate(all="ignore"):
-            for f in self.factors:
-                if f.call not in outputs:
-                    args, kwargs = self.calls[f.call]
-                    outputs[f.call] = program(*args, **kwargs)
-                loc = np.broadcast_to(outputs[f.call], f.shape)
+            for f, loc in zip(self.factors, self.locations(program), strict=True):
                 total += float(np.sum(f.logpdf(f.y, loc, f.params)))
         return total if math.isfinite(total) else -math.inf
+
+    @staticmethod
+    def _env(names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+             ) -> dict[str, np.ndarray]:
+        env = dict(zip(names, args, strict=False))
+        env.update(kwargs)
+        out = {}
+        for k, v in env.items():
+            a = np.asarray(v)
+            out[k] = a if a.dtype == np.bool_ else a.astype(np.float64)
+        return out
 
     def log_joint(self, program: Program) -> float:
         """The model's log joint with the site set to ``program`` (others unchanged)."""

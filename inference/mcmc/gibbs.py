@@ -25,6 +25,7 @@ import torch
 from torch.distributions import biject_to
 
 from inference.mcmc.fastlik import ProgramLikelihood
+from inference.mcmc.laplace import ConstantFitter
 from inference.mcmc.moves import MOVES, RandomChooser
 from inference.target import CONTINUOUS, DISCRETE, PROGRAM, Target
 from ppl.errors import InitializationError, PPLError
@@ -79,15 +80,25 @@ class Gibbs:
     init_candidates : int
         The initial state is the best of this many valid random draws.
     program_moves : int
-        Structure moves (each followed by a constant random walk when the program has
-        constants) per program site per sweep; one MALA move on the constants ends the block.
-        With the incremental likelihood (:mod:`inference.mcmc.fastlik`) these cost a program
+        Structure moves (each followed by a constant move when the program has constants)
+        per program site per sweep; one MALA move on the constants ends the block. With the
+        incremental likelihood (:mod:`inference.mcmc.fastlik`) these cost a program
         evaluation each, not a model run.
+    refit : float
+        With the incremental likelihood, the probability that a structure move redraws all
+        constants from their Laplace fit (MOVES.md move 5), and that a constant move is a
+        Laplace independence move instead of a random walk.
     """
 
     def __init__(self, target: Target, structure_weights: Mapping[str, float] | None = None,
-                 init_candidates: int = 100, program_moves: int = 1) -> None:
+                 init_candidates: int = 100, program_moves: int = 1, refit: float = 0.5
+                 ) -> None:
         self.target = target
+        if not 0.0 <= refit <= 1.0:
+            raise PPLError(f"refit must be a probability in [0, 1]; got {refit!r}.")
+        self.refit = refit
+        self._fitters: dict[str, ConstantFitter] = {}
+        """Laplace fits per program site (a cache: results depend only on their key)."""
         if not isinstance(program_moves, int) or program_moves < 1:
             raise PPLError(f"program_moves must be a positive integer; got {program_moves!r}.")
         self.program_moves = program_moves
@@ -183,13 +194,21 @@ class Gibbs:
                 for _ in range(self.program_moves):
                     name = self.move_names[int(np.searchsorted(
                         self.move_cum, rng.random() * self.move_cum[-1], side="right"))]
-                    state, alpha, acc, bad = self._structure(rng, state, b, name, view)
+                    if view is not None and rng.random() < self.refit:
+                        state, alpha, acc, bad = self._refit_structure(rng, state, b, name,
+                                                                       view)
+                    else:
+                        state, alpha, acc, bad = self._structure(rng, state, b, name, view)
                     alphas.append(alpha)
                     invalid += bad
                     if not first_move:
                         first_move, first_accepted = name, acc
                     if len(state.values[b.name].constants):
-                        state, alpha, _, bad = self._constant_rw(rng, state, b, adapt, view)
+                        if view is not None and rng.random() < self.refit:
+                            state, alpha, _, bad = self._laplace_constants(rng, state, b, view)
+                        else:
+                            state, alpha, _, bad = self._constant_rw(rng, state, b, adapt,
+                                                                     view)
                         alphas.append(alpha)
                         invalid += bad
                 if len(state.values[b.name].constants):
@@ -253,6 +272,64 @@ class Gibbs:
         scored = view.log_joint(prop.program) if view is not None else None
         return self._accept(rng, state, b.name, prop.program, prop.log_q_rev - prop.log_q_fwd,
                             scored)
+
+    def _fitter(self, b: Any) -> ConstantFitter:
+        if b.name not in self._fitters:
+            self._fitters[b.name] = ConstantFitter()
+        return self._fitters[b.name]
+
+    def _draw_constants(self, rng: np.random.Generator, view: ProgramLikelihood, b: Any,
+                        phi: Program) -> tuple[Program | None, float]:
+        """All constants of φ's shape redrawn from its Laplace fit (or the prior), with
+        the log density of the draw."""
+        k = len(phi.constants)
+        if k == 0:
+            return phi, 0.0
+        fit = self._fitter(b).fit(phi, view)
+        if fit is None:
+            c = np.array([b.fn.constant_prior.sample(rng) for _ in range(k)])
+            return phi.with_constants(c), self._prior_log_q(b, c)
+        c = fit.sample(rng)
+        if not np.all(np.isfinite(c)):
+            return None, 0.0
+        return phi.with_constants(c), fit.log_density(c)
+
+    def _constants_log_q(self, view: ProgramLikelihood, b: Any, phi: Program) -> float:
+        """log density of φ's own constants under the proposal of its shape."""
+        c = phi.constants
+        if not len(c):
+            return 0.0
+        fit = self._fitter(b).fit(phi, view)
+        return self._prior_log_q(b, c) if fit is None else fit.log_density(c)
+
+    @staticmethod
+    def _prior_log_q(b: Any, c: np.ndarray) -> float:
+        return float(sum(b.fn.constant_prior.log_prob(float(x)) for x in c))
+
+    def _refit_structure(self, rng: np.random.Generator, state: GibbsState, b: Any, name: str,
+                         view: ProgramLikelihood) -> tuple[GibbsState, float, bool, int]:
+        """MOVES.md move 5: a structure move (constants integrated out of its densities),
+        then every constant of the new shape drawn from its Laplace fit."""
+        phi: Program = state.values[b.name]
+        prop = MOVES[name](RandomChooser(rng), b.fn, phi, structural=True)
+        if prop is None:
+            return state, 0.0, False, 0
+        phi2, log_q_c2 = self._draw_constants(rng, view, b, prop.program)
+        if phi2 is None:
+            return state, 0.0, False, 1
+        ratio = (prop.log_q_rev + self._constants_log_q(view, b, phi)
+                 - prop.log_q_fwd - log_q_c2)
+        return self._accept(rng, state, b.name, phi2, ratio, view.log_joint(phi2))
+
+    def _laplace_constants(self, rng: np.random.Generator, state: GibbsState, b: Any,
+                           view: ProgramLikelihood) -> tuple[GibbsState, float, bool, int]:
+        """Independence move: all constants of the current shape from its Laplace fit."""
+        phi: Program = state.values[b.name]
+        phi2, log_q_c2 = self._draw_constants(rng, view, b, phi)
+        if phi2 is None:
+            return state, 0.0, False, 1
+        ratio = self._constants_log_q(view, b, phi) - log_q_c2
+        return self._accept(rng, state, b.name, phi2, ratio, view.log_joint(phi2))
 
     def _constant_rw(self, rng: np.random.Generator, state: GibbsState, b: Any, adapt: bool,
                      view: ProgramLikelihood | None = None

@@ -85,12 +85,14 @@ class RandomChooser:
         return prior.sample_leaf_value(self.rng, production)
 
 
-def leaf_log_prob(prior: ProgramPrior, production: int, value: Any) -> float:
-    """log density of a leaf's value under its prior (0 for leaves without a value)."""
+def leaf_log_prob(prior: ProgramPrior, production: int, value: Any,
+                  structural: bool = False) -> float:
+    """log density of a leaf's value under its prior (0 for leaves without a value, and for
+    constants when ``structural``)."""
     kind = prior.grammar.productions[production].op.kind
     if kind == KIND_INPUT:
         return prior.input_log_prob(value)
-    if kind == KIND_CONSTANT:
+    if kind == KIND_CONSTANT and not structural:
         return prior.constant_prior.log_prob(value)
     return 0.0
 
@@ -108,10 +110,13 @@ def _child(b: int | None) -> int | None:
     return None if b is None else b - 1
 
 
-def regenerate(chooser: Chooser, prior: ProgramPrior, phi: Program) -> Proposal | None:
+def regenerate(chooser: Chooser, prior: ProgramPrior, phi: Program,
+               structural: bool = False) -> Proposal | None:
     """Move 1: pick a node uniformly, redraw its subtree from the budgeted prior.
 
     log q(φ' | φ) = −log N(φ) + log p_{b_v}(T' | A_v), and the reverse redraws T_v in φ'.
+    With ``structural`` the densities leave out the constants' values (they are integrated
+    out, for moves that redraw every constant afterwards; MOVES.md move 5).
     """
     g = prior.grammar
     n = phi.size
@@ -123,12 +128,14 @@ def regenerate(chooser: Chooser, prior: ProgramPrior, phi: Program) -> Proposal 
     old_p, old_v = phi.prods[v:end], phi.values[v:end]
     phi2 = phi.replace(v, new_p, new_v)
     log_mass = prior.tables.log_mass(a, b, s)
-    fwd = -math.log(n) + prior.subtree_log_prob(new_p, new_v) - log_mass
-    rev = -math.log(phi2.size) + prior.subtree_log_prob(old_p, old_v) - log_mass
+    keep = not structural
+    fwd = -math.log(n) + prior.subtree_log_prob(new_p, new_v, keep) - log_mass
+    rev = -math.log(phi2.size) + prior.subtree_log_prob(old_p, old_v, keep) - log_mass
     return Proposal(phi2, fwd, rev)
 
 
-def relabel(chooser: Chooser, prior: ProgramPrior, phi: Program) -> Proposal | None:
+def relabel(chooser: Chooser, prior: ProgramPrior, phi: Program,
+            structural: bool = False) -> Proposal | None:
     """Move 2: swap a node's production for an exchangeable one (same lhs and children).
 
     log q = −log M(φ) − log(K − 1) + log p(new leaf value); the reverse has the old value.
@@ -147,8 +154,8 @@ def relabel(chooser: Chooser, prior: ProgramPrior, phi: Program) -> Proposal | N
     values = phi.values[:v] + (value,) + phi.values[v + 1:]
     phi2 = Program._make(prior.grammar, prods, values, phi.inputs)
     base = -math.log(len(cands)) - math.log(len(options))
-    return Proposal(phi2, base + leaf_log_prob(prior, r2, value),
-                    base + leaf_log_prob(prior, r, phi.values[v]))
+    return Proposal(phi2, base + leaf_log_prob(prior, r2, value, structural),
+                    base + leaf_log_prob(prior, r, phi.values[v], structural))
 
 
 def _child_starts(phi: Program, v: int, k: int) -> list[int]:
@@ -162,24 +169,28 @@ def _child_starts(phi: Program, v: int, k: int) -> list[int]:
 
 
 def _siblings_log_q(prior: ProgramPrior, kids: tuple[int, ...], j: int, b: int | None,
-                    subtrees: list[tuple[tuple[int, ...], tuple[Any, ...]]]) -> float:
+                    subtrees: list[tuple[tuple[int, ...], tuple[Any, ...]]],
+                    structural: bool) -> float:
     """Σ_{i ≠ j} log p_{b−1}(S_i | B_i) of the siblings an insert draws."""
     total = 0.0
     for i, (c, (sp, sv)) in enumerate(zip(kids, subtrees, strict=True)):
         if i != j:
-            total += prior.subtree_log_prob(sp, sv) - prior.tables.log_mass(c, _child(b), None)
+            total += (prior.subtree_log_prob(sp, sv, not structural)
+                      - prior.tables.log_mass(c, _child(b), None))
     return total
 
 
-def insert_delete(chooser: Chooser, prior: ProgramPrior, phi: Program) -> Proposal | None:
+def insert_delete(chooser: Chooser, prior: ProgramPrior, phi: Program,
+                  structural: bool = False) -> Proposal | None:
     """Move 3: with probability ½ each, wrap a subtree in a recursive production (insert)
     or replace a recursive node by one of its same-type children (delete)."""
     if chooser.index(2) == 0:
-        return _insert(chooser, prior, phi)
-    return _delete(chooser, prior, phi)
+        return _insert(chooser, prior, phi, structural)
+    return _delete(chooser, prior, phi, structural)
 
 
-def _insert(chooser: Chooser, prior: ProgramPrior, phi: Program) -> Proposal | None:
+def _insert(chooser: Chooser, prior: ProgramPrior, phi: Program,
+            structural: bool) -> Proposal | None:
     g = prior.grammar
     n = phi.size
     v = chooser.index(n)
@@ -205,12 +216,13 @@ def _insert(chooser: Chooser, prior: ProgramPrior, phi: Program) -> Proposal | N
         return None
     phi2 = phi.replace(v, new_p, new_v)
     fwd = (LOG_HALF - math.log(n) - math.log(len(rec)) - math.log(len(slots))
-           + _siblings_log_q(prior, kids, j, b, subtrees))
+           + _siblings_log_q(prior, kids, j, b, subtrees, structural))
     rev = LOG_HALF - math.log(phi2.size) - math.log(len(slots))
     return Proposal(phi2, fwd, rev)
 
 
-def _delete(chooser: Chooser, prior: ProgramPrior, phi: Program) -> Proposal | None:
+def _delete(chooser: Chooser, prior: ProgramPrior, phi: Program,
+            structural: bool) -> Proposal | None:
     g = prior.grammar
     n = phi.size
     v = chooser.index(n)
@@ -229,11 +241,11 @@ def _delete(chooser: Chooser, prior: ProgramPrior, phi: Program) -> Proposal | N
     rec = prior.recursive()[a]
     fwd = LOG_HALF - math.log(n) - math.log(len(slots))
     rev = (LOG_HALF - math.log(phi2.size) - math.log(len(rec)) - math.log(len(slots))
-           + _siblings_log_q(prior, kids, j, b, subtrees))
+           + _siblings_log_q(prior, kids, j, b, subtrees, structural))
     return Proposal(phi2, fwd, rev)
 
 
-MOVES: dict[str, Callable[[Chooser, ProgramPrior, Program], Proposal | None]] = {
+MOVES: dict[str, Callable[..., Proposal | None]] = {
     "regenerate": regenerate,
     "insert_delete": insert_delete,
     "relabel": relabel,
