@@ -80,8 +80,8 @@ def test_mcmc_matches_enumeration(name, exact):
     assert abs(z) < 4
 
 
-def _regenerate_without_node_ratio(chooser, prior, phi):
-    prop = moves.regenerate(chooser, prior, phi)
+def _regenerate_without_node_ratio(chooser, prior, phi, structural=False):
+    prop = moves.regenerate(chooser, prior, phi, structural)
     if prop is None:
         return None
     return moves.Proposal(prop.program, prop.log_q_fwd,
