@@ -198,7 +198,8 @@ def machine() -> dict[str, str]:
             "OS": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "numpy": np.__version__,
             "torch": f"{torch.__version__} ({torch.get_num_threads()} threads)",
-            "ppl": ppl.__version__}
+            "ppl": ppl.__version__,
+            "load average (1 min) before the run": f"{os.getloadavg()[0]:.2f}"}
 
 
 def fmt_rate(r: float) -> str:
@@ -217,7 +218,7 @@ def table(rates: list[Rate]) -> list[str]:
 
 
 def report(args: argparse.Namespace, prior: ppl.ProgramPrior, programs: list[ppl.Program],
-           rates: list[Rate], profile: Profile) -> str:
+           rates: list[Rate], profile: Profile, host: dict[str, str]) -> str:
     by = {r.case.name: r for r in rates}
     sizes = np.array([p.size for p in programs])
     exact = prior.size_distribution()
@@ -264,7 +265,7 @@ def report(args: argparse.Namespace, prior: ppl.ProgramPrior, programs: list[ppl
         "",
         "| machine | |",
         "|---|---|",
-        *[f"| {k} | {v} |" for k, v in machine().items()],
+        *[f"| {k} | {v} |" for k, v in host.items()],
         "",
         "## Where the time goes",
         "",
@@ -305,6 +306,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    host = machine()
     torch.set_grad_enabled(False)
     prior = ppl.ProgramPrior(ppl.Grammar.load("arith"), inputs=["x"], max_depth=6)
     rng = np.random.default_rng(args.seed)
@@ -321,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{profile.excerpt}")
     for part, share in profile.shares.items():
         print(f"{share:6.0%}  {part}")
-    text = report(args, prior, programs, rates, profile)
+    text = report(args, prior, programs, rates, profile, host)
     if args.write is not None:
         args.write.parent.mkdir(parents=True, exist_ok=True)
         args.write.write_text(text)
