@@ -2,8 +2,8 @@
 
 Program sites are stored as integer ids in ``posterior`` (one id per distinct tree shape:
 productions and input names, constants aside), with numeric statistics beside them
-(``<site>_size``, ``_depth``, ``_n_constants``, ``_log_prior``) and the constants as a
-NaN-padded ``<site>_constants`` array. The id table (program JSON records) and the grammar
+(``<site>_size``, ``_depth``, ``_log_prior``, and ``_n_constants`` when any draw has
+constants) and the constants as a NaN-padded ``<site>_constants`` array. The id table (program JSON records) and the grammar
 texts go into the attributes, so a saved result restores its programs exactly.
 """
 
@@ -52,9 +52,12 @@ def encode_programs(site: str, draws: np.ndarray, prior: ProgramPrior) -> dict[s
             ncon[c, d] = k
             consts[c, d, :k] = p.constants
             logp[c, d] = prior.log_density(p)
-    return {site: ids, f"{site}_size": size, f"{site}_depth": depth,
-            f"{site}_n_constants": ncon, f"{site}_constants": consts,
-            f"{site}_log_prior": logp, "__table__": table}
+    out = {site: ids, f"{site}_size": size, f"{site}_depth": depth,
+           f"{site}_log_prior": logp, "__table__": table}
+    if width:  # no variables that would be identically zero or NaN
+        out[f"{site}_n_constants"] = ncon
+        out[f"{site}_constants"] = consts
+    return out
 
 
 def decode_programs(ids: np.ndarray, consts: np.ndarray, table: list[dict[str, Any]],

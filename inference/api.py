@@ -73,10 +73,17 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
     """
     if method not in METHODS:
         raise PPLError(f"Unknown method {method!r}; expected one of {METHODS}.")
-    for name, value in (("num_samples", num_samples), ("num_chains", num_chains),
-                        ("thin", thin)):
-        if not isinstance(value, int) or value < 1:
-            raise PPLError(f"{name} must be a positive integer; got {value!r}.")
+    for name, value, low in (("num_samples", num_samples, 1), ("num_chains", num_chains, 1),
+                             ("thin", thin, 1), ("num_warmup", num_warmup, 0),
+                             ("seed", seed, 0), ("num_particles", num_particles, 1),
+                             ("init_candidates", init_candidates, 1),
+                             ("program_moves", program_moves, 1)):
+        if value is None and name in ("num_warmup", "num_particles"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise PPLError(f"{name} must be an integer >= {low}; got {value!r}.")
+    if max_time is not None and not (isinstance(max_time, (int, float)) and max_time > 0):
+        raise PPLError(f"max_time must be a positive number of seconds; got {max_time!r}.")
     if chain_method not in ("parallel", "sequential"):
         raise PPLError(f"chain_method must be 'parallel' or 'sequential'; got {chain_method!r}.")
     target = Target(model, args, kwargs, seed=seed)

@@ -162,15 +162,25 @@ class Posterior:
                                   "observed_data": self.observed}
         if posterior_predictive:
             groups["posterior_predictive"] = self._predictive(seed=seed)
-        idata = az.from_dict(**groups, attrs=attrs)
+        for site, table in self.exact.items():
+            exact = table.groupby("key")["probability"].sum()
+            attrs[f"ppl_exact_{site}"] = to_json_attr({str(k): float(v)
+                                                       for k, v in exact.items()})
+        idata = az.from_dict(**{k: v for k, v in groups.items() if v})
+        if "posterior" not in idata.groups():
+            raise PPLError("This result has no latent sites: there is no posterior to "
+                           "convert (its log-likelihood is in Posterior.log_lik).")
+        idata.posterior.attrs.update(attrs)
         return idata
 
     def summary(self, **kwargs: Any) -> pd.DataFrame:
         """``arviz.summary`` of the numeric sites and program statistics (size, depth,
         number of constants, log prior)."""
+        if not self.samples:
+            return pd.DataFrame()
         idata = self.to_arviz()
-        names = [v for v in idata.posterior.data_vars
-                 if v not in self.priors and not v.endswith("_constants")]
+        names = [v for v in idata.posterior.data_vars if v not in self.priors
+                 and not (v.endswith("_constants") and not v.endswith("_n_constants"))]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return az.summary(idata, var_names=names, **kwargs)
@@ -216,16 +226,24 @@ class Posterior:
         sites from the posterior and observed sites sampled.
 
         Returns one row per observation of each observed site: ``mean``, ``sd`` and the
-        central ``prob`` interval (``lower``, ``upper``).
+        central ``prob`` interval (``lower``, ``upper``) over the draws whose prediction is
+        finite, and ``valid``, the fraction of such draws (a posterior program can be
+        invalid at a new input, e.g. x/x at 0).
         """
         draws = self._predictive(*args, seed=seed, num_draws=num_draws, model=model, **kwargs)
         frames = []
         for site, arr in draws.items():
-            flat = arr.reshape(-1, *arr.shape[2:])
-            lo, hi = np.quantile(flat, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
-            frames.append(pd.DataFrame({"site": site, "mean": flat.mean(0).reshape(-1),
-                                        "sd": flat.std(0).reshape(-1),
-                                        "lower": lo.reshape(-1), "upper": hi.reshape(-1)}))
+            flat = arr.reshape(-1, *arr.shape[2:]).astype(float)
+            flat[~np.isfinite(flat)] = np.nan
+            valid = np.mean(np.isfinite(flat), axis=0)
+            with warnings.catch_warnings():  # points where every draw is invalid stay NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lo, hi = np.nanquantile(flat, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+                mean, sd = np.nanmean(flat, 0), np.nanstd(flat, 0)
+            frames.append(pd.DataFrame({"site": site, "mean": mean.reshape(-1),
+                                        "sd": sd.reshape(-1), "lower": lo.reshape(-1),
+                                        "upper": hi.reshape(-1),
+                                        "valid": valid.reshape(-1)}))
         return pd.concat(frames, ignore_index=True)
 
     # ------------------------------------------------------------------ persistence
@@ -244,8 +262,9 @@ class Posterior:
         for name in post.data_vars:
             if name in priors:
                 table = from_json_attr(idata, f"ppl_programs_{name}")
-                samples[name] = decode_programs(post[name].values,
-                                                post[f"{name}_constants"].values, table,
+                consts = (post[f"{name}_constants"].values if f"{name}_constants" in post
+                          else np.zeros(post[name].shape + (0,)))
+                samples[name] = decode_programs(post[name].values, consts, table,
                                                 priors[name].grammar)
             elif not any(name == p + s for p in priors for s in stat_suffixes):
                 samples[name] = post[name].values
@@ -255,9 +274,15 @@ class Posterior:
             stats["move"] = np.asarray(codes, dtype=object)[stats["move"]]
         log_lik = {k: v.values for k, v in idata.log_likelihood.data_vars.items()}
         observed = {k: v.values for k, v in idata.observed_data.data_vars.items()}
+        exact = {}
+        for site in priors:
+            if f"ppl_exact_{site}" in post.attrs:
+                table = from_json_attr(idata, f"ppl_exact_{site}")
+                exact[site] = pd.DataFrame({"key": list(table),
+                                            "probability": list(table.values())})
         return cls(method=str(post.attrs.get("ppl_method", "")), samples=samples,
                    stats=stats, log_lik=log_lik, observed=observed, priors=priors,
-                   attrs=from_json_attr(idata, "ppl_attrs"))
+                   attrs=from_json_attr(idata, "ppl_attrs"), exact=exact)
 
 
 def load(path: str) -> Posterior:

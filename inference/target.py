@@ -51,6 +51,24 @@ def to_torch(value: Any) -> Any:
     return value
 
 
+def _check_argument(name: str, value: Any) -> None:
+    """Model arguments that are numeric arrays must be non-empty and finite."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if not isinstance(value, (np.ndarray, list, tuple)):
+        return
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return
+    if arr.size == 0:
+        raise DataError(f"Model {name} is empty: there is nothing to condition on.")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        raise DataError(f"Model {name} has {bad} NaN or infinite value(s); drop or impute "
+                        "them before inference.")
+
+
 class Target:
     """log p(latents, data) of ``model(*args, **kwargs)`` by Pyro traces.
 
@@ -69,6 +87,9 @@ class Target:
     def __init__(self, model: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: Mapping[str, Any], seed: int = 0) -> None:
         self.model = model
+        for name, value in [(f"'{k}'", v) for k, v in kwargs.items()] + \
+                [(f"argument {i}", a) for i, a in enumerate(args)]:
+            _check_argument(name, value)
         self.args = tuple(to_torch(a) for a in args)
         self.kwargs = {k: to_torch(v) for k, v in kwargs.items()}
         self.fast = False
@@ -93,7 +114,7 @@ class Target:
                 return poutine.trace(self.model).get_trace(*self.args, **self.kwargs)
             except PPLError:
                 raise
-            except (ValueError, RuntimeError, TypeError, IndexError) as err:
+            except (ValueError, RuntimeError, TypeError, IndexError, ZeroDivisionError) as err:
                 raise DataError(f"Running the model on its data failed: {err}\nCheck that "
                                 "observed data match their distributions' shapes.") from err
 

@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from typing import Any, NamedTuple
 
@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from inference.mcmc.gibbs import Gibbs
 from inference.target import PROGRAM, Target
+from ppl.errors import PPLError
 
 __all__ = ["ChainResult", "ChainSpec", "run_chain", "run_chains", "show_progress"]
 
@@ -79,7 +80,6 @@ def run_chain(spec: ChainSpec) -> ChainResult:
                                                      "accepted", "n_invalid")}
     pointwise: dict[str, list[np.ndarray]] = {}
     try:
-        torch.set_num_threads(1)
         rng = np.random.default_rng(spec.seed)
         target = Target(spec.model, spec.args, spec.kwargs,
                         seed=int(spec.seed.generate_state(1)[0]))
@@ -111,6 +111,8 @@ def run_chain(spec: ChainSpec) -> ChainResult:
             stats["accepted"].append(info.accepted)
             stats["n_invalid"].append(info.n_invalid)
         bar.close()
+    except PPLError:  # bad input (e.g. no valid initial state) is the caller's error
+        raise
     except Exception:  # a crashed chain is reported; the other chains are kept
         return _result(spec, draws, stats, pointwise, traceback.format_exc(), start, False)
     return _result(spec, draws, stats, pointwise, None, start, False)
@@ -122,6 +124,11 @@ def _result(spec: ChainSpec, draws: dict[str, list[Any]], stats: dict[str, list[
     return ChainResult(spec.chain, draws, {k: np.asarray(v) for k, v in stats.items()},
                        {k: np.asarray(v) for k, v in pointwise.items()}, error,
                        time.perf_counter() - start, cut)
+
+
+def _one_thread() -> None:
+    """Worker initialiser: one torch thread per chain process (chains are the parallelism)."""
+    torch.set_num_threads(1)
 
 
 def _picklable(obj: Any) -> bool:
@@ -137,10 +144,15 @@ def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
     """Run chains on ``executor``, in local processes ("parallel") or one after another
     ("sequential"). Unpicklable models (closures) fall back to sequential."""
     if executor is not None:
+        if isinstance(executor, ThreadPoolExecutor):
+            raise PPLError("Chains cannot run in threads: they would share Pyro's handler "
+                           "stack. Pass a process-based executor (ProcessPoolExecutor, a Dask "
+                           "client's) or use chain_method='sequential'.")
         return [f.result() for f in [executor.submit(run_chain, s) for s in specs]]
     workers = min(len(specs), os.cpu_count() or 1)
     if chain_method == "parallel" and workers > 1 and _picklable(specs[0]):
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as ex:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                 initializer=_one_thread) as ex:
             return list(ex.map(run_chain, specs))
     return [run_chain(s) for s in specs]
 

@@ -106,11 +106,7 @@ BAD_DATA = [
     pytest.param(event_model, (np.array([]),), np.array([]), ["'y'", "empty"],
                  id="empty-event"),
     pytest.param(program_model, (np.array([]),), np.array([]), ["'y'", "empty"],
-                 id="empty-plate",
-                 marks=pytest.mark.xfail(strict=True, raises=ZeroDivisionError, reason=(
-                     "BUG: pyro.plate of size 0 raises ZeroDivisionError in Target._discover "
-                     "(inference/target.py), which catches only ValueError/RuntimeError/"
-                     "TypeError/IndexError: not a DataError naming 'y'"))),
+                 id="empty-plate"),
     pytest.param(program_model, (X,), Y.reshape(-1, 1), ["'y'", "(10, 1)", "(10,)"],
                  id="column-vector"),
     pytest.param(program_model, (X,), Y[:5], ["'y'", "(5,)", "(10,)"], id="wrong-length"),
@@ -148,19 +144,9 @@ def test_no_valid_start_names_the_sites() -> None:
         infer(impossible_model, X, y=np.full(10, 1000.0), **FAST)
 
 
-WRAPPED_INIT_ERROR = (
-    "BUG: run_chain (inference/mcmc/driver.py) catches every chain's InitializationError "
-    "and _assemble (inference/api.py) re-raises it as a plain PPLError('Every chain "
-    "crashed; ...'), so InitializationError cannot be caught")
-
-
 @pytest.mark.parametrize(("model", "kwargs"), [
-    pytest.param(impossible_model, {"y": np.full(10, 1000.0)}, id="data-no-program-explains",
-                 marks=pytest.mark.xfail(strict=True, raises=PPLError,
-                                         reason=WRAPPED_INIT_ERROR)),
-    pytest.param(minus_inf_factor_model, {}, id="factor-minus-inf",
-                 marks=pytest.mark.xfail(strict=True, raises=PPLError,
-                                         reason=WRAPPED_INIT_ERROR)),
+    pytest.param(impossible_model, {"y": np.full(10, 1000.0)}, id="data-no-program-explains"),
+    pytest.param(minus_inf_factor_model, {}, id="factor-minus-inf"),
 ])
 def test_no_valid_start_raises_initialization_error(model: Callable[..., Any],
                                                     kwargs: dict[str, Any]) -> None:
@@ -187,9 +173,6 @@ def test_model_without_latent_sites_runs() -> None:
     np.testing.assert_allclose(post.stats["lp"], expected.sum())
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    "BUG: Posterior.summary (inference/results.py) reads idata.posterior, which "
-    "to_arviz does not create when there are no latent sites: AttributeError"))
 def test_model_without_latent_sites_summarises() -> None:
     post = infer(no_latent_model, X, y=Y, **FAST)
     assert len(post.summary()) == 0
@@ -291,10 +274,6 @@ def test_every_chain_crashed_is_an_error(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 # ---------------------------------------------------------------------------- bad arguments
-def _xfail(reason: str, raises: type[BaseException] | None = None) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, raises=raises, reason=reason)
-
-
 # (keyword arguments of infer, text the PPLError must contain)
 BAD_ARGUMENTS = [
     pytest.param({"method": "bogus"}, "method", id="unknown-method"),
@@ -304,22 +283,12 @@ BAD_ARGUMENTS = [
     pytest.param({"num_samples": 10.0}, "num_samples", id="num_samples-float"),
     pytest.param({"num_samples": "10"}, "num_samples", id="num_samples-str"),
     pytest.param({"num_samples": None}, "num_samples", id="num_samples-none"),
-    pytest.param({"num_samples": True}, "num_samples", id="num_samples-bool", marks=_xfail(
-        "BUG: infer (inference/api.py) checks isinstance(value, int), which bool passes: "
-        "num_samples=True runs one draw per chain", raises=AssertionError)),
+    pytest.param({"num_samples": True}, "num_samples", id="num_samples-bool"),
     pytest.param({"num_chains": 0}, "num_chains", id="num_chains-zero"),
     pytest.param({"thin": 0}, "thin", id="thin-zero"),
-    pytest.param({"num_warmup": -5}, "num_warmup", id="num_warmup-negative", marks=_xfail(
-        "BUG: num_warmup is not validated (inference/api.py); num_warmup=-5 silently "
-        "records num_samples - 5 draws per chain (driver.run_chain: total = num_warmup + "
-        "num_samples * thin)", raises=AssertionError)),
-    pytest.param({"num_warmup": 1.5}, "num_warmup", id="num_warmup-float", marks=_xfail(
-        "BUG: num_warmup is not validated (inference/api.py); 1.5 crashes every chain in "
-        "range(total) and surfaces as 'Every chain crashed' with a TypeError traceback",
-        raises=AssertionError)),
-    pytest.param({"seed": -1}, "seed", id="seed-negative", marks=_xfail(
-        "BUG: seed is not validated (inference/api.py); numpy raises a bare ValueError "
-        "'expected non-negative integer'", raises=ValueError)),
+    pytest.param({"num_warmup": -5}, "num_warmup", id="num_warmup-negative"),
+    pytest.param({"num_warmup": 1.5}, "num_warmup", id="num_warmup-float"),
+    pytest.param({"seed": -1}, "seed", id="seed-negative"),
     pytest.param({"chain_method": "threads"}, "chain_method", id="chain_method-unknown"),
     pytest.param({"structure_weights": {"bogus": 1.0}}, "structure_weights",
                  id="structure_weights-unknown-move"),
@@ -327,15 +296,9 @@ BAD_ARGUMENTS = [
                  id="structure_weights-all-zero"),
     pytest.param({"init_candidates": 0}, "init_candidates", id="init_candidates-zero"),
     pytest.param({"method": "importance", "num_particles": -3}, "num_particles",
-                 id="num_particles-negative", marks=_xfail(
-                     "BUG: num_particles is not validated (inference/api.py); -3 reaches "
-                     "np.empty in importance_posterior: bare ValueError 'negative "
-                     "dimensions are not allowed'", raises=ValueError)),
+                 id="num_particles-negative"),
     pytest.param({"method": "importance", "num_particles": 0}, "num_particles",
-                 id="num_particles-zero", marks=_xfail(
-                     "BUG: infer (inference/api.py) uses `num_particles or default`, so 0 "
-                     "silently becomes 10 * num_samples * num_chains",
-                     raises=pytest.fail.Exception)),
+                 id="num_particles-zero"),
 ]
 
 

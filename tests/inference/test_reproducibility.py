@@ -27,6 +27,7 @@ import ppl
 from inference import Posterior, infer
 from inference.mcmc import driver
 from ppl import dist
+from ppl.errors import PPLError
 
 PRIOR = ppl.ProgramPrior("arith", inputs=["x"], max_depth=4)
 X = np.linspace(-1.0, 1.0, 10)
@@ -95,10 +96,6 @@ def test_global_random_state_neither_used_nor_changed(reference: Posterior) -> N
     assert before[2] == after[2]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: run_chain (inference/mcmc/driver.py) calls torch.set_num_threads(1) in the "
-    "caller's process when chains run sequentially (or on a thread executor), so after "
-    "infer(..., chain_method='sequential') the user's torch code runs on one thread"))
 def test_sequential_run_leaves_torch_threads_alone() -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -149,12 +146,8 @@ def test_process_executor_equals_sequential(reference: Posterior) -> None:
     assert_bitwise_identical(reference, post)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: executor= (inference/api.py, driver.run_chains) accepts any Executor (DESIGN "
-    "§7), but Pyro's effect-handler stack is global to the process, so chains on a "
-    "ThreadPoolExecutor corrupt each other's traces ('This Messenger is not on the bottom "
-    "of the stack'): every chain crashes (PPLError) or some are silently dropped"))
-def test_thread_executor_equals_sequential(reference: Posterior) -> None:
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        post = infer(program_model, X, y=Y, executor=pool, **{**RUN, "num_samples": 200})
-    assert_bitwise_identical(run(num_samples=200), post)
+def test_thread_executor_is_refused() -> None:
+    """Threads would share Pyro's global handler stack: refused up front (a decision
+    recorded in docs/decisions.md), instead of corrupting chains."""
+    with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(PPLError, match="threads"):
+        infer(program_model, X, y=Y, executor=pool, **{**RUN, "num_samples": 20})

@@ -170,10 +170,6 @@ def test_posterior_summary(post: Posterior) -> None:
     assert not any(name.startswith("f_constants") for name in table.index)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Posterior.summary (inference/results.py) drops every variable ending in "
-    "'_constants', which includes '<site>_n_constants' (the number of constants its "
-    "docstring promises)"))
 def test_posterior_summary_reports_number_of_constants(post: Posterior) -> None:
     assert "f_n_constants" in post.summary().index
 
@@ -255,10 +251,6 @@ def test_netcdf_round_trip(idata: Any, tmp_path: Path) -> None:
     assert dict(back.attrs) == dict(idata.attrs)
 
 
-LOAD_BUG = ("BUG: Posterior.to_arviz (inference/results.py) passes attrs= to az.from_dict, "
-            "which in ArviZ 0.23 puts them on the InferenceData itself, but from_json_attr "
-            "(inference/_arviz.py) reads idata.posterior.attrs: from_arviz and load raise "
-            "PPLError 'not written by ppl (no ppl_priors attribute)' on every result")
 
 
 def assert_same_posterior(a: Posterior, b: Posterior) -> None:
@@ -274,7 +266,6 @@ def assert_same_posterior(a: Posterior, b: Posterior) -> None:
     pd.testing.assert_frame_equal(a.programs(simplify=False), b.programs(simplify=False))
 
 
-@pytest.mark.xfail(strict=True, raises=PPLError, reason=LOAD_BUG)
 def test_save_load_round_trip(post: Posterior, tmp_path: Path) -> None:
     path = tmp_path / "run.nc"
     post.save(str(path))
@@ -284,14 +275,10 @@ def test_save_load_round_trip(post: Posterior, tmp_path: Path) -> None:
     assert back.priors["f"].grammar.fingerprint == ARITH.grammar.fingerprint
 
 
-@pytest.mark.xfail(strict=True, raises=PPLError, reason=LOAD_BUG)
 def test_from_arviz_round_trip(post: Posterior, idata: Any) -> None:
     assert_same_posterior(post, Posterior.from_arviz(idata))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    LOAD_BUG + "; and once that is fixed: to_arviz does not store Posterior.exact, so a "
-    "loaded enumerate result reports draw frequencies instead of exact probabilities"))
 def test_save_load_keeps_exact_probabilities(exact_post: Posterior, tmp_path: Path) -> None:
     path = tmp_path / "exact.nc"
     exact_post.save(str(path))
@@ -368,11 +355,6 @@ def test_predict_is_reproducible(post: Posterior) -> None:
     assert not a.equals(post.predict(X_NEW, num_draws=100, seed=4))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Posterior.predict (inference/results.py) summarises with mean/std/quantile, so a "
-    "single posterior program that is invalid at a new input (x/x at x = 0) makes that "
-    "point's mean, sd, lower and upper NaN; expected: summaries of the valid draws (and a "
-    "count or warning of the invalid ones), or an error naming the point"))
 def test_predict_where_some_programs_are_invalid() -> None:
     post = hand_made([["(x + (x * x))", "(x * (x + (x / x)))", "(x + (x * x))",
                        "((x * x) + x)"]])
@@ -435,10 +417,6 @@ def test_importance_reports_ess_and_khat(importance_post: Posterior) -> None:
     assert table["count"].sum() == 400
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeWarning, reason=(
-    "BUG (minor): for a grammar without constants encode_programs (inference/_arviz.py) "
-    "still writes an all-NaN f_constants variable (width max(0, 1)), so az.summary on "
-    "the InferenceData warns 'invalid value encountered in scalar divide'"))
 @pytest.mark.parametrize("which", ["enumerate", "importance"])
 def test_az_summary_without_constants(which: str, exact_post: Posterior,
                                       importance_post: Posterior) -> None:
