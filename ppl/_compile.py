@@ -87,7 +87,8 @@ def _rule_lines(text: str) -> dict[str, int]:
     return found
 
 
-def _alias_lines(text: str) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], str]]:
+def _alias_lines(text: str, source: str = "grammar"
+                 ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], str]]:
     """Map (rule, alias) to its line, and to the raw weight annotation on that line."""
     lines = text.splitlines()
     where: dict[tuple[str, str], int] = {}
@@ -111,7 +112,7 @@ def _alias_lines(text: str) -> tuple[dict[tuple[str, str], int], dict[tuple[str,
                 raise WeightError(
                     "A '// @weight' annotation must stand on a line with exactly one "
                     f"aliased alternative; this line has {len(aliases)}.\n"
-                    + show_line(text, i, "grammar")
+                    + show_line(text, i, source)
                     + "\nPut each weighted alternative on its own line.")
             weights[(rule, aliases[0])] = w.group(1)
     return where, weights
@@ -201,7 +202,7 @@ def compile_text(text: str, source: str) -> Compiled:
     ids = {n: i for i, n in enumerate(names)}
     for unit, tgt in units.items():
         ids[unit] = ids[tgt]
-    alias_lines, raw_weights = _alias_lines(text)
+    alias_lines, raw_weights = _alias_lines(text, source)
     rule_lines = _rule_lines(text)
     productions: list[Production] = []
     annotated: dict[int, float] = {}

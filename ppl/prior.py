@@ -157,13 +157,18 @@ class ProgramPrior(TorchDistribution):
     def __init__(self, grammar: Grammar | str, inputs: Sequence[str] | Mapping[str, float],
                  max_depth: int | None = None, max_size: int | None = None,
                  constant_prior: Any = None, validate_args: bool | None = None) -> None:
-        self.grammar = Grammar.load(grammar) if isinstance(grammar, str) else grammar
+        self.grammar: Grammar = Grammar.load(grammar) if isinstance(grammar, str) else grammar
+        """The grammar whose derivations are the support."""
         if not isinstance(self.grammar, Grammar):
             raise PriorError(f"ProgramPrior needs a Grammar; got {type(grammar).__name__}.")
         self.inputs, self.input_probs = self._check_inputs(inputs)
+        """Input names (positional order) and the probabilities of the input-leaf choice."""
         self.max_depth = self._check_limit("max_depth", max_depth)
+        """Depth limit the prior is conditioned on (None: no limit)."""
         self.max_size = self._check_limit("max_size", max_size)
+        """Size limit (number of nodes) the prior is conditioned on (None: no limit)."""
         self.constant_prior = ConstantPrior.from_any(constant_prior)
+        """Prior density p_c of each real constant."""
         self._check_limits()
         self.tables = Tables(self.grammar, self.max_depth, self.max_size)
         self.log_normalizer: float = self.tables.log_mass(self.grammar.start)
@@ -271,6 +276,8 @@ class ProgramPrior(TorchDistribution):
         Parameters
         ----------
         sample_shape : tuple, optional
+            Shape of independent draws: ``()`` (default) returns one Program, ``(n,)`` a
+            numpy object array of n Programs.
         rng : numpy Generator or int, optional
             Randomness; default: a seed drawn from torch's global RNG (Pyro's convention).
         """
@@ -352,9 +359,10 @@ class ProgramPrior(TorchDistribution):
     def size_distribution(self, max_size: int | None = None) -> np.ndarray:
         """Exact P(size = s), s = 0, 1, ..., under this prior.
 
-        Without ``max_size`` limits of its own the prior's support may be larger than the
-        array; then ``max_size`` (default 50, or the largest size ``max_depth`` allows) cuts
-        it and the array sums to less than one.
+        With a ``max_size`` limit of its own, the array covers the whole support (the
+        argument is not used). With only ``max_depth``, it covers every size the depth
+        allows and sums to one. Without limits, the support is infinite: the array stops at
+        ``max_size`` (default 50) and sums to less than one.
 
         Examples
         --------

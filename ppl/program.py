@@ -232,6 +232,7 @@ class Program:
 
     # ------------------------------------------------------------------ evaluation
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``program(*inputs)`` is :meth:`evaluate`: g(φ, x), vectorised over arrays."""
         return self.evaluate(*args, **kwargs)
 
     def _code(self) -> list[tuple[int, Any, int, Any]]:
@@ -377,14 +378,18 @@ class Program:
         return key
 
     def __eq__(self, other: object) -> bool:
+        """Trees are equal when their grammars, productions and values are equal.
+
+        The positional order of inputs (``inputs``) is calling convention, not part of the
+        tree: ``g.parse(str(p)) == p`` even when ``p`` does not read every input.
+        """
         if not isinstance(other, Program):
             return NotImplemented
         return (self._prods == other._prods and self._values == other._values
-                and self._inputs == other._inputs
                 and self._grammar.fingerprint == other._grammar.fingerprint)
 
     def __hash__(self) -> int:
-        return hash((self._prods, self._values, self._inputs))
+        return hash((self._prods, self._values))
 
     def __str__(self) -> str:
         text = self._cache.get("text")
@@ -421,7 +426,10 @@ class Program:
             elif kind == KIND_CONSTANT:
                 stack.append(sympy.Float(self._values[i]))
             else:
-                stack.append(_SYMPY_LITERALS.get(p.alias, sympy.sympify(p.op.value)))
+                value = p.op.value
+                literal = (sympy.Integer(int(value)) if isinstance(value, float)
+                           and value.is_integer() else sympy.sympify(value))
+                stack.append(_SYMPY_LITERALS.get(p.alias, literal))
         return stack[0]
 
     def to_json(self) -> dict[str, Any]:
