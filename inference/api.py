@@ -13,6 +13,7 @@ from inference.enumerate import enumerate_posterior
 from inference.importance import importance_posterior
 from inference.mcmc.driver import ChainResult, make_specs, run_chains
 from inference.mcmc.gibbs import Gibbs
+from inference.mcmc.tempering import geometric_ladder
 from inference.results import Posterior, load
 from inference.target import PROGRAM, Target
 from ppl.errors import PPLError
@@ -32,7 +33,7 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
           chain_method: str = "parallel", executor: Executor | None = None,
           structure_weights: dict[str, float] | None = None,
           init_values: dict[str, Any] | None = None, init_candidates: int = 100,
-          program_moves: int = 10,
+          program_moves: int = 10, num_rungs: int = 1, beta_min: float = 0.05,
           max_time: float | None = None,
           num_particles: int | None = None, **kwargs: Any) -> Posterior:
     """Posterior of every unobserved site of ``model(*args, **kwargs)`` given its ``obs=``
@@ -64,6 +65,10 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
     program_moves : int
         Structure moves per program site per sweep (10); each is scored incrementally
         when the model allows it, so they cost a program evaluation, not a model run.
+    num_rungs, beta_min : int, float
+        Parallel tempering on the likelihood: ``num_rungs`` copies of each chain on the
+        geometric ladder β_k = beta_min^(k/(K−1)), swapping adjacent states after every
+        sweep; draws come from β = 1, swap acceptance goes to ``stats["swap_accepted"]``.
     max_time : float, optional
         Seconds per chain; a chain stops cleanly at the budget (with a warning).
 
@@ -108,12 +113,13 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
                          attrs={"ess": out["ess"], "khat": out["khat"], "num_particles": n},
                          **common)
     kernel = Gibbs(target, structure_weights, init_candidates, program_moves)
+    geometric_ladder(num_rungs, beta_min)  # validates the ladder before any chain starts
     if method == "auto":
         print(kernel.describe())
     specs = make_specs(model, target.args, target.kwargs, seed, num_chains,
                        num_samples if num_warmup is None else num_warmup, num_samples, thin,
                        progress, structure_weights, init_values, max_time, init_candidates,
-                       program_moves)
+                       program_moves, num_rungs, beta_min)
     results = run_chains(specs, chain_method, executor)
     return _assemble(results, kernel.describe(), common)
 
@@ -150,8 +156,12 @@ def _assemble(results: list[ChainResult], plan: str, common: dict[str, Any]) -> 
             samples[name] = np.stack([np.asarray(r.draws[name][:n]) for r in ok])
     stats = {k: np.stack([r.stats[k][:n] for r in ok]) for k in ok[0].stats}
     log_lik = {k: np.stack([r.pointwise[k][:n] for r in ok]) for k in ok[0].pointwise}
-    attrs = {"plan": plan, "chains": [r.chain for r in ok],
-             "seconds": [round(r.elapsed, 3) for r in ok]}
+    attrs: dict[str, Any] = {"plan": plan, "chains": [r.chain for r in ok],
+                             "seconds": [round(r.elapsed, 3) for r in ok]}
+    if "swap_accepted" in stats:
+        with warnings.catch_warnings():  # a pair never proposed has no rate
+            warnings.simplefilter("ignore", RuntimeWarning)
+            attrs["swap_rate"] = np.nanmean(stats["swap_accepted"], axis=(0, 1)).tolist()
     return Posterior(method="mcmc", samples=samples, stats=stats, log_lik=log_lik,
                      attrs=attrs, **common)
 

@@ -94,6 +94,8 @@ class Target:
         self.kwargs = {k: to_torch(v) for k, v in kwargs.items()}
         self.fast = False
         """Whether the scoring fast path is on (see :meth:`check_fast`)."""
+        self.beta = 1.0
+        """Likelihood temperature: scores are log prior + beta · log likelihood."""
         trace = self._discover(seed)
         self.latents: dict[str, SiteInfo] = {}
         self.observed: dict[str, Any] = {}
@@ -159,13 +161,21 @@ class Target:
             tr.compute_log_prob()
         return tr
 
-    def _trace_log_joint(self, values: Mapping[str, Any]) -> float:
+    def _trace_parts(self, values: Mapping[str, Any]) -> tuple[float, float]:
+        """(Σ latent log probs, Σ observed log probs and factors) from a Pyro trace."""
         tr = self.trace(values)
-        total = 0.0
+        latent = lik = 0.0
         for site in tr.nodes.values():
             if site["type"] == "sample" and not site_is_subsample(site):
-                total += float(site["log_prob_sum"])
-        return total
+                if site["is_observed"]:
+                    lik += float(site["log_prob_sum"])
+                else:
+                    latent += float(site["log_prob_sum"])
+        return latent, lik
+
+    def _trace_log_joint(self, values: Mapping[str, Any]) -> float:
+        latent, lik = self._trace_parts(values)
+        return latent + lik if self.beta == 1.0 else latent + self.beta * lik
 
     def _score(self, values: Mapping[str, Any], record: bool = False) -> Scorer:
         with pyro.validation_enabled(False), Scorer(values, record=record) as scorer:
@@ -178,7 +188,7 @@ class Target:
         self.fast = False
         try:
             for values in states:
-                fast = float(self._score(values).total())
+                fast = float(self._score(values).total(self.beta))
                 slow = self._trace_log_joint(values)
                 if not math.isclose(fast, slow, rel_tol=1e-9, abs_tol=1e-9) and not (
                         math.isnan(fast) and math.isnan(slow)):
@@ -189,9 +199,16 @@ class Target:
         return self.fast
 
     def log_joint(self, values: Mapping[str, Any]) -> float:
-        """log p(values, data); −inf when any factor is nan or −inf."""
-        total = float(self._score(values).total()) if self.fast else \
+        """log p(values, data) (tempered: log prior + beta · log likelihood); −inf when any
+        factor is nan or −inf."""
+        total = float(self._score(values).total(self.beta)) if self.fast else \
             self._trace_log_joint(values)
+        return -math.inf if math.isnan(total) else total
+
+    def log_lik(self, values: Mapping[str, Any]) -> float:
+        """log p(data | values): the observed sites and factors, untempered."""
+        total = float(self._score(values).log_lik()) if self.fast else \
+            self._trace_parts(values)[1]
         return -math.inf if math.isnan(total) else total
 
     def pointwise(self, values: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -218,12 +235,15 @@ class Target:
         vals = dict(values)
         vals[site] = replacement
         if self.fast:
-            lp = torch.as_tensor(self._score(vals).total())
+            lp = torch.as_tensor(self._score(vals).total(self.beta))
         else:
             with pyro.validation_enabled(False):
                 tr = poutine.trace(poutine.condition(self.model, data=vals)).get_trace(
                     *self.args, **self.kwargs)
-                lp = torch.as_tensor(tr.log_prob_sum())
+                tr.compute_log_prob()
+                parts = [(s["is_observed"], s["log_prob_sum"]) for s in tr.nodes.values()
+                         if s["type"] == "sample" and not site_is_subsample(s)]
+                lp = torch.as_tensor(sum(v * (self.beta if obs else 1.0) for obs, v in parts))
         if not torch.isfinite(lp):
             return -math.inf, np.full(leaf.shape, np.nan)
         if not lp.requires_grad:

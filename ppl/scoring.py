@@ -99,6 +99,9 @@ class Scorer:
         self.values = values
         self.record = record
         self.terms: list[Any] = []
+        """Log-probability sums of the latent sites."""
+        self.obs_terms: list[Any] = []
+        """Log-probability sums of observed sites and factors (the likelihood)."""
         self.sites: dict[str, tuple[Any, Any, Any, bool]] = {}
         """Site name -> (distribution, value, log_prob tensor, observed)."""
         self.calls: list[ProgramCall] = []
@@ -110,9 +113,18 @@ class Scorer:
     def __exit__(self, *exc: object) -> None:
         _STACK.remove(self)
 
-    def total(self) -> Any:
-        """Σ of every site's log-probability (a torch scalar)."""
-        return sum(self.terms) if self.terms else torch.zeros((), dtype=torch.float64)
+    def total(self, beta: float = 1.0) -> Any:
+        """Σ latent log-probabilities + beta · Σ observed ones (a torch scalar): the log
+        joint, tempered on the likelihood when beta < 1."""
+        latent = sum(self.terms) if self.terms else torch.zeros((), dtype=torch.float64)
+        if not self.obs_terms:
+            return latent
+        lik: Any = sum(self.obs_terms)
+        return latent + lik if beta == 1.0 else latent + beta * lik
+
+    def log_lik(self) -> Any:
+        """Σ of the observed sites' and factors' log-probabilities (untempered)."""
+        return sum(self.obs_terms) if self.obs_terms else torch.zeros((), dtype=torch.float64)
 
     def sample(self, name: str, fn: Any, obs: Any) -> Any:
         observed = obs is not None
@@ -124,7 +136,7 @@ class Scorer:
             except KeyError:
                 raise Unsupported(f"latent site '{name}' has no value") from None
         lp = fn.log_prob(value)
-        self.terms.append(lp.sum())
+        (self.obs_terms if observed else self.terms).append(lp.sum())
         if self.record:
             self.sites[name] = (fn, value, lp, observed)
             if hasattr(value, "prods"):
@@ -133,7 +145,7 @@ class Scorer:
 
     def factor(self, name: str, log_factor: Any) -> None:
         term = torch.as_tensor(log_factor)
-        self.terms.append(term.sum())
+        self.obs_terms.append(term.sum())
         if self.record:
             self.sites[name] = (None, None, term, False)
 

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from inference.mcmc.gibbs import Gibbs
+from inference.mcmc.tempering import geometric_ladder, swap
 from inference.target import PROGRAM, Target
 from ppl.errors import PPLError
 
@@ -47,6 +48,8 @@ class ChainSpec(NamedTuple):
     max_time: float | None
     init_candidates: int
     program_moves: int
+    num_rungs: int = 1
+    beta_min: float = 0.05
 
 
 class ChainResult(NamedTuple):
@@ -81,41 +84,61 @@ def run_chain(spec: ChainSpec) -> ChainResult:
     pointwise: dict[str, list[np.ndarray]] = {}
     try:
         rng = np.random.default_rng(spec.seed)
-        target = Target(spec.model, spec.args, spec.kwargs,
-                        seed=int(spec.seed.generate_state(1)[0]))
-        kernel = Gibbs(target, spec.structure_weights, spec.init_candidates,
-                       spec.program_moves)
-        state = kernel.init(rng, spec.init_values)
+        kernels = []
+        for beta in geometric_ladder(spec.num_rungs, spec.beta_min):
+            target = Target(spec.model, spec.args, spec.kwargs,
+                            seed=int(spec.seed.generate_state(1)[0]))
+            target.beta = float(beta)
+            kernels.append(Gibbs(target, spec.structure_weights, spec.init_candidates,
+                                 spec.program_moves))
+        target = kernels[0].target
+        states = [k.init(rng, spec.init_values) for k in kernels]
         draws = {name: [] for name in target.latents}
         pointwise = {name: [] for name in target.observed}
+        if len(kernels) > 1:
+            stats["swap_accepted"] = []
         total = spec.num_warmup + spec.num_samples * spec.thin
         bar = tqdm(total=total, position=spec.chain, desc=f"chain {spec.chain}",
                    disable=not spec.progress, leave=False)
+        swaps = np.full(len(kernels) - 1, np.nan)
         for i in range(total):
             if spec.max_time is not None and time.perf_counter() - start > spec.max_time:
                 bar.close()
                 return _result(spec, draws, stats, pointwise, None, start, True)
             warm = i < spec.num_warmup
-            state, info = kernel.step(rng, state, adapt=warm)
+            infos = []
+            for k, kernel in enumerate(kernels):
+                states[k], info = kernel.step(rng, states[k], adapt=warm)
+                infos.append(info)
+            if len(kernels) > 1:
+                states, swaps = swap(rng, kernels, states, i % 2)
             bar.update()
             if warm or (i - spec.num_warmup) % spec.thin:
                 continue
-            for name, value in state.values.items():
-                draws[name].append(value if target.latents[name].kind == PROGRAM
-                                   else value.detach().cpu().numpy().copy())
-            for name, arr in target.pointwise(state.values).items():
-                pointwise[name].append(arr)
-            stats["lp"].append(state.log_joint)
-            stats["acceptance_rate"].append(info.acceptance_rate)
-            stats["move"].append(info.move)
-            stats["accepted"].append(info.accepted)
-            stats["n_invalid"].append(info.n_invalid)
+            _record(target, states[0], infos[0], draws, stats, pointwise)
+            if len(kernels) > 1:
+                stats["swap_accepted"].append(swaps.copy())
         bar.close()
     except PPLError:  # bad input (e.g. no valid initial state) is the caller's error
         raise
     except Exception:  # a crashed chain is reported; the other chains are kept
         return _result(spec, draws, stats, pointwise, traceback.format_exc(), start, False)
     return _result(spec, draws, stats, pointwise, None, start, False)
+
+
+def _record(target: Target, state: Any, info: Any, draws: dict[str, list[Any]],
+            stats: dict[str, list[Any]], pointwise: dict[str, list[np.ndarray]]) -> None:
+    """Append rung 0's current draw and its statistics."""
+    for name, value in state.values.items():
+        draws[name].append(value if target.latents[name].kind == PROGRAM
+                           else value.detach().cpu().numpy().copy())
+    for name, arr in target.pointwise(state.values).items():
+        pointwise[name].append(arr)
+    stats["lp"].append(state.log_joint)
+    stats["acceptance_rate"].append(info.acceptance_rate)
+    stats["move"].append(info.move)
+    stats["accepted"].append(info.accepted)
+    stats["n_invalid"].append(info.n_invalid)
 
 
 def _result(spec: ChainSpec, draws: dict[str, list[Any]], stats: dict[str, list[Any]],
@@ -161,10 +184,11 @@ def make_specs(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping
                seed: int, num_chains: int, num_warmup: int, num_samples: int, thin: int,
                progress: bool, structure_weights: dict[str, float] | None,
                init_values: dict[str, Any] | None, max_time: float | None,
-               init_candidates: int = 100, program_moves: int = 10) -> list[ChainSpec]:
+               init_candidates: int = 100, program_moves: int = 10, num_rungs: int = 1,
+               beta_min: float = 0.05) -> list[ChainSpec]:
     """One spec per chain, each with its own stream spawned from ``seed``."""
     streams = np.random.SeedSequence(seed).spawn(num_chains)
     return [ChainSpec(model, tuple(args), dict(kwargs), c, streams[c], num_warmup,
                       num_samples, thin, show_progress(progress), structure_weights,
-                      init_values, max_time, init_candidates, program_moves)
-            for c in range(num_chains)]
+                      init_values, max_time, init_candidates, program_moves, num_rungs,
+                      beta_min) for c in range(num_chains)]

@@ -100,7 +100,7 @@ class ProgramLikelihood:
     """log L(φ) of one program site with every other site fixed (numpy, incremental)."""
 
     def __init__(self, site: str, prior: ProgramPrior, calls: list[tuple[Any, Any]],
-                 factors: list[_Factor], rest: float) -> None:
+                 factors: list[_Factor], rest: float, beta: float = 1.0) -> None:
         self.data_key = _data_key(calls, factors)
         """Hash of the observations and the program's inputs (not of other parameters)."""
         self.site = site
@@ -110,7 +110,10 @@ class ProgramLikelihood:
         """Each call's inputs bound by name, as float64 arrays."""
         self.factors = factors
         self.rest = rest
-        """log joint minus log π₀(φ) minus log L(φ): constant while other sites are fixed."""
+        """log joint minus log π₀(φ) minus beta · log L(φ): constant while other sites are
+        fixed."""
+        self.beta = beta
+        """Likelihood temperature of the target this view scores for."""
 
     def locations(self, program: Program, constants: np.ndarray | None = None
                   ) -> list[np.ndarray]:
@@ -147,7 +150,7 @@ class ProgramLikelihood:
         prior = self.prior.log_density(program)
         if prior == -math.inf:
             return -math.inf
-        return self.rest + prior + self.log_lik(program)
+        return self.rest + prior + self.beta * self.log_lik(program)
 
     @classmethod
     def build(cls, target: Target, values: dict[str, Any], site: str,
@@ -199,12 +202,12 @@ class ProgramLikelihood:
                      {k: _numpy(v) for k, v in c.kwargs.items()}) for c in calls]
         recorded = float(sum(float(run.sites[n][2].detach().sum()) for n in matched))
         program: Program = values[site]
-        view = cls(site, target.latents[site].fn, np_calls, factors, 0.0)
+        view = cls(site, target.latents[site].fn, np_calls, factors, 0.0, target.beta)
         current = view.log_lik(program)
         if not math.isclose(current, recorded, rel_tol=1e-9, abs_tol=1e-9):
             return None
-        total = float(run.total().detach())
-        view.rest = total - view.prior.log_density(program) - current
+        total = float(run.total(target.beta).detach())
+        view.rest = total - view.prior.log_density(program) - target.beta * current
         alt = dict(values)
         alt[site] = probe
         full, fast = target.log_joint(alt), view.log_joint(probe)

@@ -70,7 +70,7 @@ class ConstantFitter:
     and the data, so it is cached per (data, shape) across changes of the other sites. The
     proposal precision is then formed from the current scales,
 
-        P = Σ_f J_fᵀ diag(1/scale_f²) J_f + 1/s² (for a Normal(μ, s) constant prior),
+        P = β Σ_f J_fᵀ diag(1/scale_f²) J_f + 1/s² (for a Normal(μ, s) constant prior),
 
     divided by ``INFLATION²``: a deterministic function of the shape, the data and the other
     sites' current values, as the Hastings ratio needs. Views with other observation
@@ -98,7 +98,7 @@ class ConstantFitter:
             jac = ls.jac[rows:rows + n]
             rows += n
             w = 1.0 / np.broadcast_to(f.params["scale"], f.shape).reshape(-1) ** 2
-            precision += jac.T @ (jac * w[:, None])
+            precision += view.beta * (jac.T @ (jac * w[:, None]))
         prior = view.prior.constant_prior
         if prior.family == "normal":
             precision += np.eye(k) / prior.b**2

@@ -17,7 +17,7 @@ import pytest
 import ppl
 from inference import infer
 from inference._arviz import az
-from inference.mcmc import gibbs, moves
+from inference.mcmc import driver, gibbs, moves
 from ppl import dist
 from tests.stats.discrete import empirical, gtest_pvalue, tv_distance, tv_null_quantile
 
@@ -92,4 +92,36 @@ def test_broken_twin_fails(exact, monkeypatch):
     monkeypatch.setitem(moves.MOVES, "broken", _regenerate_without_node_ratio)
     monkeypatch.setattr(gibbs, "MOVES", moves.MOVES)
     p_value, _tv, _null, z, _ = _check(_run({"broken": 1.0}), exact)
+    assert p_value < 0.001 or abs(z) > 4
+
+
+def test_parallel_tempering_matches_enumeration(exact):
+    post = infer(model, X, y=Y, method="mcmc", num_samples=3000, num_warmup=200, num_chains=2,
+                 seed=0, chain_method="sequential", progress=False, num_rungs=3,
+                 beta_min=0.2)
+    assert post.stats["swap_accepted"].shape == (2, 3000, 2)
+    assert all(0.0 < r < 1.0 for r in post.attrs["swap_rate"])
+    p_value, tv, null, z, _ = _check(post, exact)
+    assert p_value > 0.001 and tv < null and abs(z) < 4
+
+
+def test_tempering_broken_twin_fails(exact, monkeypatch):
+    """Swaps accepted always (the (β_k − β_{k+1}) likelihood ratio dropped)."""
+    def always(rng, kernels, states, parity):
+        states = list(states)
+        out = np.full(len(states) - 1, np.nan)
+        for k in range(parity, len(states) - 1, 2):
+            hi, lo = states[k].values, states[k + 1].values
+            states[k] = states[k]._replace(values=lo,
+                                           log_joint=kernels[k].target.log_joint(lo))
+            states[k + 1] = states[k + 1]._replace(
+                values=hi, log_joint=kernels[k + 1].target.log_joint(hi))
+            out[k] = 1.0
+        return states, out
+
+    monkeypatch.setattr(driver, "swap", always)
+    post = infer(model, X, y=Y, method="mcmc", num_samples=3000, num_warmup=200, num_chains=2,
+                 seed=0, chain_method="sequential", progress=False, num_rungs=3,
+                 beta_min=0.2)
+    p_value, _tv, _null, z, _ = _check(post, exact)
     assert p_value < 0.001 or abs(z) > 4
