@@ -4,7 +4,8 @@ Program sites are stored as integer ids in ``posterior`` (one id per distinct tr
 productions and input names, constants aside), with numeric statistics beside them
 (``<site>_size``, ``_depth``, ``_log_prior``, and ``_n_constants`` when any draw has
 constants) and the constants as a NaN-padded ``<site>_constants`` array. The id table
-(program JSON records) and the grammar texts go into the attributes, so a saved result restores its programs exactly.
+(program JSON records) and the grammar texts go into the attributes, so a saved result
+restores its programs exactly.
 """
 
 from __future__ import annotations
