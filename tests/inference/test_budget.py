@@ -1,0 +1,56 @@
+"""max_time stops chains cleanly with a warning; tempering arguments are validated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ppl
+from inference import infer
+from inference.api import RunWarning
+from inference.mcmc.tempering import geometric_ladder
+from ppl import dist
+
+PRIOR = ppl.ProgramPrior("arith", inputs=["x"], max_depth=4)
+X = np.linspace(-1.0, 1.0, 10)
+Y = X**2
+
+
+def model(x, y=None):
+    f = ppl.sample("f", PRIOR)
+    sigma = ppl.sample("sigma", dist.HalfNormal(1.0))
+    with ppl.plate("data", len(x)):
+        ppl.sample("y", dist.Normal(f(x), sigma), obs=y)
+
+
+def test_max_time_cuts_short_with_a_warning():
+    with pytest.warns(RunWarning, match="max_time"):
+        post = infer(model, X, y=Y, num_samples=10**6, num_warmup=5, num_chains=2,
+                     chain_method="sequential", progress=False, max_time=1.0)
+    n = post.num_draws
+    assert 0 < n < 10**6
+    assert post.samples["f"].shape == (2, n)
+    assert post.samples["sigma"].shape == (2, n)
+    assert post.log_lik["y"].shape == (2, n, 10)
+
+
+def test_max_time_too_short_for_warmup_is_an_error():
+    with pytest.warns(RunWarning), pytest.raises(ppl.PPLError, match="No draws"):
+        infer(model, X, y=Y, num_samples=10, num_warmup=10**6, num_chains=1,
+              chain_method="sequential", progress=False, max_time=0.5)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_time": 0}, {"max_time": -1}, {"max_time": "1"},
+                                    {"num_rungs": 0}, {"beta_min": 1.5},
+                                    {"beta_min": 0.0}], ids=str)
+def test_bad_budget_or_ladder_is_rejected(kwargs):
+    with pytest.raises(ppl.PPLError):
+        infer(model, X, y=Y, num_samples=5, num_chains=1, chain_method="sequential",
+              progress=False, **kwargs)
+
+
+def test_geometric_ladder():
+    betas = geometric_ladder(4, 0.001)
+    assert betas[0] == 1.0 and betas[-1] == pytest.approx(0.001)
+    assert np.allclose(betas[1:] / betas[:-1], 0.1)
+    assert geometric_ladder(1, 0.5).tolist() == [1.0]
