@@ -278,9 +278,23 @@ class Program:
         env, xp = self._bind(args, kwargs, constants)
         stored = [self._values[i] for i in self._constant_slots()]
         consts = _constants_in(xp, stored if constants is None else constants, env)
+        return _broadcast(xp, self._run(xp, env, consts, lambda v: _literal(xp, v, env)), env)
+
+    def evaluate_numpy(self, env: Mapping[str, np.ndarray],
+                       constants: np.ndarray | None = None) -> Any:
+        """The hot-path evaluator: inputs already bound by name as float64 numpy arrays,
+        constants (preorder) as an array, no broadcasting of the result. Same values as
+        :meth:`evaluate` on the same inputs."""
+        consts = self.constants if constants is None else constants
+        return self._run(np, env, consts, _numpy_literal)
+
+    def _run(self, xp: Any, env: Mapping[str, Any], consts: Any,
+             literal: Any) -> Any:
+        """The interpreter: the reverse-preorder stack machine over :meth:`_code`."""
         stack: list[Any] = []
         push = stack.append
         pop = stack.pop
+        bool_dtype = _bool_dtype(xp)
         with np.errstate(all="ignore"):
             for kind, fn, arity, payload in self._code():
                 if kind == KIND_FUNCTION:
@@ -297,40 +311,11 @@ class Program:
                     except KeyError:
                         raise ProgramError(f"The program {self} reads input '{payload}', which "
                                            f"was not given (inputs: {list(env)}).") from None
-                    push(value != 0 if fn and value.dtype != _bool_dtype(xp) else value)
+                    push(value != 0 if fn and value.dtype != bool_dtype else value)
                 elif kind == KIND_CONSTANT:
                     push(consts[payload])
                 else:
-                    push(_literal(xp, payload, env))
-        return _broadcast(xp, stack[0], env)
-
-    def evaluate_numpy(self, env: Mapping[str, np.ndarray],
-                       constants: np.ndarray | None = None) -> Any:
-        """The hot-path evaluator: inputs already bound by name as float64 numpy arrays,
-        constants (preorder) as an array, no broadcasting of the result. Same values as
-        :meth:`evaluate` on the same inputs."""
-        consts = self.constants if constants is None else constants
-        stack: list[Any] = []
-        push = stack.append
-        pop = stack.pop
-        with np.errstate(all="ignore"):
-            for kind, fn, arity, payload in self._code():
-                if kind == KIND_FUNCTION:
-                    if arity == 2:
-                        a = pop()
-                        push(fn(np, a, pop()))
-                    elif arity == 1:
-                        push(fn(np, pop()))
-                    else:
-                        push(fn(np, *[pop() for _ in range(arity)]))
-                elif kind == KIND_INPUT:
-                    value = env[payload]
-                    push(value != 0 if fn and value.dtype != np.bool_ else value)
-                elif kind == KIND_CONSTANT:
-                    push(consts[payload])
-                else:
-                    push(np.float64(payload) if not isinstance(payload, bool)
-                         else np.bool_(payload))
+                    push(literal(payload))
         return stack[0]
 
     def _bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any],
@@ -504,6 +489,10 @@ def _constants_in(xp: Any, values: Any, env: Mapping[str, Any]) -> Any:
         return [xp.tensor(float(v), dtype=_float_like(xp, env)) for v in values]
     return [xp.asarray(v, dtype=_float_like(xp, env)) for v in np.asarray(values).reshape(-1)] \
         if not type(values).__module__.startswith("jax") else values.reshape(-1)
+
+
+def _numpy_literal(value: Any) -> Any:
+    return np.bool_(value) if isinstance(value, bool) else np.float64(value)
 
 
 def _literal(xp: Any, value: Any, env: Mapping[str, Any]) -> Any:
