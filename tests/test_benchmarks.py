@@ -1,0 +1,60 @@
+"""Smoke test of the B1 harness (benchmarks/nguyen.py): one short run of our engine.
+
+It checks that a run produces a complete record; it asserts nothing about recovery or
+timings (those are benchmark figures, not test outcomes).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import nguyen
+
+FIELDS = {"method", "problem", "seed", "budget", "noise", "n_points", "best_program",
+          "best_sympy", "nrmse", "recovered", "recovered_by", "sympy_equal", "wall_time",
+          "num_draws", "best_log_joint", "top_program", "top_probability", "p_true",
+          "cut_short", "error", "job_seconds", "job_cpu_seconds"}
+
+
+def test_nguyen_1_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "nguyen.json"
+    run = nguyen.main(["--problems", "Nguyen-1", "--seeds", "1", "--budget", "3",
+                       "--methods", "ours", "--out", str(out)])
+    assert run is not None
+    saved = json.loads(out.read_text())
+    assert saved["meta"]["command"].startswith("python -m benchmarks.nguyen")
+    (record,) = saved["records"]
+    assert record["error"] is None
+    assert not FIELDS - set(record), f"missing fields: {FIELDS - set(record)}"
+    assert (record["method"], record["problem"], record["seed"]) == ("ours", "Nguyen-1", 0)
+    assert isinstance(record["recovered"], bool)
+    assert 0.0 <= record["p_true"] <= 1.0
+    assert 0.0 <= record["top_probability"] <= 1.0
+    assert record["num_draws"] >= 1
+    section = nguyen.report([saved])
+    assert section.startswith(nguyen.HEADING)
+    assert "| Nguyen-1 |" in section
+
+
+def test_reference_programs_fit_and_pass_the_check() -> None:
+    """Every target is expressible in our grammar within MAX_DEPTH and its reference
+    program passes the recovery check (numerically, no sympy)."""
+    import ppl
+
+    for problem in nguyen.PROBLEMS.values():
+        program = ppl.Grammar.load(problem.grammar).parse(problem.reference)
+        assert program.depth <= nguyen.MAX_DEPTH, problem.name
+        X, truth = nguyen.fresh_points(problem, 0)
+        env = {n: X[:, i] for i, n in enumerate(problem.inputs)}
+        assert nguyen.nrmse(program(**env), truth) < nguyen.EXACT_NRMSE, problem.name
+
+
+def test_write_section_keeps_the_rest_of_the_page(tmp_path: Path) -> None:
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\n## Other\n\ntext\n")
+    nguyen.write_section(page, nguyen.HEADING + "\n\nfirst\n")
+    nguyen.write_section(page, nguyen.HEADING + "\n\nsecond\n")
+    text = page.read_text()
+    assert text.startswith("# Benchmarks\n\n## Other\n\ntext\n")
+    assert text.count(nguyen.HEADING) == 1 and "second" in text and "first" not in text
