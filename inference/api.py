@@ -50,8 +50,8 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         continuous sites); ``"auto"``: the same, printing its plan; ``"enumerate"``: exact
         (finite latents only); ``"importance"``: importance sampling from the prior.
     num_samples, num_warmup, num_chains, thin : int
-        Draws kept per chain, adaptive sweeps before them (default ``num_samples``), chains,
-        and sweeps per kept draw.
+        Draws kept per chain, adaptive sweeps before them (default ``num_samples``, or at
+        most 200 when ``max_time`` is set), chains, and sweeps per kept draw.
     seed : int
         Master seed: the same seed gives bitwise-identical draws.
     progress : bool
@@ -117,11 +117,18 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
     if method == "auto":
         print(kernel.describe())
     specs = make_specs(model, target.args, target.kwargs, seed, num_chains,
-                       num_samples if num_warmup is None else num_warmup, num_samples, thin,
+                       _default_warmup(num_samples, max_time) if num_warmup is None
+                       else num_warmup, num_samples, thin,
                        progress, structure_weights, init_values, max_time, init_candidates,
                        program_moves, num_rungs, beta_min)
     results = run_chains(specs, chain_method, executor)
     return _assemble(results, kernel.describe(), common)
+
+
+def _default_warmup(num_samples: int, max_time: float | None) -> int:
+    """num_samples warmup sweeps; with a time budget at most 200, so that a large
+    num_samples (meaning "until the budget") does not spend the budget on warmup."""
+    return num_samples if max_time is None else min(num_samples, 200)
 
 
 def _numpy(value: Any) -> np.ndarray:

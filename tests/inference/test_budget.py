@@ -54,3 +54,11 @@ def test_geometric_ladder():
     assert betas[0] == 1.0 and betas[-1] == pytest.approx(0.001)
     assert np.allclose(betas[1:] / betas[:-1], 0.1)
     assert geometric_ladder(1, 0.5).tolist() == [1.0]
+
+
+def test_default_warmup_leaves_the_budget_for_draws():
+    """num_samples=10**6 with max_time means "until the budget": warmup is capped at 200."""
+    with pytest.warns(RunWarning, match="max_time"):
+        post = infer(model, X, y=Y, num_samples=10**6, num_chains=1,
+                     chain_method="sequential", progress=False, max_time=2.0)
+    assert post.num_draws > 0
