@@ -290,9 +290,10 @@ class Gibbs:
             c = np.array([b.fn.constant_prior.sample(rng) for _ in range(k)])
             return phi.with_constants(c), self._prior_log_q(b, c)
         c = fit.sample(rng)
-        if not np.all(np.isfinite(c)):
-            return None, 0.0
-        return phi.with_constants(c), fit.log_density(c)
+        log_q = fit.log_density(c)
+        if not (np.all(np.isfinite(c)) and math.isfinite(log_q)):
+            return None, 0.0  # rejected: the forward density must be finite
+        return phi.with_constants(c), log_q
 
     def _constants_log_q(self, view: ProgramLikelihood, b: Any, phi: Program) -> float:
         """log density of φ's own constants under the proposal of its shape."""

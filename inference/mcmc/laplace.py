@@ -42,14 +42,18 @@ class ConstantFit(NamedTuple):
     """Lower Cholesky factor L of the proposal precision (L Lᵀ = H / inflation²)."""
 
     def log_density(self, c: np.ndarray) -> float:
-        """log N(c; c*, precision⁻¹)."""
-        z = self.chol.T @ (c - self.mean)
-        return float(-0.5 * z @ z - 0.5 * len(c) * LOG_2PI + np.log(np.diag(self.chol)).sum())
+        """log N(c; c*, precision⁻¹) (−inf where it underflows)."""
+        with np.errstate(all="ignore"):
+            z = self.chol.T @ (c - self.mean)
+            value = float(-0.5 * z @ z - 0.5 * len(c) * LOG_2PI
+                          + np.log(np.diag(self.chol)).sum())
+        return value if np.isfinite(value) else -math.inf
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         """c ~ N(c*, precision⁻¹)."""
         z = rng.standard_normal(len(self.mean))
-        return np.asarray(self.mean + np.linalg.solve(self.chol.T, z))
+        with np.errstate(all="ignore"):
+            return np.asarray(self.mean + np.linalg.solve(self.chol.T, z))
 
 
 def shape_of(program: Program) -> tuple[Any, ...]:
@@ -93,15 +97,18 @@ class ConstantFitter:
             return None
         rows = 0
         precision = np.zeros((k, k))
-        for f in view.factors:
-            n = int(np.prod(f.shape))
-            jac = ls.jac[rows:rows + n]
-            rows += n
-            w = 1.0 / np.broadcast_to(f.params["scale"], f.shape).reshape(-1) ** 2
-            precision += view.beta * (jac.T @ (jac * w[:, None]))
+        with np.errstate(all="ignore"):  # huge curvatures: no fit, not a warning
+            for f in view.factors:
+                n = int(np.prod(f.shape))
+                jac = ls.jac[rows:rows + n]
+                rows += n
+                w = 1.0 / np.broadcast_to(f.params["scale"], f.shape).reshape(-1) ** 2
+                precision += view.beta * (jac.T @ (jac * w[:, None]))
         prior = view.prior.constant_prior
         if prior.family == "normal":
             precision += np.eye(k) / prior.b**2
+        if not np.all(np.isfinite(precision)):
+            return None
         try:
             chol = np.linalg.cholesky(precision / INFLATION**2)
         except np.linalg.LinAlgError:
