@@ -49,6 +49,8 @@ from typing import Any
 import numpy as np
 import sympy
 
+from benchmarks._report import replace_sections
+
 HEADING = "## B1. Program induction: the Nguyen suite"
 LOAD = "load average (1 min) before the run"
 METHODS = ("ours", "pyoperon", "gplearn")
@@ -876,20 +878,8 @@ def _what_is_measured() -> list[str]:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace this harness's section of ``path`` (from HEADING to the next level-2 heading
-    or the end), or append it; the rest of the file is kept as it is."""
-    text = path.read_text() if path.exists() else ""
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == HEADING), None)
-    if start is None:
-        body = text.rstrip("\n") + ("\n\n" if text.strip() else "")
-        path.write_text(body + section.rstrip("\n") + "\n")
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-               len(lines))
-    tail = "".join(lines[end:])
-    head = "".join(lines[:start])
-    path.write_text(head + section.rstrip("\n") + "\n" + ("\n" + tail if tail else ""))
+    """Replace this harness's section of ``path``, or append it."""
+    replace_sections(path, section, (HEADING,))
 
 
 # ---------------------------------------------------------------------- CLI
