@@ -1,7 +1,8 @@
 """The code in the docs runs: ``pycon`` blocks are doctests, README's Python block executes.
 
 Each Markdown page's ``pycon`` blocks run in order in one namespace, like a session, so a
-page can build on its earlier examples. The API page must mention every public name.
+page can build on its earlier examples. The API page must mention every public name of
+``ppl`` and of ``inference``.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import doctest
 import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+import inference
 import ppl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +60,8 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert text.startswith("```bash\nmake demo\nmake test\n```\n")
 
 
-def test_api_page_names_every_public_name() -> None:
+@pytest.mark.parametrize("package", [ppl, inference], ids=["ppl", "inference"])
+def test_api_page_names_every_public_name(package: ModuleType) -> None:
     api = (ROOT / "docs" / "api.md").read_text()
-    missing = [name for name in ppl.__all__ if f"ppl.{name}" not in api]
+    missing = [name for name in package.__all__ if f"{package.__name__}.{name}" not in api]
     assert not missing, f"docs/api.md does not document {missing}"
