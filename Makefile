@@ -32,7 +32,10 @@ validate: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.prior_costs --write docs/benchmarks.md
+	$(BIN)/python -m benchmarks.mcmc_throughput --write docs/benchmarks.md
+	$(BIN)/python -m benchmarks.nguyen --seeds 3 --budget 20 --jobs 2 --write docs/benchmarks.md
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html

@@ -154,9 +154,15 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _picklable(obj: Any) -> bool:
+def _picklable(spec: ChainSpec) -> bool:
+    """Whether a spawned worker can rebuild the spec: it must pickle, and a model defined
+    in ``__main__`` needs a script file the worker can import (not a REPL or notebook)."""
+    if getattr(spec.model, "__module__", None) == "__main__":
+        script = getattr(sys.modules.get("__main__"), "__file__", None)
+        if not script or not os.path.exists(script):
+            return False
     try:
-        pickle.dumps(obj)
+        pickle.dumps(spec)
     except Exception:
         return False
     return True
@@ -165,7 +171,8 @@ def _picklable(obj: Any) -> bool:
 def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
                executor: Executor | None = None) -> list[ChainResult]:
     """Run chains on ``executor``, in local processes ("parallel") or one after another
-    ("sequential"). Unpicklable models (closures) fall back to sequential."""
+    ("sequential"). Models a worker cannot import (closures, functions defined in a REPL or
+    notebook) fall back to sequential."""
     if executor is not None:
         if isinstance(executor, ThreadPoolExecutor):
             raise PPLError("Chains cannot run in threads: they would share Pyro's handler "

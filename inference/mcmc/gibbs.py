@@ -250,17 +250,15 @@ class Gibbs:
             return cached[1]
         view = None
         if self.target.fast:
-            for probe in self._probe_programs(b):
-                view = ProgramLikelihood.build(self.target, state.values, b.name, probe)
-                if view is not None:
-                    break
+            view = ProgramLikelihood.build(self.target, state.values, b.name,
+                                           self._probe_programs(b))
         self._views[b.name] = (others, view)
         return view
 
     def _probe_programs(self, b: Any) -> list[Program]:
         if b.name not in self._probes:
             gen = np.random.default_rng(PROBE_SEED)
-            self._probes[b.name] = [b.fn.sample_program(gen) for _ in range(3)]
+            self._probes[b.name] = [b.fn.sample_program(gen) for _ in range(5)]
         return self._probes[b.name]
 
     def _structure(self, rng: np.random.Generator, state: GibbsState, b: Any, name: str,

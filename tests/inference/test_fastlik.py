@@ -98,7 +98,7 @@ def test_scorer_equals_pyro_trace(model):
                          ids=lambda m: m.__name__)
 def test_incremental_equals_recomputation(model):
     target, state = _target(model)
-    view = ProgramLikelihood.build(target, state.values, "f", _programs(1, seed=9)[0])
+    view = ProgramLikelihood.build(target, state.values, "f", _programs(5, seed=9))
     assert view is not None
     n_invalid = 0
     for p in _programs():
@@ -116,7 +116,7 @@ def test_incremental_equals_recomputation(model):
                                    scale_from_output_model], ids=lambda m: m.__name__)
 def test_models_outside_the_pattern_get_no_view(model):
     target, state = _target(model)
-    assert ProgramLikelihood.build(target, state.values, "f", _programs(1)[0]) is None
+    assert ProgramLikelihood.build(target, state.values, "f", _programs(5)) is None
 
 
 def test_scorer_declines_subsampled_plates():
