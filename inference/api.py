@@ -18,7 +18,7 @@ from inference.results import Posterior, load
 from inference.target import PROGRAM, Target
 from ppl.errors import PPLError
 
-__all__ = ["METHODS", "infer", "load"]
+__all__ = ["METHODS", "RunWarning", "infer", "load", "run_target"]
 
 METHODS = ("auto", "mcmc", "enumerate", "importance")
 
@@ -34,8 +34,9 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
           structure_weights: dict[str, float] | None = None,
           init_values: dict[str, Any] | None = None, init_candidates: int = 100,
           program_moves: int = 10, num_rungs: int = 1, beta_min: float = 0.05,
-          max_time: float | None = None,
-          num_particles: int | None = None, **kwargs: Any) -> Posterior:
+          max_time: float | None = None, num_particles: int | None = None,
+          blocks: list[tuple[str, Any]] | None = None,
+          nuts_options: dict[str, Any] | None = None, **kwargs: Any) -> Posterior:
     """Posterior of every unobserved site of ``model(*args, **kwargs)`` given its ``obs=``
     sites.
 
@@ -46,9 +47,10 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
     *args, **kwargs
         The model's arguments (numpy arrays become float64 tensors).
     method : {"mcmc", "auto", "enumerate", "importance"}
-        ``"mcmc"``: Metropolis-within-Gibbs (program moves, constant RW/MALA, RW on
-        continuous sites); ``"auto"``: the same, printing its plan; ``"enumerate"``: exact
-        (finite latents only); ``"importance"``: importance sampling from the prior.
+        ``"mcmc"``: Metropolis-within-Gibbs (program moves with data-driven constants, NUTS
+        on the continuous sites with the programs held fixed, MH on discrete sites);
+        ``"auto"``: the same, printing its plan; ``"enumerate"``: exact (finite latents
+        only); ``"importance"``: importance sampling from the prior.
     num_samples, num_warmup, num_chains, thin : int
         Draws kept per chain, adaptive sweeps before them (default ``num_samples``, or at
         most 200 when ``max_time`` is set), chains, and sweeps per kept draw.
@@ -71,6 +73,13 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         sweep; draws come from β = 1, swap acceptance goes to ``stats["swap_accepted"]``.
     max_time : float, optional
         Seconds per chain; a chain stops cleanly at the budget (with a warning).
+    blocks : list of (kernel, sites) pairs, optional
+        The Gibbs plan by hand, e.g. ``[("ProgramMH", "f"), ("RW", ["sigma"])]``; kernels
+        ``ProgramMH``, ``NUTS``, ``RW`` (random walk per site), ``DiscreteMH``. Every latent
+        site in exactly one block; no program or discrete site in a NUTS block.
+    nuts_options : dict, optional
+        ``target_accept_prob`` (0.8), ``max_tree_depth`` (10), ``dense_mass`` (False) of the
+        NUTS blocks.
 
     Returns
     -------
@@ -78,23 +87,39 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
     """
     if method not in METHODS:
         raise PPLError(f"Unknown method {method!r}; expected one of {METHODS}.")
-    for name, value, low in (("num_samples", num_samples, 1), ("num_chains", num_chains, 1),
-                             ("thin", thin, 1), ("num_warmup", num_warmup, 0),
-                             ("seed", seed, 0), ("num_particles", num_particles, 1),
-                             ("init_candidates", init_candidates, 1),
-                             ("program_moves", program_moves, 1)):
-        if value is None and name in ("num_warmup", "num_particles"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise PPLError(f"{name} must be an integer >= {low}; got {value!r}.")
+    _check_run_options(num_samples=num_samples, num_chains=num_chains, thin=thin,
+                       num_warmup=num_warmup, seed=seed, num_particles=num_particles,
+                       init_candidates=init_candidates, program_moves=program_moves)
     if max_time is not None and not (isinstance(max_time, (int, float)) and max_time > 0):
         raise PPLError(f"max_time must be a positive number of seconds; got {max_time!r}.")
     if chain_method not in ("parallel", "sequential"):
         raise PPLError(f"chain_method must be 'parallel' or 'sequential'; got {chain_method!r}.")
+    _check_nuts_options(nuts_options)
     target = Target(model, args, kwargs, seed=seed)
+    return run_target(target, method=method, num_samples=num_samples, num_warmup=num_warmup,
+                      num_chains=num_chains, seed=seed, progress=progress, thin=thin,
+                      chain_method=chain_method, executor=executor,
+                      structure_weights=structure_weights, init_values=init_values,
+                      init_candidates=init_candidates, program_moves=program_moves,
+                      num_rungs=num_rungs, beta_min=beta_min, max_time=max_time,
+                      num_particles=num_particles, blocks=blocks, nuts_options=nuts_options)
+
+
+def run_target(target: Target, *, method: str, num_samples: int, num_warmup: int | None,
+               num_chains: int, seed: int, progress: bool, thin: int, chain_method: str,
+               executor: Executor | None, structure_weights: dict[str, float] | None,
+               init_values: dict[str, Any] | None, init_candidates: int, program_moves: int,
+               num_rungs: int, beta_min: float, max_time: float | None,
+               num_particles: int | None, blocks: list[tuple[str, Any]] | None,
+               nuts_options: dict[str, Any] | None) -> Posterior:
+    """Run ``method`` on a prepared :class:`~inference.target.Target` (validated options):
+    the engine behind :func:`infer` and :func:`inference.query`."""
+    model = target.model
     common: dict[str, Any] = {"model": model, "args": target.args, "kwargs": target.kwargs,
               "observed": {k: _numpy(v) for k, v in target.observed.items()},
               "priors": {n: s.fn for n, s in target.latents.items() if s.kind == PROGRAM}}
+    if target.fixed:
+        common["fixed"] = dict(target.fixed)
     rng = np.random.default_rng(seed)
     if method == "enumerate":
         out = enumerate_posterior(target, num_samples, num_chains, rng)
@@ -107,22 +132,52 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         if out["ess"] < 0.01 * n:
             warnings.warn(f"Importance sampling kept an effective sample size of "
                           f"{out['ess']:.1f} of {n} particles; the result is unreliable.",
-                          RunWarning, stacklevel=2)
+                          RunWarning, stacklevel=3)
         return Posterior(method=method, samples=out["samples"], stats=out["stats"],
                          log_lik=out["log_lik"],
                          attrs={"ess": out["ess"], "khat": out["khat"], "num_particles": n},
                          **common)
-    kernel = Gibbs(target, structure_weights, init_candidates, program_moves)
+    kernel = Gibbs(target, structure_weights, init_candidates, program_moves, blocks=blocks,
+                   nuts_options=nuts_options)
     geometric_ladder(num_rungs, beta_min)  # validates the ladder before any chain starts
     if method == "auto":
         print(kernel.describe())
+    given = {**target.fixed, **target.given_obs} or None
     specs = make_specs(model, target.args, target.kwargs, seed, num_chains,
                        _default_warmup(num_samples, max_time) if num_warmup is None
                        else num_warmup, num_samples, thin,
                        progress, structure_weights, init_values, max_time, init_candidates,
-                       program_moves, num_rungs, beta_min)
+                       program_moves, num_rungs, beta_min, blocks, nuts_options, given,
+                       list(target.given_obs) if given else None)
     results = run_chains(specs, chain_method, executor)
     return _assemble(results, kernel.describe(), common)
+
+
+def _check_run_options(**options: Any) -> None:
+    """Integer run options: num_warmup >= 0, seed >= 0, the others >= 1 (None allowed for
+    num_warmup and num_particles)."""
+    for name, value in options.items():
+        low = 0 if name in ("num_warmup", "seed") else 1
+        if value is None and name in ("num_warmup", "num_particles"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise PPLError(f"{name} must be an integer >= {low}; got {value!r}.")
+
+
+NUTS_OPTIONS = {"target_accept_prob": (float, int), "max_tree_depth": (int,),
+                "dense_mass": (bool,)}
+
+
+def _check_nuts_options(options: dict[str, Any] | None) -> None:
+    for key, value in (options or {}).items():
+        if key not in NUTS_OPTIONS:
+            raise PPLError(f"Unknown NUTS option {key!r}; expected some of {list(NUTS_OPTIONS)}.")
+        if not isinstance(value, NUTS_OPTIONS[key]) or (
+                key == "target_accept_prob" and not 0 < value < 1) or (
+                key == "max_tree_depth" and (isinstance(value, bool) or value < 1)):
+            raise PPLError(f"NUTS option {key} got {value!r}: expected a probability in (0, 1) "
+                           "for target_accept_prob, a positive integer for max_tree_depth, "
+                           "a bool for dense_mass.")
 
 
 def _default_warmup(num_samples: int, max_time: float | None) -> int:

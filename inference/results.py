@@ -45,8 +45,11 @@ class Posterior:
                  model: Callable[..., Any] | None = None, args: tuple[Any, ...] = (),
                  kwargs: Mapping[str, Any] | None = None,
                  attrs: dict[str, Any] | None = None,
-                 exact: dict[str, pd.DataFrame] | None = None) -> None:
+                 exact: dict[str, pd.DataFrame] | None = None,
+                 fixed: Mapping[str, Any] | None = None) -> None:
         self.method = method
+        self.fixed = dict(fixed or {})
+        """Sites a query held at given values (programs, parameters): part of every draw."""
         self.samples = samples
         """Site -> array of draws, shape (chain, draw, ...)."""
         self.stats = stats
@@ -187,7 +190,7 @@ class Posterior:
 
     # ------------------------------------------------------------------ prediction
     def _latent_draw(self, c: int, d: int) -> dict[str, Any]:
-        out = {}
+        out = dict(self.fixed)
         for site, arr in self.samples.items():
             v = arr[c, d]
             out[site] = v if site in self.priors else torch.as_tensor(v)

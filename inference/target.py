@@ -9,7 +9,7 @@ log joint of −inf, which the kernels count and reject.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -82,28 +82,51 @@ class Target:
     seed : int
         Seed of the discovery run (under ``torch.random.fork_rng``, so the global torch RNG
         is untouched).
+    given : mapping, optional
+        Values of sites the query conditions on, beyond the model's ``obs=`` sites (see
+        :func:`inference.query`): ``given_obs`` (numeric values of sites without children:
+        observations, in the likelihood) and ``fixed`` (every other given site, e.g. a
+        program or a parameter held at a value: a constant prior term).
+    data_sites : collection of str, optional
+        Which ``given`` sites are observations; the rest are fixed. Default: every given
+        site whose value is not a Program.
     """
 
     def __init__(self, model: Callable[..., Any], args: tuple[Any, ...],
-                 kwargs: Mapping[str, Any], seed: int = 0) -> None:
+                 kwargs: Mapping[str, Any], seed: int = 0,
+                 given: Mapping[str, Any] | None = None,
+                 data_sites: Collection[str] | None = None) -> None:
         self.model = model
         for name, value in [(f"'{k}'", v) for k, v in kwargs.items()] + \
                 [(f"argument {i}", a) for i, a in enumerate(args)]:
             _check_argument(name, value)
         self.args = tuple(to_torch(a) for a in args)
         self.kwargs = {k: to_torch(v) for k, v in kwargs.items()}
+        given = {k: to_torch(v) for k, v in (given or {}).items()}
+        if data_sites is None:
+            data_sites = [k for k, v in given.items() if not hasattr(v, "prods")]
+        self.given_obs: dict[str, Any] = {k: v for k, v in given.items() if k in data_sites}
+        """Given sites that are observations (likelihood terms)."""
+        self.fixed: dict[str, Any] = {k: v for k, v in given.items() if k not in data_sites}
+        """Given sites held at a value (prior terms, never tempered)."""
         self.fast = False
         """Whether the scoring fast path is on (see :meth:`check_fast`)."""
         self.beta = 1.0
         """Likelihood temperature: scores are log prior + beta · log likelihood."""
         trace = self._discover(seed)
+        missing = sorted(set(given) - set(trace.nodes))
+        if missing:
+            raise DataError(f"Given site(s) {missing} are not sites of the model; its sites "
+                            f"are {[n for n, s in trace.nodes.items() if s['type'] == 'sample']}.")
         self.latents: dict[str, SiteInfo] = {}
         self.observed: dict[str, Any] = {}
         for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
+            if site["type"] != "sample" or site_is_subsample(site) or name in self.fixed:
                 continue
             if site["is_observed"]:
                 if type(site["fn"]).__name__ == "Unit":  # a factor, not observed data
+                    continue
+                if site.get("infer", {}).get("_deterministic"):  # derived, not data
                     continue
                 self.observed[name] = self._check_observed(name, site)
             else:
@@ -113,7 +136,7 @@ class Target:
         with torch.random.fork_rng(), pyro.validation_enabled(False):
             torch.manual_seed(seed)
             try:
-                return poutine.trace(self.model).get_trace(*self.args, **self.kwargs)
+                return poutine.trace(self.conditioned()).get_trace(*self.args, **self.kwargs)
             except PPLError:
                 raise
             except (ValueError, RuntimeError, TypeError, IndexError, ZeroDivisionError) as err:
@@ -152,33 +175,47 @@ class Target:
         return SiteInfo(name, CONTINUOUS, site["fn"], shape)
 
     # ------------------------------------------------------------------ scoring
+    def conditioned(self, values: Mapping[str, Any] | None = None) -> Callable[..., Any]:
+        """The model with the given sites (and ``values``) conditioned, for Pyro traces."""
+        data = {**self.fixed, **self.given_obs, **dict(values or {})}
+        return poutine.condition(self.model, data=data) if data else self.model
+
     def trace(self, values: Mapping[str, Any]) -> Any:
         """The model's Pyro trace with the latent sites set to ``values`` (log probs
         computed)."""
         with pyro.validation_enabled(False):
-            tr = poutine.trace(poutine.condition(self.model, data=dict(values))).get_trace(
-                *self.args, **self.kwargs)
+            tr = poutine.trace(self.conditioned(values)).get_trace(*self.args, **self.kwargs)
             tr.compute_log_prob()
         return tr
 
+    def _trace_terms(self, values: Mapping[str, Any]) -> tuple[Any, Any]:
+        """(Σ latent log probs, Σ observed log probs and factors) of a Pyro trace, as
+        tensors (fixed sites count as latent: their terms are constants of the prior)."""
+        tr = self.trace(values)
+        latent: Any = 0.0
+        lik: Any = 0.0
+        for name, site in tr.nodes.items():
+            if site["type"] == "sample" and not site_is_subsample(site):
+                if site["is_observed"] and name not in self.fixed:
+                    lik = lik + site["log_prob_sum"]
+                else:
+                    latent = latent + site["log_prob_sum"]
+        return latent, lik
+
     def _trace_parts(self, values: Mapping[str, Any]) -> tuple[float, float]:
         """(Σ latent log probs, Σ observed log probs and factors) from a Pyro trace."""
-        tr = self.trace(values)
-        latent = lik = 0.0
-        for site in tr.nodes.values():
-            if site["type"] == "sample" and not site_is_subsample(site):
-                if site["is_observed"]:
-                    lik += float(site["log_prob_sum"])
-                else:
-                    latent += float(site["log_prob_sum"])
-        return latent, lik
+        latent, lik = self._trace_terms(values)
+        return float(latent), float(lik)
 
     def _trace_log_joint(self, values: Mapping[str, Any]) -> float:
         latent, lik = self._trace_parts(values)
         return latent + lik if self.beta == 1.0 else latent + self.beta * lik
 
     def _score(self, values: Mapping[str, Any], record: bool = False) -> Scorer:
-        with pyro.validation_enabled(False), Scorer(values, record=record) as scorer:
+        if self.fixed:
+            values = {**self.fixed, **values}
+        with pyro.validation_enabled(False), \
+                Scorer(values, record=record, observed=self.given_obs) as scorer:
             self.model(*self.args, **self.kwargs)
         return scorer
 
@@ -228,22 +265,21 @@ class Target:
         ``self.fast``."""
         return self._score(values, record=True)
 
+    def log_joint_tensor(self, values: Mapping[str, Any]) -> torch.Tensor:
+        """log p(values, data) (tempered) as a torch scalar that keeps the autograd graph of
+        ``values``: what gradient-based blocks (MALA, NUTS) differentiate."""
+        if self.fast:
+            return torch.as_tensor(self._score(values).total(self.beta))
+        latent, lik = self._trace_terms(values)
+        return torch.as_tensor(latent + lik if self.beta == 1.0 else latent + self.beta * lik)
+
     def log_joint_grad(self, values: Mapping[str, Any], site: str, replacement: Any,
                        leaf: torch.Tensor) -> tuple[float, np.ndarray]:
         """log joint and its gradient with respect to ``leaf``, with ``values[site]`` set to
         ``replacement`` (e.g. a BoundProgram whose constants are ``leaf``)."""
         vals = dict(values)
         vals[site] = replacement
-        if self.fast:
-            lp = torch.as_tensor(self._score(vals).total(self.beta))
-        else:
-            with pyro.validation_enabled(False):
-                tr = poutine.trace(poutine.condition(self.model, data=vals)).get_trace(
-                    *self.args, **self.kwargs)
-                tr.compute_log_prob()
-                parts = [(s["is_observed"], s["log_prob_sum"]) for s in tr.nodes.values()
-                         if s["type"] == "sample" and not site_is_subsample(s)]
-                lp = torch.as_tensor(sum(v * (self.beta if obs else 1.0) for obs, v in parts))
+        lp = self.log_joint_tensor(vals)
         if not torch.isfinite(lp):
             return -math.inf, np.full(leaf.shape, np.nan)
         if not lp.requires_grad:

@@ -93,10 +93,15 @@ class Scorer:
         Value of every latent site.
     record : bool
         Keep per-site log-probabilities (``sites``) and program calls (``calls``).
+    observed : mapping, optional
+        Values of sites to treat as observed although the model passes no ``obs=`` (a query
+        conditioning on them, like ``poutine.condition``).
     """
 
-    def __init__(self, values: Mapping[str, Any], record: bool = False) -> None:
+    def __init__(self, values: Mapping[str, Any], record: bool = False,
+                 observed: Mapping[str, Any] | None = None) -> None:
         self.values = values
+        self.observed = observed or {}
         self.record = record
         self.terms: list[Any] = []
         """Log-probability sums of the latent sites."""
@@ -127,6 +132,8 @@ class Scorer:
         return sum(self.obs_terms) if self.obs_terms else torch.zeros((), dtype=torch.float64)
 
     def sample(self, name: str, fn: Any, obs: Any) -> Any:
+        if obs is None and name in self.observed:
+            obs = self.observed[name]
         observed = obs is not None
         if observed:
             value = obs

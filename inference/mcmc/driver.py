@@ -50,6 +50,10 @@ class ChainSpec(NamedTuple):
     program_moves: int
     num_rungs: int = 1
     beta_min: float = 0.05
+    blocks: list[tuple[str, Any]] | None = None
+    nuts_options: dict[str, Any] | None = None
+    given: dict[str, Any] | None = None
+    data_sites: list[str] | None = None
 
 
 class ChainResult(NamedTuple):
@@ -80,19 +84,21 @@ def run_chain(spec: ChainSpec) -> ChainResult:
     start = time.perf_counter()
     draws: dict[str, list[Any]] = {}
     stats: dict[str, list[Any]] = {k: [] for k in ("lp", "acceptance_rate", "move",
-                                                     "accepted", "n_invalid")}
+                                                     "accepted", "n_invalid", "diverging")}
     pointwise: dict[str, list[np.ndarray]] = {}
     try:
         rng = np.random.default_rng(spec.seed)
         kernels = []
         for beta in geometric_ladder(spec.num_rungs, spec.beta_min):
             target = Target(spec.model, spec.args, spec.kwargs,
-                            seed=int(spec.seed.generate_state(1)[0]))
+                            seed=int(spec.seed.generate_state(1)[0]), given=spec.given,
+                            data_sites=spec.data_sites)
             target.beta = float(beta)
             kernels.append(Gibbs(target, spec.structure_weights, spec.init_candidates,
-                                 spec.program_moves))
+                                 spec.program_moves, blocks=spec.blocks,
+                                 nuts_options=spec.nuts_options))
         target = kernels[0].target
-        states = [k.init(rng, spec.init_values) for k in kernels]
+        states = [k.init(rng, spec.init_values, spec.num_warmup) for k in kernels]
         draws = {name: [] for name in target.latents}
         pointwise = {name: [] for name in target.observed}
         if len(kernels) > 1:
@@ -139,6 +145,7 @@ def _record(target: Target, state: Any, info: Any, draws: dict[str, list[Any]],
     stats["move"].append(info.move)
     stats["accepted"].append(info.accepted)
     stats["n_invalid"].append(info.n_invalid)
+    stats["diverging"].append(info.diverging)
 
 
 def _result(spec: ChainSpec, draws: dict[str, list[Any]], stats: dict[str, list[Any]],
@@ -192,10 +199,13 @@ def make_specs(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping
                progress: bool, structure_weights: dict[str, float] | None,
                init_values: dict[str, Any] | None, max_time: float | None,
                init_candidates: int = 100, program_moves: int = 10, num_rungs: int = 1,
-               beta_min: float = 0.05) -> list[ChainSpec]:
+               beta_min: float = 0.05, blocks: list[tuple[str, Any]] | None = None,
+               nuts_options: dict[str, Any] | None = None, given: dict[str, Any] | None = None,
+               data_sites: list[str] | None = None) -> list[ChainSpec]:
     """One spec per chain, each with its own stream spawned from ``seed``."""
     streams = np.random.SeedSequence(seed).spawn(num_chains)
     return [ChainSpec(model, tuple(args), dict(kwargs), c, streams[c], num_warmup,
                       num_samples, thin, show_progress(progress), structure_weights,
                       init_values, max_time, init_candidates, program_moves, num_rungs,
-                      beta_min) for c in range(num_chains)]
+                      beta_min, blocks, nuts_options, given, data_sites)
+            for c in range(num_chains)]

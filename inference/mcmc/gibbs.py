@@ -7,17 +7,22 @@ fixed cycle is π-invariant (MOVES.md, "Gibbs composition"):
   insert/delete, relabel; :mod:`inference.mcmc.moves`), then, if the program has constants,
   one constant move: a random walk on one constant (symmetric) or MALA on all of them
   (gradient through torch autograd, Gaussian proposal densities in the ratio), alternately;
-- a continuous site gets a random walk in unconstrained space (Jacobian in the ratio);
+- continuous sites get one NUTS transition of Pyro's NUTS on all of them jointly, the other
+  sites held fixed (:mod:`inference.mcmc.nuts_block`), or, in a ``RW`` block, a random walk
+  per site in unconstrained space (Jacobian in the ratio);
 - a discrete site gets a uniform proposal over its support for one element.
 
-Step sizes adapt (Robbins–Monro on the log scale) only while ``adapt=True`` (warmup), so
-the sampling phase is an exact MH chain.
+The blocks (the plan) default to ``ProgramMH`` per program site, one ``NUTS`` block for all
+continuous sites and ``DiscreteMH`` per discrete site, and can be set by hand
+(:func:`make_plan`). Step sizes adapt (Robbins–Monro on the log scale; NUTS by Pyro's dual
+averaging and mass-matrix windows) only during warmup, so the sampling phase is an exact
+MH chain.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,11 +32,18 @@ from torch.distributions import biject_to
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.laplace import ConstantFitter
 from inference.mcmc.moves import MOVES, RandomChooser
-from inference.target import CONTINUOUS, DISCRETE, PROGRAM, Target
+from inference.mcmc.nuts_block import NutsBlock
+from inference.target import CONTINUOUS, DISCRETE, PROGRAM, SiteInfo, Target
 from ppl.errors import InitializationError, PPLError
 from ppl.program import BoundProgram, Program
 
-__all__ = ["DEFAULT_STRUCTURE_WEIGHTS", "Gibbs", "GibbsInfo", "GibbsState"]
+__all__ = ["BLOCK_KERNELS", "DEFAULT_STRUCTURE_WEIGHTS", "Gibbs", "GibbsInfo", "GibbsState",
+           "make_plan"]
+
+BLOCK_KERNELS = ("ProgramMH", "NUTS", "RW", "DiscreteMH")
+"""Block kernels a plan may use: program moves, NUTS, per-site random walk, discrete MH."""
+_ALLOWED = {"ProgramMH": {PROGRAM}, "NUTS": {CONTINUOUS}, "RW": {CONTINUOUS},
+            "DiscreteMH": {DISCRETE}}
 
 DEFAULT_STRUCTURE_WEIGHTS: dict[str, float] = {"regenerate": 0.5, "insert_delete": 0.25,
                                                "relabel": 0.25}
@@ -53,6 +65,9 @@ class GibbsState(NamedTuple):
     """Adaptive proposal scales: "<site>" (random walk), "<site>.rw", "<site>.mala"."""
     iteration: int
     """Number of steps taken (drives the adaptation schedule)."""
+    nuts: tuple[Any, ...] = ()
+    """Per NUTS block, Pyro's kernel object: its step size, mass matrix and adaptation
+    schedule (mutated by each transition; the randomness comes from ``step``'s rng)."""
 
 
 class GibbsInfo(NamedTuple):
@@ -66,6 +81,8 @@ class GibbsInfo(NamedTuple):
     """Whether that structure move was accepted."""
     n_invalid: int
     """Proposals whose log joint was −inf or nan (invalid programs) in this sweep."""
+    diverging: bool = False
+    """Whether a NUTS block's trajectory diverged in this sweep (after warmup)."""
 
 
 class Gibbs:
@@ -88,11 +105,17 @@ class Gibbs:
         With the incremental likelihood, the probability that a structure move redraws all
         constants from their Laplace fit (MOVES.md move 5), and that a constant move is a
         Laplace independence move instead of a random walk.
+    blocks : sequence of (kernel, sites) pairs, optional
+        The plan (see :func:`make_plan`); default: ProgramMH per program site, NUTS on all
+        continuous sites, DiscreteMH per discrete site.
+    nuts_options : mapping, optional
+        ``target_accept_prob``, ``max_tree_depth``, ``dense_mass`` of the NUTS blocks.
     """
 
     def __init__(self, target: Target, structure_weights: Mapping[str, float] | None = None,
-                 init_candidates: int = 100, program_moves: int = 1, refit: float = 0.5
-                 ) -> None:
+                 init_candidates: int = 100, program_moves: int = 1, refit: float = 0.5,
+                 blocks: Sequence[tuple[str, Any]] | None = None,
+                 nuts_options: Mapping[str, Any] | None = None) -> None:
         self.target = target
         if not 0.0 <= refit <= 1.0:
             raise PPLError(f"refit must be a probability in [0, 1]; got {refit!r}.")
@@ -117,21 +140,24 @@ class Gibbs:
         self.move_names = list(weights)
         self.move_cum = np.cumsum([weights[k] for k in self.move_names])
         self.blocks = list(target.latents.values())
+        self.plan = make_plan(target.latents, blocks)
+        self._nuts = [NutsBlock(target, sites, **dict(nuts_options or {}))
+                      for kind, sites in self.plan if kind == "NUTS"]
 
     def describe(self) -> str:
-        """The plan in one line, e.g. ``Gibbs: ProgramMH[f] + RW[sigma]``."""
-        label = {PROGRAM: "ProgramMH", CONTINUOUS: "RW", DISCRETE: "DiscreteMH"}
-        parts = [f"{label[b.kind]}[{b.name}]" for b in self.blocks]
+        """The plan in one line, e.g. ``Gibbs: ProgramMH[f] + NUTS[sigma]``."""
+        parts = [f"{kind}[{', '.join(s.name for s in sites)}]" for kind, sites in self.plan]
         return "Gibbs: " + (" + ".join(parts) if parts else "(no latent sites)")
 
     # ------------------------------------------------------------------ init
-    def init(self, rng: np.random.Generator,
-             init_values: Mapping[str, Any] | None = None) -> GibbsState:
+    def init(self, rng: np.random.Generator, init_values: Mapping[str, Any] | None = None,
+             num_warmup: int = 0) -> GibbsState:
         """A valid initial state: the best (highest log joint) of ``init_candidates`` valid
         draws (programs from their priors, continuous sites uniform in (−2, 2) on the
         unconstrained scale, discrete sites uniform). Draws that are invalid are retried up
         to 100 times in a row before InitializationError. The choice of start never affects
-        the chain's stationary distribution, only how soon it reaches the posterior."""
+        the chain's stationary distribution, only how soon it reaches the posterior. NUTS
+        blocks are set up to adapt during the first ``num_warmup`` steps."""
         step = {}
         for b in self.blocks:
             step[b.name] = 0.5 if b.kind == CONTINUOUS else 1.0
@@ -159,7 +185,9 @@ class Gibbs:
         if found and len(found) < FAST_CHECKS:
             self.target.check_fast(found)
         if best is not None:
-            return best._replace(log_joint=self.target.log_joint(best.values))
+            nuts = tuple(block.init(best.values, num_warmup, int(rng.integers(2**63)))
+                         for block in self._nuts)
+            return best._replace(log_joint=self.target.log_joint(best.values), nuts=nuts)
         names = ", ".join(b.name for b in self.blocks)
         raise InitializationError(
             f"No valid initial state in {INIT_TRIES} tries (every draw gave log density "
@@ -188,43 +216,72 @@ class Gibbs:
         alphas: list[float] = []
         invalid = 0
         first_move, first_accepted = "", False
-        for b in self.blocks:
-            if b.kind == PROGRAM:
-                view = self._view(b, state)
-                for _ in range(self.program_moves):
-                    name = self.move_names[int(np.searchsorted(
-                        self.move_cum, rng.random() * self.move_cum[-1], side="right"))]
-                    if view is not None and rng.random() < self.refit:
-                        state, alpha, acc, bad = self._refit_structure(rng, state, b, name,
-                                                                       view)
-                    else:
-                        state, alpha, acc, bad = self._structure(rng, state, b, name, view)
-                    alphas.append(alpha)
-                    invalid += bad
-                    if not first_move:
-                        first_move, first_accepted = name, acc
-                    if len(state.values[b.name].constants):
-                        if view is not None and rng.random() < self.refit:
-                            state, alpha, _, bad = self._laplace_constants(rng, state, b, view)
-                        else:
-                            state, alpha, _, bad = self._constant_rw(rng, state, b, adapt,
-                                                                     view)
-                        alphas.append(alpha)
-                        invalid += bad
-                if len(state.values[b.name].constants):
-                    state, alpha, _, bad = self._mala(rng, state, b, adapt)
-                    alphas.append(alpha)
-                    invalid += bad
-            elif b.kind == CONTINUOUS:
-                state, alpha, _, bad = self._continuous(rng, state, b, adapt)
+        diverging = False
+        nuts_index = 0
+        for kind, sites in self.plan:
+            if kind == "NUTS":
+                state, alpha, div = self._nuts_step(rng, state, nuts_index)
+                nuts_index += 1
                 alphas.append(alpha)
-                invalid += bad
-            else:
-                state, alpha, _, bad = self._discrete(rng, state, b)
+                diverging |= div
+                continue
+            for b in sites:
+                if kind == "ProgramMH":
+                    state, block_alphas, bad, move = self._program_block(rng, state, b, adapt)
+                    alphas.extend(block_alphas)
+                    invalid += bad
+                    if not first_move and move is not None:
+                        first_move, first_accepted = move
+                    continue
+                if kind == "RW":
+                    state, alpha, _, bad = self._continuous(rng, state, b, adapt)
+                else:
+                    state, alpha, _, bad = self._discrete(rng, state, b)
                 alphas.append(alpha)
                 invalid += bad
         rate = float(np.mean(alphas)) if alphas else 1.0
-        return state, GibbsInfo(rate, first_move, first_accepted, invalid)
+        return state, GibbsInfo(rate, first_move, first_accepted, invalid, diverging)
+
+    def _nuts_step(self, rng: np.random.Generator, state: GibbsState, index: int
+                   ) -> tuple[GibbsState, float, bool]:
+        """One NUTS transition of block ``index``; the log joint is rescored after it."""
+        values, info = self._nuts[index].step(rng, state.nuts[index], state.values)
+        lj = self.target.log_joint(values)
+        if not math.isfinite(lj):  # NUTS never moves to an invalid state; keep the old one
+            return state, 0.0, info.diverging
+        return state._replace(values=values, log_joint=lj), info.accept_prob, info.diverging
+
+    def _program_block(self, rng: np.random.Generator, state: GibbsState, b: Any, adapt: bool
+                       ) -> tuple[GibbsState, list[float], int, tuple[str, bool] | None]:
+        """``program_moves`` structure moves (each followed by a constant move when the
+        program has constants) and one closing MALA move on the constants."""
+        alphas: list[float] = []
+        invalid = 0
+        first: tuple[str, bool] | None = None
+        view = self._view(b, state)
+        for _ in range(self.program_moves):
+            name = self.move_names[int(np.searchsorted(
+                self.move_cum, rng.random() * self.move_cum[-1], side="right"))]
+            if view is not None and rng.random() < self.refit:
+                state, alpha, acc, bad = self._refit_structure(rng, state, b, name, view)
+            else:
+                state, alpha, acc, bad = self._structure(rng, state, b, name, view)
+            alphas.append(alpha)
+            invalid += bad
+            if first is None:
+                first = (name, acc)
+            if len(state.values[b.name].constants):
+                if view is not None and rng.random() < self.refit:
+                    state, alpha, _, bad = self._laplace_constants(rng, state, b, view)
+                else:
+                    state, alpha, _, bad = self._constant_rw(rng, state, b, adapt, view)
+                alphas.append(alpha)
+                invalid += bad
+        if len(state.values[b.name].constants):
+            state, alpha, _, bad = self._mala(rng, state, b, adapt)
+            alphas.append(alpha)
+            invalid += bad
+        return state, alphas, invalid, first
 
     def _accept(self, rng: np.random.Generator, state: GibbsState, site: str, value: Any,
                 log_q_ratio: float, scored: float | None = None
@@ -403,6 +460,75 @@ class Gibbs:
         i = int(rng.integers(flat.numel())) if flat.numel() else 0
         flat[i] = support[int(rng.integers(support.numel()))]
         return self._accept(rng, state, b.name, flat.reshape(v.shape), 0.0)
+
+
+def make_plan(latents: Mapping[str, SiteInfo], blocks: Sequence[tuple[str, Any]] | None = None
+              ) -> list[tuple[str, list[SiteInfo]]]:
+    """The Gibbs plan: (kernel, sites) blocks covering every latent site exactly once.
+
+    Default: ``ProgramMH`` per program site, one ``NUTS`` block on all continuous sites,
+    ``DiscreteMH`` per discrete site, in the model's order. By hand, ``blocks`` is a
+    sequence of ``(kernel, sites)`` pairs with kernel in :data:`BLOCK_KERNELS` and sites a
+    name or a list of names; NUTS and RW take only continuous sites (no program or discrete
+    site in a gradient block), ProgramMH only programs, DiscreteMH only discrete sites.
+
+    Examples
+    --------
+    >>> from inference.target import SiteInfo
+    >>> latents = {"f": SiteInfo("f", "program", None, ()),
+    ...            "s": SiteInfo("s", "continuous", None, ())}
+    >>> [(k, [x.name for x in v]) for k, v in make_plan(latents)]
+    [('ProgramMH', ['f']), ('NUTS', ['s'])]
+    >>> make_plan(latents, [("NUTS", ["f", "s"])])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ppl.errors.PPLError: Block NUTS cannot update program site 'f': ...
+    """
+    if blocks is None:
+        plan: list[tuple[str, list[SiteInfo]]] = []
+        continuous = [s for s in latents.values() if s.kind == CONTINUOUS]
+        for s in latents.values():
+            if s.kind == PROGRAM:
+                plan.append(("ProgramMH", [s]))
+            elif s.kind == DISCRETE:
+                plan.append(("DiscreteMH", [s]))
+            elif s is continuous[0]:
+                plan.append(("NUTS", continuous))
+        return plan
+    plan = []
+    seen: dict[str, str] = {}
+    for entry in blocks:
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+            raise PPLError(f"Each block is a (kernel, sites) pair; got {entry!r}.")
+        kind, names = entry
+        if kind not in BLOCK_KERNELS:
+            raise PPLError(f"Unknown block kernel {kind!r}; expected one of {BLOCK_KERNELS}.")
+        names = [names] if isinstance(names, str) else list(names)
+        if not names:
+            raise PPLError(f"Block {kind} has no sites.")
+        sites = []
+        for name in names:
+            if name not in latents:
+                raise PPLError(f"Block {kind} names {name!r}, which is not a latent site; the "
+                               f"latent sites are {list(latents)}.")
+            if name in seen:
+                raise PPLError(f"Site {name!r} is in two blocks ({seen[name]} and {kind}); "
+                               "each latent site belongs to exactly one block.")
+            site = latents[name]
+            if site.kind not in _ALLOWED[kind]:
+                fix = {PROGRAM: "ProgramMH", DISCRETE: "DiscreteMH",
+                       CONTINUOUS: "NUTS or RW"}[site.kind]
+                raise PPLError(f"Block {kind} cannot update {site.kind} site {name!r}: "
+                               f"{kind} takes {next(iter(_ALLOWED[kind]))} sites only; use "
+                               f"{fix} for it.")
+            seen[name] = kind
+            sites.append(site)
+        plan.append((kind, sites))
+    missing = [n for n in latents if n not in seen]
+    if missing:
+        raise PPLError(f"The blocks leave latent site(s) {missing} without a kernel; every "
+                       "latent site belongs to exactly one block.")
+    return plan
 
 
 def _unconstrained_shape(t: Any, shape: tuple[int, ...]) -> tuple[int, ...]:

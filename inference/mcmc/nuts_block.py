@@ -1,0 +1,154 @@
+"""A NUTS block inside Metropolis-within-Gibbs: Pyro's NUTS on a set of continuous sites,
+every other site (programs included) held at its current value.
+
+The block's target is the full conditional p(θ_B | rest, data) on the unconstrained scale:
+potential energy U(u) = −log p(T(u), rest, data) − log |det ∂T/∂u|, with T = biject_to of
+each site's support, and the log joint from :meth:`inference.target.Target.log_joint_tensor`
+(the scoring fast path when it is on, so one gradient costs one model run). Pyro's NUTS
+kernel does the trajectory, the step-size and mass-matrix adaptation and the slice/multinomial
+sampling; this module only gives it the potential and hands it the Gibbs chain's randomness.
+
+Adaptation runs for the chain's first ``num_warmup`` sweeps, across sweeps (one NUTS
+transition per sweep), and is frozen afterwards, so the sampling phase is an exact
+π-invariant update of the block. Because the other blocks change the potential between
+sweeps, Pyro's cached potential is cleared before every transition.
+
+Randomness: Pyro's NUTS draws momenta and directions from the global torch RNG; each
+transition runs under ``torch.random.fork_rng`` seeded from the chain's generator, so the
+chain stays bitwise reproducible and the caller's torch RNG is untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer.mcmc import NUTS
+from torch.distributions import biject_to
+
+from inference.target import SiteInfo, Target
+
+__all__ = ["NutsBlock", "NutsInfo"]
+
+
+class NutsInfo(NamedTuple):
+    """What one NUTS transition did."""
+
+    accept_prob: float
+    """Mean Metropolis acceptance statistic along the trajectory."""
+    diverging: bool
+    """Whether the trajectory diverged (counted after warmup only, as Pyro does)."""
+    step_size: float
+    """Step size used."""
+
+
+class _Potential:
+    """U(u) for the block's sites with the other sites fixed at ``self.values``."""
+
+    def __init__(self, target: Target, sites: Sequence[SiteInfo]) -> None:
+        self.target = target
+        self.sites = list(sites)
+        self.transforms = {s.name: biject_to(s.fn.support) for s in sites}
+        self.values: Mapping[str, Any] = {}
+
+    def constrain(self, params: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        values = dict(self.values)
+        for name, t in self.transforms.items():
+            values[name] = t(params[name])
+        return values
+
+    def __call__(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        values = dict(self.values)
+        log_jac: Any = 0.0
+        for name, t in self.transforms.items():
+            u = params[name]
+            v = t(u)
+            log_jac = log_jac + t.log_abs_det_jacobian(u, v).sum()
+            values[name] = v
+        lp: torch.Tensor = self.target.log_joint_tensor(values) + log_jac
+        if not torch.isfinite(lp):  # invalid: infinite energy, so NUTS stops the tree
+            return torch.full_like(lp.detach(), math.inf)
+        return -lp
+
+
+class NutsBlock:
+    """Pyro's NUTS on ``sites`` (continuous), the rest of the state held fixed.
+
+    Parameters
+    ----------
+    target : Target
+    sites : sequence of SiteInfo
+        The continuous sites updated jointly.
+    target_accept_prob, max_tree_depth, dense_mass : float, int, bool
+        Passed to ``pyro.infer.NUTS`` (``dense_mass`` is its ``full_mass``).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> import ppl
+    >>> from ppl import dist
+    >>> from inference.target import Target
+    >>> def model(y=None):
+    ...     mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    ...     with ppl.plate("data", 3):
+    ...         ppl.sample("y", dist.Normal(mu, 1.0), obs=y)
+    >>> t = Target(model, (), {"y": np.array([0.5, 1.0, 1.5])})
+    >>> block = NutsBlock(t, [t.latents["mu"]])
+    >>> values = {"mu": torch.tensor(0.0, dtype=torch.float64)}
+    >>> kernel = block.init(values, num_warmup=10, seed=1)
+    >>> rng = np.random.default_rng(0)
+    >>> values, info = block.step(rng, kernel, values)
+    >>> values["mu"].dtype, 0.0 <= info.accept_prob <= 1.0
+    (torch.float64, True)
+    """
+
+    def __init__(self, target: Target, sites: Sequence[SiteInfo], target_accept_prob: float = 0.8,
+                 max_tree_depth: int = 10, dense_mass: bool = False) -> None:
+        self.target = target
+        self.sites = list(sites)
+        self.names = [s.name for s in sites]
+        self.options = {"target_accept_prob": target_accept_prob,
+                        "max_tree_depth": max_tree_depth, "full_mass": dense_mass}
+
+    def describe(self) -> str:
+        return f"NUTS[{', '.join(self.names)}]"
+
+    def init(self, values: Mapping[str, Any], num_warmup: int, seed: int = 0) -> Any:
+        """A Pyro NUTS kernel set up at ``values`` to adapt during ``num_warmup``
+        transitions (its adaptation state travels in the Gibbs state)."""
+        potential = _Potential(self.target, self.sites)
+        potential.values = values
+        nuts: Any = NUTS
+        kernel = nuts(potential_fn=potential, adapt_step_size=True, adapt_mass_matrix=True,
+                      **self.options)
+        kernel.initial_params = {n: potential.transforms[n].inv(values[n]).detach()
+                                 for n in self.names}
+        with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
+            torch.default_generator.manual_seed(seed)  # the step-size search draws momenta
+            kernel.setup(warmup_steps=num_warmup)  # type: ignore[no-untyped-call]
+        return kernel
+
+    def step(self, rng: np.random.Generator, kernel: Any, values: Mapping[str, Any]
+             ) -> tuple[dict[str, Any], NutsInfo]:
+        """One NUTS transition of the block from ``values``; returns the new values of every
+        site and what happened."""
+        potential: _Potential = kernel.potential_fn
+        potential.values = values
+        params = {n: potential.transforms[n].inv(values[n]).detach() for n in self.names}
+        kernel.clear_cache()
+        n_div = len(kernel._divergences)
+        mean_before = kernel._mean_accept_prob
+        step_size = float(kernel.step_size)
+        with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
+            torch.default_generator.manual_seed(int(rng.integers(2**63)))
+            new = kernel.sample(params)
+        n = kernel._t - kernel._warmup_steps if kernel._t > kernel._warmup_steps else kernel._t
+        accept = kernel._mean_accept_prob * n - mean_before * (n - 1)
+        out = potential.constrain({k: v.detach() for k, v in new.items()})
+        info = NutsInfo(float(np.clip(accept, 0.0, 1.0)), len(kernel._divergences) > n_div,
+                        step_size)
+        return out, info

@@ -1,0 +1,237 @@
+"""``query``: any question about a world model p(x, y, φ, θ), given any subset of its sites.
+
+A query names target sites and gives values to others. Its plan follows from the factor
+graph (:class:`ppl.World`):
+
+- **forward** (ancestral simulation): when no evidence (a given site, or an ``obs=`` site of
+  the model) is a descendant of the targets or of their ancestors that are not given, the
+  targets' conditional equals what running the model forward with the given sites clamped
+  produces, so draws are exact and independent, e.g. p(y | x, φ);
+- **inference** otherwise (reverse p(x | y, φ), posterior p(φ, θ | x, y)): the given sites
+  become part of the target of inference (observations when they have no children in the
+  graph, fixed values otherwise) and ``method`` runs as in :func:`inference.infer`.
+
+Programs may be given as text: they are parsed with the grammar of the site's prior.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+from inference.api import METHODS, _check_nuts_options, _check_run_options, run_target
+from inference.results import Posterior
+from inference.target import PROGRAM, Target, to_torch
+from ppl.errors import PPLError
+from ppl.prior import ProgramPrior
+from ppl.world import World
+
+__all__ = ["query"]
+
+
+def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[str] | None = None,
+          given: Mapping[str, Any] | None = None, method: str = "auto", *,
+          model_args: Sequence[Any] = (), model_kwargs: Mapping[str, Any] | None = None,
+          num_samples: int = 1000, num_warmup: int | None = None, num_chains: int = 4,
+          seed: int = 0, progress: bool = True, thin: int = 1,
+          chain_method: str = "parallel", executor: Executor | None = None,
+          blocks: list[tuple[str, Any]] | None = None,
+          nuts_options: dict[str, Any] | None = None, **options: Any) -> Posterior:
+    """The conditional distribution of ``targets`` given the ``given`` sites.
+
+    Parameters
+    ----------
+    world_or_model : World or callable
+        A traced :class:`ppl.World`, or a model (then ``model_args``/``model_kwargs`` are its
+        arguments and the world is traced here).
+    targets : str or sequence of str, optional
+        Sites to infer; default: every latent site that is not given.
+    given : mapping, optional
+        Site -> value: observations (e.g. ``{"y": y}``), inputs, parameters, or a program as
+        a :class:`ppl.Program` or as text in its grammar.
+    method : {"auto", "mcmc", "enumerate", "importance"}
+        As in :func:`inference.infer`; ignored by forward queries, which always simulate.
+        ``"auto"`` prints its plan in one line.
+    num_samples, num_warmup, num_chains, seed, progress, thin, chain_method, executor
+        As in :func:`inference.infer` (forward queries draw ``num_chains × num_samples``
+        independent simulations).
+    blocks, nuts_options, **options
+        The Gibbs plan by hand and the other options of :func:`inference.infer`
+        (``structure_weights``, ``program_moves``, ``num_rungs``, ``max_time``, ...).
+
+    Returns
+    -------
+    Posterior
+        ``samples`` holds the targets (and any other latent sites inference had to sample);
+        ``attrs["query"]`` says which kind of query ran.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import ppl
+    >>> from ppl import dist
+    >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=3)
+    >>> def model(x, y=None):
+    ...     f = ppl.sample("f", prior)
+    ...     with ppl.plate("data", len(x)):
+    ...         return ppl.sample("y", dist.Normal(f(x), 0.1), obs=y)
+    >>> world = ppl.World(model, np.linspace(-1, 1, 5))
+    >>> fwd = query(world, "y", given={"f": "sin(x)"}, num_samples=200, num_chains=1)
+    forward: ancestral simulation of [y] given [f]
+    >>> fwd.samples["y"].shape
+    (1, 200, 5)
+    """
+    world = world_or_model if isinstance(world_or_model, World) else \
+        World(world_or_model, *model_args, **dict(model_kwargs or {}))
+    given = _parse_given(world, dict(given or {}))
+    targets = _targets(world, targets, given)
+    if method not in METHODS:
+        raise PPLError(f"Unknown method {method!r}; expected one of {METHODS}.")
+    _check_run_options(num_samples=num_samples, num_chains=num_chains, thin=thin,
+                       num_warmup=num_warmup, seed=seed)
+    _check_nuts_options(nuts_options)
+    evidence = set(given) | set(world.observed)
+    upstream = set(targets) | {a for t in targets for a in world.ancestors(t)} - set(given)
+    reached = {d for s in upstream for d in world.descendants(s)} & evidence
+    if not reached:
+        line = (f"forward: ancestral simulation of [{', '.join(targets)}]"
+                + (f" given [{', '.join(given)}]" if given else ""))
+        print(line)
+        return _forward(world, targets, given, num_samples * num_chains, num_chains, seed,
+                        line)
+    data_sites = [s for s in given if not world.children(s)]
+    target = Target(world.model, world.args, world.kwargs, seed=seed, given=given,
+                    data_sites=data_sites)
+    post = run_target(target, method=method, num_samples=num_samples, num_warmup=num_warmup,
+                      num_chains=num_chains, seed=seed, progress=progress, thin=thin,
+                      chain_method=chain_method, executor=executor, blocks=blocks,
+                      nuts_options=nuts_options, **_options(options))
+    post.attrs["query"] = (f"inference of [{', '.join(targets)}] given "
+                           f"[{', '.join(sorted(evidence))}]")
+    return post
+
+
+_OPTION_DEFAULTS: dict[str, Any] = {
+    "structure_weights": None, "init_values": None, "init_candidates": 100,
+    "program_moves": 10, "num_rungs": 1, "beta_min": 0.05, "max_time": None,
+    "num_particles": None}
+
+
+def _options(options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(_OPTION_DEFAULTS))
+    if unknown:
+        raise PPLError(f"Unknown query option(s) {unknown}; model arguments go in "
+                       f"model_args/model_kwargs, inference options are {sorted(_OPTION_DEFAULTS)}"
+                       " and those of the signature.")
+    return {**_OPTION_DEFAULTS, **options}
+
+
+def _parse_given(world: World, given: dict[str, Any]) -> dict[str, Any]:
+    """Validate given site names; parse programs given as text with their site's grammar."""
+    out = {}
+    for name, value in given.items():
+        if name not in world.sites:
+            raise PPLError(f"Given site {name!r} is not a site of the model; its sites are "
+                           f"{list(world.sites)}.")
+        if world.kind(name) == "deterministic":
+            raise PPLError(f"Site {name!r} is deterministic (a function of other sites); it "
+                           "cannot be given. Give the sites it is computed from.")
+        fn = world.distribution(name)
+        if isinstance(fn, ProgramPrior):
+            if isinstance(value, str):
+                try:
+                    value = fn.grammar.parse(value)
+                except PPLError as err:
+                    raise PPLError(f"Given program for site {name!r} does not parse: {err}"
+                                   ) from err
+            elif not hasattr(value, "prods"):
+                raise PPLError(f"Site {name!r} is program-valued: give a ppl.Program or its "
+                               f"text, not {type(value).__name__}.")
+        else:
+            value = to_torch(np.asarray(value, dtype=float)
+                             if isinstance(value, (int, float, list)) else value)
+            arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value,
+                             dtype=float)
+            if arr.size == 0 or not np.all(np.isfinite(arr)):
+                raise PPLError(f"Given value of site {name!r} is empty or has NaN/inf values.")
+            want = tuple(np.shape(world.value(name)))
+            if arr.shape != want:
+                raise PPLError(f"Given value of site {name!r} has shape {arr.shape}; the site "
+                               f"has shape {want}.")
+        out[name] = value
+    return out
+
+
+def _targets(world: World, targets: str | Sequence[str] | None, given: Mapping[str, Any]
+             ) -> list[str]:
+    if targets is None:
+        names = [s for s in world.latent if s not in given]
+        if not names:
+            raise PPLError("Every latent site is given: there is nothing to infer; name "
+                           "targets.")
+        return names
+    names = [targets] if isinstance(targets, str) else list(targets)
+    if not names:
+        raise PPLError("targets is empty; name at least one site.")
+    for name in names:
+        if name not in world.sites:
+            raise PPLError(f"Target {name!r} is not a site of the model; its sites are "
+                           f"{list(world.sites)}.")
+        if name in given:
+            raise PPLError(f"Site {name!r} is both a target and given.")
+        if world.is_observed(name):
+            raise PPLError(f"Target {name!r} is observed data in this world (the model passes "
+                           "obs=); trace the world without its data (e.g. y=None) to predict "
+                           "it, or use Posterior.predict.")
+    return names
+
+
+def _forward(world: World, targets: list[str], given: Mapping[str, Any], n: int,
+             num_chains: int, seed: int, plan: str) -> Posterior:
+    """``n`` independent runs of the model with the given sites clamped."""
+    model = poutine.condition(world.model, data=dict(given)) if given else world.model
+    draws: dict[str, list[Any]] = {t: [] for t in targets}
+    lp = np.empty(n)
+    with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
+        torch.default_generator.manual_seed(seed)
+        for i in range(n):
+            tr = poutine.trace(model).get_trace(*world.args, **world.kwargs)
+            tr.compute_log_prob()
+            total = sum(float(s["log_prob_sum"]) for s in tr.nodes.values()
+                        if s["type"] == "sample" and not site_is_subsample(s))
+            lp[i] = total if math.isfinite(total) else -math.inf
+            for t in targets:
+                value: Any = tr.nodes[t]["value"]
+                draws[t].append(value if world.kind(t) == PROGRAM
+                                else np.asarray(value.detach().cpu().numpy(), dtype=float))
+    per = n // num_chains
+    samples: dict[str, np.ndarray] = {}
+    for t, vals in draws.items():
+        if world.kind(t) == PROGRAM:
+            arr = np.empty((num_chains, per), dtype=object)
+            for i, v in enumerate(vals):
+                arr[i // per, i % per] = v
+            samples[t] = arr
+        else:
+            stacked = np.stack(vals)
+            samples[t] = stacked.reshape((num_chains, per) + stacked.shape[1:])
+    invalid = int(np.sum(~np.isfinite(lp)))
+    if invalid:
+        warnings.warn(f"{invalid} of {n} forward simulations were invalid (NaN/inf, e.g. a "
+                      "program undefined at an input).", RuntimeWarning, stacklevel=3)
+    fixed = {k: v for k, v in given.items() if k not in world.observed}
+    priors = {t: world.distribution(t) for t in targets if world.kind(t) == PROGRAM}
+    return Posterior(method="forward", samples=samples,
+                     stats={"lp": lp.reshape(num_chains, per)}, log_lik={}, observed={},
+                     priors=priors, model=world.model, args=tuple(world.args),
+                     kwargs=dict(world.kwargs), attrs={"query": plan, "plan": plan},
+                     fixed=fixed)
