@@ -197,8 +197,10 @@ class World:
         except PPLError:
             raise
         except Exception as err:  # the model is user code: any error is the model's
-            raise ModelError(f"{what} the model '{self.model_name}' failed: "
-                             f"{type(err).__name__}: {err}") from err
+            detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            raise ModelError(f"{what} the model '{self.model_name}' failed with {detail}. "
+                             "Run the model by hand on the same arguments to see where."
+                             ) from err
 
     def _trace_parents(self, trace: Any) -> dict[str, frozenset[str]]:
         """Direct parents of every site, by replaying ``trace`` under provenance tracking."""

@@ -205,6 +205,21 @@ def test_unfollowable_program_use_is_a_parent_of_later_sites() -> None:
     assert world.graph.nodes["size"]["parents"] == ("f",)
 
 
+def test_an_observed_program_is_an_observed_variable() -> None:
+    def model(f: ppl.Program, x: Any) -> None:
+        g = ppl.sample("f", ARITH, obs=f)
+        s = ppl.sample("s", dist.HalfNormal(1.0))
+        ppl.sample("y", dist.Normal(g(x), s).to_event(1), obs=torch.zeros(len(x)))
+
+    world = ppl.World(model, F_REV, X)
+    assert world.observed == ["f", "y"] and world.latent == ["s"]
+    assert world.kind("f") == "program" and world.parents("y") == {"f", "s"}
+    expected = (ARITH.log_density(F_REV) + float(dist.HalfNormal(1.0).log_prob(
+        torch.tensor(0.5, dtype=torch.float64))) + float(
+        dist.Normal(F_REV(torch.as_tensor(X)), 0.5).log_prob(torch.zeros(len(X))).sum()))
+    assert world.log_density({"s": 0.5}) == pytest.approx(expected, abs=1e-9)
+
+
 def test_traced_values_are_plain_and_the_global_rng_untouched() -> None:
     state = torch.get_rng_state()
     world = ppl.World(program_model, X, y=Y)
@@ -286,6 +301,11 @@ def test_a_model_that_raises_is_a_model_error() -> None:
 
     with pytest.raises(ModelError, match=r"broken.*ZeroDivisionError: boom in the model"):
         ppl.World(broken, X)
+    def silent() -> None:
+        raise AssertionError
+
+    with pytest.raises(ModelError, match=r"'.*silent' failed with AssertionError\. Run"):
+        ppl.World(silent)
     with pytest.raises(ModelError, match="needs a model function"):
         ppl.World("not a model")  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="program_model"):
