@@ -18,6 +18,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from ppl.backend import to_torch
 from ppl.errors import DataError, PPLError
 from ppl.prior import ProgramPrior
 from ppl.scoring import Scorer, Unsupported
@@ -38,17 +39,6 @@ class SiteInfo(NamedTuple):
     """The site's distribution in the discovery trace."""
     shape: tuple[int, ...]
     """Shape of the site's value (() for programs)."""
-
-
-def to_torch(value: Any) -> Any:
-    """numpy arrays and float lists become float64 tensors; anything else is unchanged."""
-    if isinstance(value, np.ndarray):
-        return torch.as_tensor(value, dtype=torch.float64 if value.dtype.kind in "fiu"
-                               else None)
-    if isinstance(value, (list, tuple)) and value and all(
-            isinstance(v, (int, float)) for v in value):
-        return torch.tensor(value, dtype=torch.float64)
-    return value
 
 
 def _check_argument(name: str, value: Any) -> None:

@@ -20,6 +20,7 @@ from ppl.errors import (
     DataError,
     GrammarError,
     InitializationError,
+    ModelError,
     PPLError,
     PriorError,
     ProgramError,
@@ -29,6 +30,7 @@ from ppl.grammar import Grammar, bundled_grammars
 from ppl.primitives import deterministic, factor, param, plate, sample
 from ppl.prior import ConstantPrior, ProgramPrior
 from ppl.program import Program
+from ppl.world import World
 
 __all__ = [
     "ConstantPrior",
@@ -36,12 +38,14 @@ __all__ = [
     "Grammar",
     "GrammarError",
     "InitializationError",
+    "ModelError",
     "PPLError",
     "PriorError",
     "Program",
     "ProgramError",
     "ProgramPrior",
     "SupportError",
+    "World",
     "backend",
     "bundled_grammars",
     "deterministic",

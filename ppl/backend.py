@@ -21,9 +21,12 @@ import importlib
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import numpy as np
+import torch
+
 from ppl.errors import PPLError
 
-__all__ = ["BACKENDS", "active", "dist", "use"]
+__all__ = ["BACKENDS", "active", "dist", "to_torch", "use"]
 
 BACKENDS = ("pyro", "numpyro")
 _active = ["pyro"]
@@ -77,3 +80,23 @@ class _Dist:
 
 
 dist = _Dist()
+
+
+def to_torch(value: Any) -> Any:
+    """numpy arrays and lists of numbers become float64 tensors; anything else is unchanged.
+
+    This is how model arguments reach a Pyro model (``World``, inference targets).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> to_torch(np.array([1, 2])).dtype, to_torch([0.5, 1.0]).dtype, to_torch("x")
+    (torch.float64, torch.float64, 'x')
+    """
+    if isinstance(value, np.ndarray):
+        return torch.as_tensor(value, dtype=torch.float64 if value.dtype.kind in "fiu"
+                               else None)
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, (int, float)) for v in value):
+        return torch.tensor(value, dtype=torch.float64)
+    return value

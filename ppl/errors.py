@@ -19,10 +19,12 @@ __all__ = [
     "GrammarSyntaxError",
     "GrammarWarning",
     "InitializationError",
+    "ModelError",
     "PPLError",
     "PriorError",
     "ProgramError",
     "ProgramSyntaxError",
+    "SiteError",
     "SupportError",
     "WeightError",
 ]
@@ -74,3 +76,12 @@ class DataError(PPLError):
 
 class InitializationError(PPLError):
     """No valid initial state was found; names the sites that failed."""
+
+
+class ModelError(PPLError):
+    """A model that fails when run (traced or replayed); names the model and the error."""
+
+
+class SiteError(PPLError):
+    """A site name the model does not have (or not of the kind asked for); lists the valid
+    ones."""
