@@ -115,8 +115,8 @@ def compare(model: Callable[..., Any], *args: Any, methods: Sequence[Any],
         ``top_probability`` (per program site: ``top_program[f]`` ... when there are
         several); ``tv_program`` (total variation between this entry's program posterior
         and the reference's, by canonical key; the largest over program sites, also per
-        site when there are several); ``max_smd`` (largest |difference of means| / pooled
-        posterior sd over the elements of the non-program sites shared with the reference;
+        site when there are several); ``max_smd`` (the largest absolute difference of means over the
+        pooled posterior sd, over the elements of the non-program sites shared with the reference;
         NaN when none). ``attrs["posteriors"]`` maps labels to the Posteriors and
         ``attrs["reference"]`` is the reference label.
 
@@ -386,7 +386,7 @@ def _program_distribution(post: Posterior, site: str) -> dict[str, float]:
 
 
 def program_tv(post: Posterior, ref: Posterior, site: str | None = None) -> float:
-    """Total variation ½ Σ_k |p(k) − q(k)| between the program posteriors of ``site`` in
+    """Total variation ``½ Σ_k |p(k) − q(k)|`` between the program posteriors of ``site`` in
     ``post`` (p) and ``ref`` (q), over canonical program keys (:attr:`ppl.Program.key`).
 
     Each side is its exact table when it has one (``method="enumerate"``), else the
@@ -419,10 +419,10 @@ def program_tv(post: Posterior, ref: Posterior, site: str | None = None) -> floa
 
 
 def max_smd(post: Posterior, ref: Posterior) -> float:
-    """The largest |standardized mean difference| between ``post`` and ``ref`` over every
-    element of the numeric non-program sites they share (same name and shape):
-    |mean_p − mean_q| / sqrt((var_p + var_q) / 2), posterior means and variances over all
-    draws. NaN when they share no such site.
+    """The largest absolute standardized mean difference between ``post`` and ``ref``
+    over every element of the numeric non-program sites they share (same name and shape):
+    ``|mean_p − mean_q| / sqrt((var_p + var_q) / 2)``, posterior means and variances over
+    all draws. NaN when they share no such site.
 
     Two runs that agree differ by Monte Carlo noise only: about sqrt(1/ESS_p + 1/ESS_q)
     standard deviations.
@@ -482,7 +482,7 @@ def _program_columns(post: Posterior, ref: Posterior) -> dict[str, Any]:
 def plot_compare(table: pd.DataFrame, path: str | Path | None = None) -> Figure:
     """A figure of a :func:`compare` table: ESS per second (bulk and tail, log scale),
     the largest R-hat (a line at 1.01), and agreement with the reference (program TV and
-    max |SMD|), one bar per entry.
+    the largest absolute SMD), one bar per entry.
 
     The figure is a plain ``matplotlib.figure.Figure`` (no pyplot state, no GUI); it is
     saved to ``path`` when one is given (the format follows the suffix).
