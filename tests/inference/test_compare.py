@@ -52,6 +52,16 @@ def normal_normal(y: Any = None) -> None:
         ppl.sample("y", dist.Normal(mu, 1.0), obs=y)
 
 
+SMALL = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)  # 12 programs
+
+
+def two_programs(x: Any, y: Any = None) -> None:
+    f = ppl.sample("f", SMALL)
+    g = ppl.sample("g", SMALL)
+    with ppl.plate("data", len(x)):
+        ppl.sample("y", dist.Normal(f(x) * g(x), TINY_SIGMA), obs=y)
+
+
 @pytest.fixture(scope="module")
 def tiny_table() -> pd.DataFrame:
     return compare(tiny_model, TINY_X, y=TINY_Y,
@@ -192,6 +202,44 @@ def test_loo_falls_back_to_importance_sampling() -> None:
     assert method == "is"
     assert elpd == pytest.approx(loo_i.sum(), rel=1e-12)
     assert se == pytest.approx(math.sqrt(10 * loo_i.var()), rel=1e-12)
+
+
+def test_several_program_sites() -> None:
+    table = compare(two_programs, TINY_X, y=TINY_X + TINY_X**2,
+                    methods=["enumerate", ("importance", {"num_particles": 500})],
+                    num_samples=100, num_chains=2)
+    per_site = [f"{c}[{s}]" for s in "fg" for c in ("top_program", "top_probability",
+                                                    "tv_program")]
+    assert set(per_site) <= set(table.columns)
+    assert "top_program" not in table.columns
+    runs = table.attrs["posteriors"]
+    for site in "fg":
+        assert table.loc["importance[num_particles=500]", f"tv_program[{site}]"] == \
+            program_tv(runs["importance[num_particles=500]"], runs["enumerate"], site)
+    row = table.loc["importance[num_particles=500]"]
+    assert row["tv_program"] == max(row["tv_program[f]"], row["tv_program[g]"])
+    # f·g = x(1 + x): the exact marginal of each site puts its mass on x and 1 + x
+    tops = {TINY.grammar.parse(table.loc["enumerate", f"top_program[{s}]"]).key for s in "fg"}
+    assert tops <= {TINY.grammar.parse(t).key for t in ("x", "(x + 1)", "(1 + x)")}
+
+
+def test_max_smd_of_a_vector_site() -> None:
+    """Elementwise over a vector site; sites of another shape, or only on one side, skipped."""
+    rng = np.random.default_rng(0)
+
+    def post(theta: np.ndarray, **other: np.ndarray) -> Posterior:
+        return Posterior(method="mcmc", samples={"theta": theta, **other},
+                         stats={"lp": np.zeros(theta.shape[:2])}, log_lik={}, observed={},
+                         priors={})
+
+    base = rng.normal(size=(2, 400, 3))
+    shifted = base.copy()
+    shifted[..., 1] += 0.5
+    a = post(base, other=rng.normal(size=(2, 400)))
+    b = post(shifted, other=rng.normal(size=(2, 400, 2)) + 10.0)
+    sd = np.sqrt((base[..., 1].var(ddof=1) + shifted[..., 1].var(ddof=1)) / 2)
+    assert max_smd(b, a) == pytest.approx(0.5 / sd)
+    assert math.isnan(max_smd(post(base[..., :2]), post(base)))
 
 
 # ---------------------------------------------------------------------------- continuous
