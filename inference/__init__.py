@@ -18,6 +18,7 @@ Examples
 """
 
 from inference.api import infer
+from inference.compare import compare, plot_compare
 from inference.results import Posterior, load
 
-__all__ = ["Posterior", "infer", "load"]
+__all__ = ["Posterior", "compare", "infer", "load", "plot_compare"]
