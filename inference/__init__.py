@@ -19,6 +19,7 @@ Examples
 
 from inference.api import infer
 from inference.compare import compare, plot_compare
+from inference.query import query
 from inference.results import Posterior, load
 
-__all__ = ["Posterior", "compare", "infer", "load", "plot_compare"]
+__all__ = ["Posterior", "compare", "infer", "load", "plot_compare", "query"]

@@ -30,7 +30,7 @@ def importance_posterior(target: Target, num_particles: int, num_draws: int, num
     with torch.random.fork_rng(), pyro.validation_enabled(False):
         torch.manual_seed(seed)
         for i in range(num_particles):
-            tr = poutine.trace(target.model).get_trace(*target.args, **target.kwargs)
+            tr = poutine.trace(target.conditioned()).get_trace(*target.args, **target.kwargs)
             tr.compute_log_prob()
             lw = sum(float(tr.nodes[n]["log_prob_sum"]) for n in target.observed)
             log_w[i] = lw if math.isfinite(lw) else -math.inf

@@ -99,6 +99,7 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
     _check_run_options(num_samples=num_samples, num_chains=num_chains, thin=thin,
                        num_warmup=num_warmup, seed=seed)
     _check_nuts_options(nuts_options)
+    run_options = _options(options)
     evidence = set(given) | set(world.observed)
     upstream = set(targets) | {a for t in targets for a in world.ancestors(t)} - set(given)
     reached = {d for s in upstream for d in world.descendants(s)} & evidence
@@ -114,7 +115,7 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
     post = run_target(target, method=method, num_samples=num_samples, num_warmup=num_warmup,
                       num_chains=num_chains, seed=seed, progress=progress, thin=thin,
                       chain_method=chain_method, executor=executor, blocks=blocks,
-                      nuts_options=nuts_options, **_options(options))
+                      nuts_options=nuts_options, **run_options)
     post.attrs["query"] = (f"inference of [{', '.join(targets)}] given "
                            f"[{', '.join(sorted(evidence))}]")
     return post

@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 if sys.path[:1] != [str(REPO)]:
     sys.path.insert(0, str(REPO))
 
+torch.set_num_threads(1)  # tensors here hold dozens of numbers: threads only add overhead
+
 SEED = 20240607
 """The global seed every test starts from."""
 
