@@ -158,7 +158,8 @@ class ProgramLikelihood:
               probes: list[Program]) -> ProgramLikelihood | None:
         """The view at ``values``, or None when the model does not fit the pattern or the
         view fails its checks: on *every* probe program the incremental log joint must equal
-        a full re-scoring, and at least one probe must be valid on the data."""
+        a full re-scoring, and the current program or at least one probe must be valid on
+        the data (an invalid program agrees trivially at −inf)."""
         if not target.fast:
             return None
         try:
@@ -167,7 +168,7 @@ class ProgramLikelihood:
             return None
         if view is None:
             return None
-        finite = False
+        finite = math.isfinite(view.log_lik(values[site]))  # checked against the recording
         for probe in probes:
             full, fast = target.log_joint(dict(values, **{site: probe})), view.log_joint(probe)
             if not (math.isclose(full, fast, rel_tol=1e-9, abs_tol=1e-9) or full == fast):

@@ -127,6 +127,7 @@ class Gibbs:
         self.program_moves = program_moves
         self._views: dict[str, tuple[tuple[Any, ...], ProgramLikelihood | None]] = {}
         self._probes: dict[str, list[Program]] = {}
+        self._probe_turn: dict[str, int] = {}
         if not isinstance(init_candidates, int) or init_candidates < 1:
             raise PPLError(f"init_candidates must be a positive integer; got "
                            f"{init_candidates!r}.")
@@ -313,10 +314,18 @@ class Gibbs:
         return view
 
     def _probe_programs(self, b: Any) -> list[Program]:
+        """The probes a new view must agree on: all five the first time a view of ``b`` is
+        built, then one per rebuild in rotation (the other sites' values change the view's
+        numbers, not the model's structure, and a rebuild also re-checks the current
+        program), so a continuous block that moves every sweep does not pay five full
+        model runs per sweep."""
         if b.name not in self._probes:
             gen = np.random.default_rng(PROBE_SEED)
             self._probes[b.name] = [b.fn.sample_program(gen) for _ in range(5)]
-        return self._probes[b.name]
+            self._probe_turn[b.name] = 0
+            return self._probes[b.name]
+        turn = self._probe_turn[b.name] = (self._probe_turn[b.name] + 1) % 5
+        return [self._probes[b.name][turn]]
 
     def _structure(self, rng: np.random.Generator, state: GibbsState, b: Any, name: str,
                    view: ProgramLikelihood | None = None
