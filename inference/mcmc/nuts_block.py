@@ -70,8 +70,10 @@ class _Potential:
             log_jac = log_jac + t.log_abs_det_jacobian(u, v).sum()
             values[name] = v
         lp: torch.Tensor = self.target.log_joint_tensor(values) + log_jac
-        if not torch.isfinite(lp):  # invalid: infinite energy, so NUTS stops the tree
-            return torch.full_like(lp.detach(), math.inf)
+        if not torch.isfinite(lp):  # invalid: infinite energy (a divergence ends the tree),
+            zero: torch.Tensor = sum(((u * 0.0).sum() for u in params.values()),  # with a
+                                     torch.zeros((), dtype=lp.dtype))  # zero gradient
+            return zero + math.inf
         return -lp
 
 

@@ -157,7 +157,9 @@ def test_log_likelihood_and_lp_are_recomputed_exactly(post: Posterior) -> None:
 
 # ---------------------------------------------------------------------------- ArviZ
 def test_az_summary(idata: Any) -> None:
-    table = az.summary(idata)
+    with warnings.catch_warnings():  # R-hat of a statistic constant in every chain is 0/0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = az.summary(idata)
     assert {"sigma", "f_size", "f_depth", "f_n_constants", "f_log_prior"} <= set(table.index)
     row = table.loc["sigma"]
     assert np.isfinite(row[["mean", "sd", "ess_bulk", "r_hat"]].astype(float)).all()
@@ -213,6 +215,9 @@ def test_az_plot_trace_without_warnings() -> None:
 
 
 @ARVIZ_MPL_DEPRECATION
+# A chain that stays on one program (here: the true law) has constant program statistics,
+# which ArviZ's KDE reports; any other warning still fails the test.
+@pytest.mark.filterwarnings("ignore:Your data appears to have a single value:UserWarning")
 def test_az_plot_trace_numeric_sites_without_warnings(idata: Any) -> None:
     try:
         az.plot_trace(idata, var_names=["sigma", "f_size", "f_log_prior"])
