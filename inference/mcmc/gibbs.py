@@ -32,7 +32,7 @@ from torch.distributions import biject_to
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.laplace import ConstantFitter
 from inference.mcmc.moves import MOVES, RandomChooser
-from inference.mcmc.nuts_block import NutsBlock
+from inference.mcmc.nuts_block import NumpyroNutsBlock, NutsBlock
 from inference.target import CONTINUOUS, DISCRETE, PROGRAM, SiteInfo, Target
 from ppl.errors import InitializationError, PPLError
 from ppl.program import BoundProgram, Program
@@ -110,13 +110,19 @@ class Gibbs:
         continuous sites, DiscreteMH per discrete site.
     nuts_options : mapping, optional
         ``target_accept_prob``, ``max_tree_depth``, ``dense_mass`` of the NUTS blocks.
+    backend : {"pyro", "numpyro"}
+        Whose NUTS runs the NUTS blocks: Pyro's (:class:`~inference.mcmc.nuts_block.NutsBlock`)
+        or NumPyro's (:class:`~inference.mcmc.nuts_block.NumpyroNutsBlock`).
     """
 
     def __init__(self, target: Target, structure_weights: Mapping[str, float] | None = None,
                  init_candidates: int = 100, program_moves: int = 1, refit: float = 0.5,
                  blocks: Sequence[tuple[str, Any]] | None = None,
-                 nuts_options: Mapping[str, Any] | None = None) -> None:
+                 nuts_options: Mapping[str, Any] | None = None, backend: str = "pyro") -> None:
         self.target = target
+        if backend not in ("pyro", "numpyro"):
+            raise PPLError(f"backend must be 'pyro' or 'numpyro'; got {backend!r}.")
+        self.backend = backend
         if not 0.0 <= refit <= 1.0:
             raise PPLError(f"refit must be a probability in [0, 1]; got {refit!r}.")
         self.refit = refit
@@ -142,13 +148,15 @@ class Gibbs:
         self.move_cum = np.cumsum([weights[k] for k in self.move_names])
         self.blocks = list(target.latents.values())
         self.plan = make_plan(target.latents, blocks)
-        self._nuts = [NutsBlock(target, sites, **dict(nuts_options or {}))
+        block = NutsBlock if backend == "pyro" else NumpyroNutsBlock
+        self._nuts = [block(target, sites, **dict(nuts_options or {}))
                       for kind, sites in self.plan if kind == "NUTS"]
 
     def describe(self) -> str:
         """The plan in one line, e.g. ``Gibbs: ProgramMH[f] + NUTS[sigma]``."""
         parts = [f"{kind}[{', '.join(s.name for s in sites)}]" for kind, sites in self.plan]
-        return "Gibbs: " + (" + ".join(parts) if parts else "(no latent sites)")
+        suffix = " (NumPyro's NUTS)" if self._nuts and self.backend == "numpyro" else ""
+        return "Gibbs: " + (" + ".join(parts) if parts else "(no latent sites)") + suffix
 
     # ------------------------------------------------------------------ init
     def init(self, rng: np.random.Generator, init_values: Mapping[str, Any] | None = None,

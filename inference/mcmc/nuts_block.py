@@ -154,3 +154,137 @@ class NutsBlock:
         info = NutsInfo(float(np.clip(accept, 0.0, 1.0)), len(kernel._divergences) > n_div,
                         step_size)
         return out, info
+
+
+class NumpyroNutsBlock(NutsBlock):
+    """NumPyro's NUTS on ``sites``, the rest of the state held fixed.
+
+    NumPyro's kernel (trajectory, multinomial sampling, dual-averaging step size, windowed
+    mass matrix) runs jit-compiled, once for the block; its potential is the same
+    U(u) as :class:`NutsBlock`'s, evaluated on the host through ``jax.pure_callback`` with
+    its gradient from torch autograd (a ``jax.custom_vjp``). A program held fixed by the
+    other blocks changes between sweeps, and a potential traced in JAX would recompile for
+    every new program; the callback compiles once. The adaptation state is NumPyro's
+    ``HMCState``, carried from sweep to sweep in the Gibbs state.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> import ppl
+    >>> from ppl import dist
+    >>> from inference.target import Target
+    >>> def model(y=None):
+    ...     mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    ...     with ppl.plate("data", 3):
+    ...         ppl.sample("y", dist.Normal(mu, 1.0), obs=y)
+    >>> t = Target(model, (), {"y": np.array([0.5, 1.0, 1.5])})
+    >>> block = NumpyroNutsBlock(t, [t.latents["mu"]])
+    >>> values = {"mu": torch.tensor(0.0, dtype=torch.float64)}
+    >>> state = block.init(values, num_warmup=10, seed=1)
+    >>> values, info = block.step(np.random.default_rng(0), state, values)
+    >>> values["mu"].dtype, 0.0 <= info.accept_prob <= 1.0
+    (torch.float64, True)
+    """
+
+    def describe(self) -> str:
+        return f"NUTS[{', '.join(self.names)}] (numpyro)"
+
+    def init(self, values: Mapping[str, Any], num_warmup: int, seed: int = 0) -> Any:
+        """A NumPyro ``HMCState`` at ``values`` that adapts during ``num_warmup``
+        transitions (with the potential and the compiled transition alongside)."""
+        import jax
+        from numpyro.infer import NUTS as NumpyroNUTS
+
+        potential = _Potential(self.target, self.sites)
+        potential.values = values
+        with jax.enable_x64(True):
+            energy = _jax_potential(potential)
+            kernel = NumpyroNUTS(potential_fn=energy, **_numpyro_options(self.options))
+            params = {n: jax.numpy.asarray(potential.transforms[n].inv(values[n]).detach()
+                                           .cpu().numpy()) for n in self.names}
+            state = kernel.init(jax.random.PRNGKey(seed % 2**32), num_warmup,
+                                init_params=params, model_args=(), model_kwargs={})
+        return _NumpyroChain(potential, kernel, state,
+                             jax.jit(lambda st: kernel.sample(st, (), {})), num_warmup)
+
+    def step(self, rng: np.random.Generator, kernel: Any, values: Mapping[str, Any]
+             ) -> tuple[dict[str, Any], NutsInfo]:
+        import jax
+
+        chain: _NumpyroChain = kernel
+        chain.potential.values = values
+        with jax.enable_x64(True):
+            z = {n: jax.numpy.asarray(chain.potential.transforms[n].inv(values[n]).detach()
+                                      .cpu().numpy()) for n in self.names}
+            energy, grad = _host_energy_and_grad(chain.potential, z)  # the others moved
+            state = chain.state._replace(
+                z=z, z_grad=grad, potential_energy=energy,
+                rng_key=jax.random.PRNGKey(int(rng.integers(2**32))))
+            step_size = float(state.adapt_state.step_size)
+            chain.state = chain.sample(state)
+        out = chain.potential.constrain(
+            {n: torch.tensor(np.array(chain.state.z[n], dtype=np.float64))
+             for n in self.names})
+        warm = int(chain.state.i) <= chain.num_warmup
+        info = NutsInfo(float(chain.state.accept_prob),
+                        bool(chain.state.diverging) and not warm, step_size)
+        return out, info
+
+
+class _NumpyroChain:
+    """A NumPyro NUTS block's state: the potential, the kernel, its HMCState and the compiled
+    transition."""
+
+    def __init__(self, potential: _Potential, kernel: Any, state: Any, sample: Any,
+                 num_warmup: int) -> None:
+        self.num_warmup = num_warmup
+        self.potential = potential
+        self.kernel = kernel
+        self.state = state
+        self.sample = sample
+
+
+def _numpyro_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(options)
+    out["dense_mass"] = out.pop("full_mass", False)
+    return out
+
+
+def _host_energy_and_grad(potential: _Potential, z: Mapping[str, Any]) -> tuple[Any, Any]:
+    """U(z) and ∇U(z) on the host, as numpy float64 (torch autograd)."""
+    params = {n: torch.tensor(np.array(v, dtype=np.float64)).requires_grad_(True)
+              for n, v in z.items()}
+    energy = potential(params)
+    grads = torch.autograd.grad(energy, list(params.values()), allow_unused=True)
+    out = {n: (np.zeros(np.shape(z[n])) if g is None else g.detach().cpu().numpy())
+           for n, g in zip(params, grads, strict=True)}
+    return np.asarray(float(energy.detach()), dtype=np.float64), out
+
+
+def _jax_potential(potential: _Potential) -> Any:
+    """U as a JAX function (a host callback), differentiable through a custom VJP."""
+    import jax
+
+    struct: Any = jax.ShapeDtypeStruct
+
+    def shapes(z: Any) -> Any:
+        return (struct((), np.float64),
+                {n: struct(np.shape(v), np.float64) for n, v in z.items()})
+
+    def host(z: Any) -> Any:
+        energy, grad = _host_energy_and_grad(potential, z)
+        return energy, {n: np.asarray(g, dtype=np.float64) for n, g in grad.items()}
+
+    @jax.custom_vjp
+    def energy(z: Any) -> Any:
+        return jax.pure_callback(host, shapes(z), z)[0]
+
+    def forward(z: Any) -> Any:
+        value, grad = jax.pure_callback(host, shapes(z), z)
+        return value, grad
+
+    def backward(grad: Any, g: Any) -> Any:
+        return (jax.tree_util.tree_map(lambda x: g * x, grad),)
+
+    energy.defvjp(forward, backward)
+    return energy

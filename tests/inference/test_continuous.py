@@ -179,17 +179,19 @@ NUTS_DRAWS, NUTS_WARMUP = 800, 300
 from independent on a 1-d Gaussian (ESS ≈ 0.3 per draw, as Pyro's own MCMC gives)."""
 
 
-def run(case: Case, seed: int = 0, kernel: str = "RW") -> list[MomentCheck]:
+def run(case: Case, seed: int = 0, kernel: str = "RW", backend: str = "pyro"
+        ) -> list[MomentCheck]:
     kwargs = dict(case.kwargs)
     args = (kwargs.pop("x"),) if "x" in kwargs else ()
     n = case.num_samples if kernel == "RW" else NUTS_DRAWS
     post = infer(case.model, *args, method="mcmc", num_samples=n,
                  num_warmup=None if kernel == "RW" else NUTS_WARMUP,
                  num_chains=NUM_CHAINS, seed=seed, chain_method="sequential", progress=False,
-                 blocks=[(kernel, list(case.sites))], **kwargs)
+                 blocks=[(kernel, list(case.sites))], backend=backend, **kwargs)
     assert post.num_chains == NUM_CHAINS
     assert post.num_draws == n
-    assert post.attrs["plan"] == f"Gibbs: {kernel}[{', '.join(case.sites)}]"
+    suffix = " (NumPyro's NUTS)" if backend == "numpyro" else ""
+    assert post.attrs["plan"] == f"Gibbs: {kernel}[{', '.join(case.sites)}]{suffix}"
     return [moment_check(label, draws, mean, sd)
             for label, draws, mean, sd in case.truth(post.samples)]
 
@@ -199,6 +201,13 @@ def run(case: Case, seed: int = 0, kernel: str = "RW") -> list[MomentCheck]:
 @pytest.mark.parametrize("case", CASES)
 def test_known_posterior(case: Case, kernel: str) -> None:
     assert_known_posterior(run(case, kernel=kernel))
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[3]])
+def test_known_posterior_numpyro_nuts_block(case: Case) -> None:
+    """The NUTS block on NumPyro's kernel (beta–Bernoulli: a constrained site;
+    regression: two correlated sites)."""
+    assert_known_posterior(run(case, kernel="NUTS", backend="numpyro"))
 
 
 def test_default_plan_is_nuts() -> None:
