@@ -11,16 +11,18 @@ import numpy as np
 
 from inference.enumerate import enumerate_posterior
 from inference.importance import importance_posterior
-from inference.mcmc.driver import ChainResult, make_specs, run_chains
+from inference.mcmc.driver import ChainResult, make_specs, run_chains, show_progress
 from inference.mcmc.gibbs import Gibbs
 from inference.mcmc.tempering import geometric_ladder
+from inference.nuts import NutsConfig, run_nuts
 from inference.results import Posterior, load
 from inference.target import PROGRAM, Target
+from ppl.backend import BACKENDS
 from ppl.errors import PPLError
 
 __all__ = ["METHODS", "infer", "load"]
 
-METHODS = ("auto", "mcmc", "enumerate", "importance")
+METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts")
 
 
 class RunWarning(UserWarning):
@@ -35,7 +37,9 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
           init_values: dict[str, Any] | None = None, init_candidates: int = 100,
           program_moves: int = 10, num_rungs: int = 1, beta_min: float = 0.05,
           max_time: float | None = None,
-          num_particles: int | None = None, **kwargs: Any) -> Posterior:
+          num_particles: int | None = None, backend: str = "pyro",
+          target_accept_prob: float = 0.8, max_tree_depth: int = 10, dense_mass: bool = False,
+          **kwargs: Any) -> Posterior:
     """Posterior of every unobserved site of ``model(*args, **kwargs)`` given its ``obs=``
     sites.
 
@@ -45,10 +49,11 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         A model written with ``ppl.sample``; program sites use ``ppl.ProgramPrior``.
     *args, **kwargs
         The model's arguments (numpy arrays become float64 tensors).
-    method : {"mcmc", "auto", "enumerate", "importance"}
+    method : {"mcmc", "auto", "enumerate", "importance", "nuts"}
         ``"mcmc"``: Metropolis-within-Gibbs (program moves, constant RW/MALA, RW on
         continuous sites); ``"auto"``: the same, printing its plan; ``"enumerate"``: exact
-        (finite latents only); ``"importance"``: importance sampling from the prior.
+        (finite latents only); ``"importance"``: importance sampling from the prior;
+        ``"nuts"``: the backend's own NUTS (continuous latent sites only).
     num_samples, num_warmup, num_chains, thin : int
         Draws kept per chain, adaptive sweeps before them (default ``num_samples``, or at
         most 200 when ``max_time`` is set), chains, and sweeps per kept draw.
@@ -71,6 +76,13 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         sweep; draws come from β = 1, swap acceptance goes to ``stats["swap_accepted"]``.
     max_time : float, optional
         Seconds per chain; a chain stops cleanly at the budget (with a warning).
+    backend : {"pyro", "numpyro"}
+        Whose sampler runs ``method="nuts"``: Pyro's (torch) or NumPyro's (jax, float64).
+        The other methods run on Pyro.
+    target_accept_prob, max_tree_depth, dense_mass : float, int, bool
+        ``method="nuts"`` only: the step-size adaptation's target acceptance (0.8), at most
+        2**max_tree_depth − 1 leapfrog steps per transition (10), and a dense (full
+        covariance) mass matrix instead of a diagonal one (False).
 
     Returns
     -------
@@ -91,6 +103,16 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         raise PPLError(f"max_time must be a positive number of seconds; got {max_time!r}.")
     if chain_method not in ("parallel", "sequential"):
         raise PPLError(f"chain_method must be 'parallel' or 'sequential'; got {chain_method!r}.")
+    if backend not in BACKENDS or (backend != "pyro" and method != "nuts"):
+        raise PPLError(f"backend must be one of {BACKENDS} ('numpyro' with method='nuts' "
+                       f"only); got backend={backend!r} with method={method!r}.")
+    if method == "nuts":
+        if max_time is not None or num_rungs != 1:
+            raise PPLError("method='nuts' supports neither max_time nor num_rungs > 1.")
+        return run_nuts(model, args, kwargs, backend, NutsConfig(
+            num_samples if num_warmup is None else num_warmup, num_samples, num_chains,
+            thin, seed, show_progress(progress), chain_method, executor, init_values,
+            target_accept_prob, max_tree_depth, dense_mass))
     target = Target(model, args, kwargs, seed=seed)
     common: dict[str, Any] = {"model": model, "args": target.args, "kwargs": target.kwargs,
               "observed": {k: _numpy(v) for k, v in target.observed.items()},

@@ -16,13 +16,15 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer.autoguide.initialization import InitMessenger
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import biject_to
 
 from ppl.errors import DataError, PPLError
 from ppl.prior import ProgramPrior
 from ppl.scoring import Scorer, Unsupported
 
-__all__ = ["SiteInfo", "Target", "to_torch"]
+__all__ = ["SiteInfo", "Target", "check_arguments", "discovery_value", "to_torch"]
 
 PROGRAM, CONTINUOUS, DISCRETE = "program", "continuous", "discrete"
 
@@ -51,6 +53,19 @@ def to_torch(value: Any) -> Any:
     return value
 
 
+def discovery_value(site: Mapping[str, Any]) -> Any:
+    """A value for a latent site while finding the model's sites: a draw of its
+    distribution, or, for one that cannot sample (``ImproperUniform``), a point drawn
+    uniformly in (−2, 2) in the unconstrained space of its support."""
+    fn = site["fn"]
+    try:
+        return fn.sample()
+    except NotImplementedError:
+        transform = biject_to(fn.support)
+        shape = transform.inverse_shape(fn.shape())
+        return transform(torch.rand(shape, dtype=torch.float64) * 4.0 - 2.0)
+
+
 def _check_argument(name: str, value: Any) -> None:
     """Model arguments that are numeric arrays must be non-empty and finite."""
     if isinstance(value, torch.Tensor):
@@ -67,6 +82,14 @@ def _check_argument(name: str, value: Any) -> None:
         bad = int(np.sum(~np.isfinite(arr)))
         raise DataError(f"Model {name} has {bad} NaN or infinite value(s); drop or impute "
                         "them before inference.")
+
+
+def check_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """Raise :class:`~ppl.errors.DataError` naming the first model argument that is an
+    empty or non-finite numeric array."""
+    for name, value in [(f"'{k}'", v) for k, v in kwargs.items()] + \
+            [(f"argument {i}", a) for i, a in enumerate(args)]:
+        _check_argument(name, value)
 
 
 class Target:
@@ -87,9 +110,7 @@ class Target:
     def __init__(self, model: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: Mapping[str, Any], seed: int = 0) -> None:
         self.model = model
-        for name, value in [(f"'{k}'", v) for k, v in kwargs.items()] + \
-                [(f"argument {i}", a) for i, a in enumerate(args)]:
-            _check_argument(name, value)
+        check_arguments(args, kwargs)
         self.args = tuple(to_torch(a) for a in args)
         self.kwargs = {k: to_torch(v) for k, v in kwargs.items()}
         self.fast = False
@@ -103,8 +124,8 @@ class Target:
             if site["type"] != "sample" or site_is_subsample(site):
                 continue
             if site["is_observed"]:
-                if type(site["fn"]).__name__ == "Unit":  # a factor, not observed data
-                    continue
+                if type(site["fn"]).__name__ == "Unit" or site["infer"].get("_deterministic"):
+                    continue  # a factor or a deterministic value, not observed data
                 self.observed[name] = self._check_observed(name, site)
             else:
                 self.latents[name] = self._classify(name, site)
@@ -113,7 +134,13 @@ class Target:
         with torch.random.fork_rng(), pyro.validation_enabled(False):
             torch.manual_seed(seed)
             try:
-                return poutine.trace(self.model).get_trace(*self.args, **self.kwargs)
+                try:
+                    return poutine.trace(self.model).get_trace(*self.args, **self.kwargs)
+                except NotImplementedError:  # a distribution that cannot sample (improper)
+                    torch.manual_seed(seed)
+                    init: Any = InitMessenger(discovery_value)  # type: ignore[no-untyped-call]
+                    return poutine.trace(init(self.model)).get_trace(*self.args,
+                                                                     **self.kwargs)
             except PPLError:
                 raise
             except (ValueError, RuntimeError, TypeError, IndexError, ZeroDivisionError) as err:
