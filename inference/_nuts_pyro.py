@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import pickle
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from multiprocessing import get_context
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -156,7 +152,7 @@ def _run_chain(job: _Chain) -> _ChainOut:
                                init_strategy=init,
                                max_plate_nesting=job.max_plate_nesting)
         mcmc = _MCMC(kernel, num_samples=cfg.num_samples * cfg.thin,
-                    warmup_steps=cfg.num_warmup, disable_progbar=not cfg.progress)
+                     warmup_steps=cfg.num_warmup, disable_progbar=not cfg.progress)
         mcmc.run(*job.args, **job.kwargs)
     seconds = time.perf_counter() - start
     keep = slice(cfg.thin - 1, None, cfg.thin)
@@ -166,45 +162,24 @@ def _run_chain(job: _Chain) -> _ChainOut:
     return _ChainOut(samples, stats, seconds)
 
 
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
-def _picklable(job: _Chain) -> bool:
-    """Whether a spawned process can rebuild the job (a model defined in a REPL cannot)."""
-    if getattr(job.model, "__module__", None) == "__main__":
-        script = getattr(sys.modules.get("__main__"), "__file__", None)
-        if not script or not os.path.exists(script):
-            return False
-    try:
-        pickle.dumps(job)
-    except Exception:
-        return False
-    return True
-
-
 def _run_chains(jobs: list[_Chain], cfg: NutsConfig) -> tuple[list[_ChainOut], str]:
-    if cfg.executor is not None:
-        if isinstance(cfg.executor, ThreadPoolExecutor):
-            raise PPLError("Chains cannot run in threads: they would share Pyro's handler "
-                           "stack. Pass a process-based executor or use "
-                           "chain_method='sequential'.")
-        return [f.result() for f in [cfg.executor.submit(_run_chain, j) for j in jobs]], \
-            "executor"
-    workers = min(len(jobs), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                  else os.cpu_count() or 1)
-    if cfg.chain_method == "parallel" and workers > 1 and _picklable(jobs[0]):
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                 initializer=_one_thread) as ex:
-            return list(ex.map(_run_chain, jobs)), "parallel"
-    return [_run_chain(j) for j in jobs], "sequential"
+    """Chains in sequence in this process, or on ``cfg.executor`` when one is given. Local
+    worker processes are not used: measured slower than a sequence on 2 cores (see
+    docs/decisions.md)."""
+    if cfg.executor is None:
+        return [_run_chain(j) for j in jobs], "sequential"
+    if isinstance(cfg.executor, ThreadPoolExecutor):
+        raise PPLError("Chains cannot run in threads: they would share Pyro's handler stack. "
+                       "Pass a process-based executor or leave executor=None.")
+    return [f.result() for f in [cfg.executor.submit(_run_chain, j) for j in jobs]], "executor"
 
 
 def run(model: Callable[..., Any], sites: Sites, cfg: NutsConfig) -> BackendRun:
     """``num_chains`` chains of Pyro's NUTS; per-chain seeds spawned from ``cfg.seed``."""
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(cfg.seed).spawn(
         cfg.num_chains)]
-    jobs = [_Chain(model, sites.args, dict(sites.kwargs), s, sites.max_plate_nesting, cfg)
+    job_cfg = cfg._replace(executor=None)  # the job travels to the executor: not itself
+    jobs = [_Chain(model, sites.args, dict(sites.kwargs), s, sites.max_plate_nesting, job_cfg)
             for s in seeds]
     outs, how = _run_chains(jobs, cfg)
     samples = {k: np.stack([o.samples[k] for o in outs]) for k in outs[0].samples}

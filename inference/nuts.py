@@ -61,9 +61,10 @@ class NutsConfig(NamedTuple):
     progress: bool
     """Whether the backend shows its progress bar."""
     chain_method: str
-    """"parallel" or "sequential", as asked by the caller."""
+    """"parallel" or "sequential", as asked by the caller. NumPyro: "parallel" runs the
+    chains vectorized (or by ``pmap`` with a device per chain); Pyro: always in sequence."""
     executor: Executor | None
-    """Process-based executor for Pyro chains (None: local processes or sequence)."""
+    """Process-based executor for Pyro's chains (None: in sequence in this process)."""
     init_values: Mapping[str, Any] | None
     """Initial values of some or all latent sites (the rest: uniform in (−2, 2),
     unconstrained)."""

@@ -21,7 +21,6 @@ in the slow tier only.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import pytest
@@ -140,13 +139,13 @@ def test_centered_eight_schools_diverges(backend: str) -> None:
 
 
 @pytest.mark.slow
+@ALLOW_DIVERGENCES
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_full_size(name: str, backend: str) -> None:
-    """The TESTING.md bars as written: 4 chains × 1000 warmup + 1000 draws (Pyro's
-    kilpisjarvi: 2 chains, for time)."""
+    """The TESTING.md bars as written: 4 chains × (1000 warmup + 1000 draws) (Pyro's
+    kilpisjarvi: 2 chains, for time: about half an hour on 2 cores)."""
     size = (2, 1000, 1000) if (name, backend) == ("kilpisjarvi", "pyro") else (4, 1000, 1000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RunWarning)
-        post = run(name, backend, size)
+    post = run(name, backend, size)
+    assert post.attrs["num_divergent"] <= 0.01 * post.stats["diverging"].size
     assert not failures(post, reference(name), "ratio")
