@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.prior_costs --write docs/benchmarks.md
 	$(BIN)/python -m benchmarks.mcmc_throughput --write docs/benchmarks.md
+	$(BIN)/python -m benchmarks.nuts_overhead --write docs/benchmarks.md
 	$(BIN)/python -m benchmarks.nguyen --seeds 3 --budget 20 --jobs 2 --write docs/benchmarks.md
 
 docs: $(STAMP)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import ppl
-from inference import compare, plot_compare
+from inference import compare
 from ppl import dist
 
 FIGURE = "eight_schools.png"

@@ -11,16 +11,18 @@ import numpy as np
 
 from inference.enumerate import enumerate_posterior
 from inference.importance import importance_posterior
-from inference.mcmc.driver import ChainResult, make_specs, run_chains
+from inference.mcmc.driver import ChainResult, make_specs, run_chains, show_progress
 from inference.mcmc.gibbs import Gibbs
 from inference.mcmc.tempering import geometric_ladder
+from inference.nuts import NutsConfig, run_nuts
 from inference.results import Posterior, load
 from inference.target import PROGRAM, Target
+from ppl.backend import BACKENDS
 from ppl.errors import PPLError
 
 __all__ = ["METHODS", "RunWarning", "infer", "load", "run_target"]
 
-METHODS = ("auto", "mcmc", "enumerate", "importance")
+METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts")
 
 
 class RunWarning(UserWarning):
@@ -35,8 +37,9 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
           init_values: dict[str, Any] | None = None, init_candidates: int = 100,
           program_moves: int = 10, num_rungs: int = 1, beta_min: float = 0.05,
           max_time: float | None = None, num_particles: int | None = None,
-          blocks: list[tuple[str, Any]] | None = None,
-          nuts_options: dict[str, Any] | None = None, **kwargs: Any) -> Posterior:
+          blocks: list[tuple[str, Any]] | None = None, backend: str = "pyro",
+          target_accept_prob: float = 0.8, max_tree_depth: int = 10, dense_mass: bool = False,
+          **kwargs: Any) -> Posterior:
     """Posterior of every unobserved site of ``model(*args, **kwargs)`` given its ``obs=``
     sites.
 
@@ -46,11 +49,12 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         A model written with ``ppl.sample``; program sites use ``ppl.ProgramPrior``.
     *args, **kwargs
         The model's arguments (numpy arrays become float64 tensors).
-    method : {"mcmc", "auto", "enumerate", "importance"}
+    method : {"mcmc", "auto", "enumerate", "importance", "nuts"}
         ``"mcmc"``: Metropolis-within-Gibbs (program moves with data-driven constants, NUTS
         on the continuous sites with the programs held fixed, MH on discrete sites);
         ``"auto"``: the same, printing its plan; ``"enumerate"``: exact (finite latents
-        only); ``"importance"``: importance sampling from the prior.
+        only); ``"importance"``: importance sampling from the prior; ``"nuts"``: the
+        backend's own NUTS run on the model (continuous latent sites only).
     num_samples, num_warmup, num_chains, thin : int
         Draws kept per chain, adaptive sweeps before them (default ``num_samples``, or at
         most 200 when ``max_time`` is set), chains, and sweeps per kept draw.
@@ -77,9 +81,15 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         The Gibbs plan by hand, e.g. ``[("ProgramMH", "f"), ("RW", ["sigma"])]``; kernels
         ``ProgramMH``, ``NUTS``, ``RW`` (random walk per site), ``DiscreteMH``. Every latent
         site in exactly one block; no program or discrete site in a NUTS block.
-    nuts_options : dict, optional
-        ``target_accept_prob`` (0.8), ``max_tree_depth`` (10), ``dense_mass`` (False) of the
-        NUTS blocks.
+    backend : {"pyro", "numpyro"}
+        Whose NUTS runs: with ``method="nuts"`` the whole model on Pyro (torch) or NumPyro
+        (jax, float64); with ``"mcmc"``/``"auto"`` the NUTS blocks of the Gibbs plan (the
+        model itself is scored through Pyro's primitives either way).
+    target_accept_prob, max_tree_depth, dense_mass : float, int, bool
+        NUTS options (``method="nuts"`` and the Gibbs plan's NUTS blocks): the step-size
+        adaptation's target acceptance (0.8), at most 2**max_tree_depth − 1 leapfrog steps
+        per transition (10), and a dense (full covariance) mass matrix instead of a diagonal
+        one (False).
 
     Returns
     -------
@@ -94,7 +104,19 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         raise PPLError(f"max_time must be a positive number of seconds; got {max_time!r}.")
     if chain_method not in ("parallel", "sequential"):
         raise PPLError(f"chain_method must be 'parallel' or 'sequential'; got {chain_method!r}.")
+    nuts_options = {"target_accept_prob": target_accept_prob,
+                    "max_tree_depth": max_tree_depth, "dense_mass": dense_mass}
     _check_nuts_options(nuts_options)
+    if backend not in BACKENDS or (backend != "pyro" and method in ("enumerate", "importance")):
+        raise PPLError(f"backend must be one of {BACKENDS} ('numpyro' with method='nuts', "
+                       f"'mcmc' or 'auto'); got backend={backend!r} with method={method!r}.")
+    if method == "nuts":
+        if max_time is not None or num_rungs != 1:
+            raise PPLError("method='nuts' supports neither max_time nor num_rungs > 1.")
+        return run_nuts(model, args, kwargs, backend, NutsConfig(
+            num_samples if num_warmup is None else num_warmup, num_samples, num_chains,
+            thin, seed, show_progress(progress), chain_method, executor, init_values,
+            target_accept_prob, max_tree_depth, dense_mass))
     target = Target(model, args, kwargs, seed=seed)
     return run_target(target, method=method, num_samples=num_samples, num_warmup=num_warmup,
                       num_chains=num_chains, seed=seed, progress=progress, thin=thin,
@@ -102,7 +124,8 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
                       structure_weights=structure_weights, init_values=init_values,
                       init_candidates=init_candidates, program_moves=program_moves,
                       num_rungs=num_rungs, beta_min=beta_min, max_time=max_time,
-                      num_particles=num_particles, blocks=blocks, nuts_options=nuts_options)
+                      num_particles=num_particles, blocks=blocks, nuts_options=nuts_options,
+                      backend=backend)
 
 
 def run_target(target: Target, *, method: str, num_samples: int, num_warmup: int | None,
@@ -111,7 +134,7 @@ def run_target(target: Target, *, method: str, num_samples: int, num_warmup: int
                init_values: dict[str, Any] | None, init_candidates: int, program_moves: int,
                num_rungs: int, beta_min: float, max_time: float | None,
                num_particles: int | None, blocks: list[tuple[str, Any]] | None,
-               nuts_options: dict[str, Any] | None) -> Posterior:
+               nuts_options: dict[str, Any] | None, backend: str = "pyro") -> Posterior:
     """Run ``method`` on a prepared :class:`~inference.target.Target` (validated options):
     the engine behind :func:`infer` and :func:`inference.query`."""
     model = target.model
@@ -138,7 +161,7 @@ def run_target(target: Target, *, method: str, num_samples: int, num_warmup: int
                          attrs={"ess": out["ess"], "khat": out["khat"], "num_particles": n},
                          **common)
     kernel = Gibbs(target, structure_weights, init_candidates, program_moves, blocks=blocks,
-                   nuts_options=nuts_options)
+                   nuts_options=nuts_options, backend=backend)
     geometric_ladder(num_rungs, beta_min)  # validates the ladder before any chain starts
     if method == "auto":
         print(kernel.describe())
@@ -148,7 +171,7 @@ def run_target(target: Target, *, method: str, num_samples: int, num_warmup: int
                        else num_warmup, num_samples, thin,
                        progress, structure_weights, init_values, max_time, init_candidates,
                        program_moves, num_rungs, beta_min, blocks, nuts_options, given,
-                       list(target.given_obs) if given else None)
+                       list(target.given_obs) if given else None, backend)
     results = run_chains(specs, chain_method, executor)
     return _assemble(results, kernel.describe(), common)
 

@@ -45,7 +45,8 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
           seed: int = 0, progress: bool = True, thin: int = 1,
           chain_method: str = "parallel", executor: Executor | None = None,
           blocks: list[tuple[str, Any]] | None = None,
-          nuts_options: dict[str, Any] | None = None, **options: Any) -> Posterior:
+          backend: str = "pyro", target_accept_prob: float = 0.8, max_tree_depth: int = 10,
+          dense_mass: bool = False, **options: Any) -> Posterior:
     """The conditional distribution of ``targets`` given the ``given`` sites.
 
     Parameters
@@ -64,9 +65,10 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
     num_samples, num_warmup, num_chains, seed, progress, thin, chain_method, executor
         As in :func:`inference.infer` (forward queries draw ``num_chains × num_samples``
         independent simulations).
-    blocks, nuts_options, **options
-        The Gibbs plan by hand and the other options of :func:`inference.infer`
-        (``structure_weights``, ``program_moves``, ``num_rungs``, ``max_time``, ...).
+    blocks, backend, target_accept_prob, max_tree_depth, dense_mass, **options
+        The Gibbs plan by hand, whose NUTS runs its NUTS blocks and their options, and the
+        other options of :func:`inference.infer` (``structure_weights``, ``program_moves``,
+        ``num_rungs``, ``max_time``, ...).
 
     Returns
     -------
@@ -94,11 +96,16 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
         World(world_or_model, *model_args, **dict(model_kwargs or {}))
     given = _parse_given(world, dict(given or {}))
     targets = _targets(world, targets, given)
-    if method not in METHODS:
-        raise PPLError(f"Unknown method {method!r}; expected one of {METHODS}.")
+    if method not in METHODS or method == "nuts":
+        raise PPLError(f"query takes method in {[m for m in METHODS if m != 'nuts']}; got "
+                       f"{method!r} (the 'mcmc' plan runs NUTS on the continuous sites).")
     _check_run_options(num_samples=num_samples, num_chains=num_chains, thin=thin,
                        num_warmup=num_warmup, seed=seed)
+    nuts_options = {"target_accept_prob": target_accept_prob,
+                    "max_tree_depth": max_tree_depth, "dense_mass": dense_mass}
     _check_nuts_options(nuts_options)
+    if backend not in ("pyro", "numpyro"):
+        raise PPLError(f"backend must be 'pyro' or 'numpyro'; got {backend!r}.")
     run_options = _options(options)
     evidence = set(given) | set(world.observed)
     upstream = set(targets) | {a for t in targets for a in world.ancestors(t)} - set(given)
@@ -115,7 +122,7 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
     post = run_target(target, method=method, num_samples=num_samples, num_warmup=num_warmup,
                       num_chains=num_chains, seed=seed, progress=progress, thin=thin,
                       chain_method=chain_method, executor=executor, blocks=blocks,
-                      nuts_options=nuts_options, **run_options)
+                      nuts_options=nuts_options, backend=backend, **run_options)
     post.attrs["query"] = (f"inference of [{', '.join(targets)}] given "
                            f"[{', '.join(sorted(evidence))}]")
     return post

@@ -16,14 +16,16 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer.autoguide.initialization import InitMessenger
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import biject_to
 
 from ppl.backend import to_torch
 from ppl.errors import DataError, PPLError
 from ppl.prior import ProgramPrior
 from ppl.scoring import Scorer, Unsupported
 
-__all__ = ["SiteInfo", "Target", "to_torch"]
+__all__ = ["SiteInfo", "Target", "check_arguments", "discovery_value", "to_torch"]
 
 PROGRAM, CONTINUOUS, DISCRETE = "program", "continuous", "discrete"
 
@@ -39,6 +41,19 @@ class SiteInfo(NamedTuple):
     """The site's distribution in the discovery trace."""
     shape: tuple[int, ...]
     """Shape of the site's value (() for programs)."""
+
+
+def discovery_value(site: Mapping[str, Any]) -> Any:
+    """A value for a latent site while finding the model's sites: a draw of its
+    distribution, or, for one that cannot sample (``ImproperUniform``), a point drawn
+    uniformly in (−2, 2) in the unconstrained space of its support."""
+    fn = site["fn"]
+    try:
+        return fn.sample()
+    except NotImplementedError:
+        transform = biject_to(fn.support)
+        shape = transform.inverse_shape(fn.shape())
+        return transform(torch.rand(shape, dtype=torch.float64) * 4.0 - 2.0)
 
 
 def _check_argument(name: str, value: Any) -> None:
@@ -57,6 +72,14 @@ def _check_argument(name: str, value: Any) -> None:
         bad = int(np.sum(~np.isfinite(arr)))
         raise DataError(f"Model {name} has {bad} NaN or infinite value(s); drop or impute "
                         "them before inference.")
+
+
+def check_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """Raise :class:`~ppl.errors.DataError` naming the first model argument that is an
+    empty or non-finite numeric array."""
+    for name, value in [(f"'{k}'", v) for k, v in kwargs.items()] + \
+            [(f"argument {i}", a) for i, a in enumerate(args)]:
+        _check_argument(name, value)
 
 
 class Target:
@@ -87,9 +110,7 @@ class Target:
                  given: Mapping[str, Any] | None = None,
                  data_sites: Collection[str] | None = None) -> None:
         self.model = model
-        for name, value in [(f"'{k}'", v) for k, v in kwargs.items()] + \
-                [(f"argument {i}", a) for i, a in enumerate(args)]:
-            _check_argument(name, value)
+        check_arguments(args, kwargs)
         self.args = tuple(to_torch(a) for a in args)
         self.kwargs = {k: to_torch(v) for k, v in kwargs.items()}
         given = {k: to_torch(v) for k, v in (given or {}).items()}
@@ -114,10 +135,8 @@ class Target:
             if site["type"] != "sample" or site_is_subsample(site) or name in self.fixed:
                 continue
             if site["is_observed"]:
-                if type(site["fn"]).__name__ == "Unit":  # a factor, not observed data
-                    continue
-                if site.get("infer", {}).get("_deterministic"):  # derived, not data
-                    continue
+                if type(site["fn"]).__name__ == "Unit" or site["infer"].get("_deterministic"):
+                    continue  # a factor or a deterministic value, not observed data
                 self.observed[name] = self._check_observed(name, site)
             else:
                 self.latents[name] = self._classify(name, site)
@@ -126,7 +145,14 @@ class Target:
         with torch.random.fork_rng(), pyro.validation_enabled(False):
             torch.manual_seed(seed)
             try:
-                return poutine.trace(self.conditioned()).get_trace(*self.args, **self.kwargs)
+                try:
+                    return poutine.trace(self.conditioned()).get_trace(*self.args,
+                                                                       **self.kwargs)
+                except NotImplementedError:  # a distribution that cannot sample (improper)
+                    torch.manual_seed(seed)
+                    init: Any = InitMessenger(discovery_value)  # type: ignore[no-untyped-call]
+                    return poutine.trace(init(self.conditioned())).get_trace(*self.args,
+                                                                             **self.kwargs)
             except PPLError:
                 raise
             except (ValueError, RuntimeError, TypeError, IndexError, ZeroDivisionError) as err:

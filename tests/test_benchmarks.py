@@ -58,3 +58,20 @@ def test_write_section_keeps_the_rest_of_the_page(tmp_path: Path) -> None:
     text = page.read_text()
     assert text.startswith("# Benchmarks\n\n## Other\n\ntext\n")
     assert text.count(nguyen.HEADING) == 1 and "second" in text and "first" not in text
+
+
+def test_nuts_overhead_report_and_ratio() -> None:
+    """B3's table (benchmarks/nuts_overhead.py) from made-up timings: the ratio is raw
+    seconds over ours (equal ESS), and the goal line reads the worst case."""
+    from benchmarks import nuts_overhead as b3
+
+    size = b3.Size(2, 10, 10)
+    cases = [b3.Case("eight_schools_noncentered", "pyro", size, [2.0, 4.0], [3.0, 3.0], 50.0,
+                     True),
+             b3.Case("kilpisjarvi", "numpyro", size, [1.0], [0.5], 20.0, True)]
+    assert cases[0].ratio == 1.0 and cases[1].ratio == 0.5
+    section = b3.report(cases, ["--repeats", "2"], {"cores (nproc)": "2"}, "now")
+    assert section.startswith(b3.HEADING)
+    assert "| kilpisjarvi | numpyro | 2 × (10 + 10) | 20 |" in section
+    assert "Goal not met in this run: the lowest ratio is 0.50 (kilpisjarvi, numpyro)" in section
+    assert "python -m benchmarks.nuts_overhead --repeats 2" in section

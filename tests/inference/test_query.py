@@ -153,7 +153,7 @@ def test_bad_blocks_are_refused(blocks: Any, message: str) -> None:
     ({"given": {"y": np.zeros(3)}}, "has shape \\(3,\\)"),
     ({"given": {"y": np.full(6, np.nan)}}, "NaN"),
     ({"targets": []}, "targets is empty"),
-    ({"method": "magic"}, "Unknown method"),
+    ({"method": "magic"}, "query takes method"),
     ({"num_rungz": 2}, "Unknown query option"),
 ], ids=["target", "given", "both", "parse", "program-type", "shape", "nan", "empty",
         "method", "option"])

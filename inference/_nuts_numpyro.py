@@ -1,0 +1,172 @@
+"""``method="nuts"`` on NumPyro: ``numpyro.infer.NUTS`` and ``MCMC``, the model run inside
+``ppl.backend.use("numpyro")`` and ``jax.enable_x64(True)`` (float64, as on Pyro).
+
+Imported only when ``backend="numpyro"`` is asked for, so Pyro users never pay for jax.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from numpyro import handlers
+from numpyro.distributions import ImproperUniform
+from numpyro.distributions.transforms import biject_to
+from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
+from numpyro.infer.util import log_density
+
+import ppl
+from inference.nuts import BackendRun, NutsConfig, Sites, tree_depth
+from inference.target import CONTINUOUS, DISCRETE, PROGRAM, Target, check_arguments
+from ppl.errors import DataError, PPLError
+from ppl.prior import ProgramPrior
+
+__all__ = ["CHAIN_METHOD", "context", "discover", "run", "to_jax"]
+
+CHAIN_METHOD = "vectorized"
+"""How NumPyro runs several chains with ``chain_method="parallel"`` on one XLA device:
+vectorized (one compilation for all chains, in lock step) measured faster than sequential
+(one compilation per chain); see docs/decisions.md."""
+
+EXTRA_FIELDS = ("accept_prob", "adapt_state.step_size", "diverging", "energy", "num_steps")
+STAT_NAMES = {"accept_prob": "acceptance_rate", "adapt_state.step_size": "step_size",
+              "diverging": "diverging", "energy": "energy", "num_steps": "n_steps"}
+
+
+@contextlib.contextmanager
+def context() -> Iterator[None]:
+    """float64 jax arrays and the NumPyro backend of ``ppl``, for the enclosed code only."""
+    with jax.enable_x64(True), ppl.backend.use("numpyro"):
+        yield
+
+
+def to_jax(value: Any) -> Any:
+    """Numeric numpy arrays, torch tensors and lists of numbers become float64 jax arrays
+    (as :func:`~inference.target.to_torch` makes float64 tensors); anything else is
+    unchanged. Call inside :func:`context`."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return jnp.asarray(value, dtype=jnp.float64 if value.dtype.kind in "fiu" else None)
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, (int, float)) for v in value):
+        return jnp.asarray(value, dtype=jnp.float64)
+    return value
+
+
+def _improper_value(site: Mapping[str, Any]) -> Any:
+    """The unconstrained origin for a latent site that cannot sample; None otherwise."""
+    fn = site.get("fn")
+    if site["type"] != "sample" or site.get("is_observed") or not isinstance(
+            fn, ImproperUniform):
+        return None
+    transform = biject_to(fn.support)
+    return transform(jnp.zeros(transform.inverse_shape(fn.shape())))
+
+
+def _kind(site: Mapping[str, Any]) -> str:
+    fn = site["fn"]
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    if isinstance(getattr(fn, "prior", None), ProgramPrior):
+        return PROGRAM
+    return DISCRETE if site["fn"].support.is_discrete else CONTINUOUS
+
+
+def discover(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
+             seed: int) -> Sites:
+    """The model's sites from one NumPyro trace (inside :func:`context`); data checked as
+    :class:`~inference.target.Target` checks them."""
+    check_arguments(args, kwargs)
+    jargs = tuple(to_jax(a) for a in args)
+    jkwargs = {k: to_jax(v) for k, v in kwargs.items()}
+    seeded = handlers.substitute(handlers.seed(model, rng_seed=seed),
+                                 substitute_fn=_improper_value)
+    try:
+        tr = handlers.trace(seeded).get_trace(*jargs, **jkwargs)
+    except PPLError:
+        raise
+    except (ValueError, RuntimeError, TypeError, IndexError, ZeroDivisionError) as err:
+        raise DataError(f"Running the model on its data failed: {err}\nCheck that "
+                        "observed data match their distributions' shapes.") from err
+    latents: dict[str, str] = {}
+    observed: dict[str, np.ndarray] = {}
+    for name, site in tr.items():
+        if site["type"] != "sample":
+            continue
+        if site["is_observed"]:
+            if type(site["fn"]).__name__ != "Unit":  # a factor is not observed data
+                observed[name] = np.asarray(Target._check_observed(name, site))
+        else:
+            latents[name] = _kind(site)
+    nesting = max([-f.dim for s in tr.values() if s["type"] == "sample"
+                   for f in s["cond_indep_stack"] if f.dim is not None] + [0])
+    return Sites(latents, observed, jargs, jkwargs, nesting)
+
+
+def _chain_method(cfg: NutsConfig) -> str:
+    if cfg.num_chains == 1:
+        return "sequential"
+    if cfg.chain_method != "parallel":
+        return "sequential"
+    return "parallel" if jax.local_device_count() >= cfg.num_chains else CHAIN_METHOD
+
+
+def run(model: Callable[..., Any], sites: Sites, cfg: NutsConfig) -> BackendRun:
+    """``num_chains`` chains of NumPyro's NUTS from ``PRNGKey(seed)`` (inside
+    :func:`context`)."""
+    init = init_to_uniform if cfg.init_values is None else init_to_value(
+        values={k: jnp.asarray(v, dtype=jnp.float64) for k, v in cfg.init_values.items()})
+    kernel = NUTS(model, target_accept_prob=cfg.target_accept_prob,
+                  max_tree_depth=cfg.max_tree_depth, dense_mass=cfg.dense_mass,
+                  init_strategy=init)
+    how = _chain_method(cfg)
+    mcmc = MCMC(kernel, num_warmup=cfg.num_warmup, num_samples=cfg.num_samples * cfg.thin,
+                num_chains=cfg.num_chains, thinning=cfg.thin, chain_method=how,
+                progress_bar=cfg.progress)
+    start = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(cfg.seed), *sites.args, extra_fields=EXTRA_FIELDS,
+             **sites.kwargs)
+    draws = mcmc.get_samples(group_by_chain=True)
+    seconds = time.perf_counter() - start
+    samples = {k: np.asarray(draws[k], dtype=np.float64) for k in sites.latents}
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    stats = {STAT_NAMES[k]: np.asarray(extra[k]) for k in EXTRA_FIELDS}
+    stats["diverging"] = stats["diverging"].astype(bool)
+    stats["n_steps"] = stats["n_steps"].astype(np.int64)
+    stats["tree_depth"] = tree_depth(stats["n_steps"])
+    stats["lp"], log_lik, derived = evaluate(model, sites, samples)
+    samples.update(derived)
+    return BackendRun(samples, stats, log_lik, [seconds], how)
+
+
+def evaluate(model: Callable[..., Any], sites: Sites, samples: dict[str, np.ndarray]
+             ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per draw: the log joint log p(θ, data) (constrained values, no Jacobian), the
+    pointwise log-likelihood of every observed site, and every deterministic site; one
+    jitted ``jax.vmap`` over all draws (one compilation costs less than eager batched ops,
+    each of which XLA compiles on first use)."""
+    chains, draws = next(iter(samples.values())).shape[:2]
+    flat = {k: jnp.asarray(v.reshape((chains * draws,) + v.shape[2:]))
+            for k, v in samples.items()}
+
+    def one(params: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        log_joint, tr = log_density(model, sites.args, sites.kwargs, params)
+        pointwise = {k: tr[k]["fn"].log_prob(tr[k]["value"]) for k in sites.observed}
+        det = {k: s["value"] for k, s in tr.items() if s["type"] == "deterministic"}
+        return log_joint, pointwise, det
+
+    lp, pw, det = jax.jit(jax.vmap(one))(flat)
+    shape = (chains, draws)
+
+    def back(v: Any) -> np.ndarray:
+        arr = np.asarray(v, dtype=np.float64)
+        return arr.reshape(shape + arr.shape[1:])
+
+    return back(lp), {k: back(v) for k, v in pw.items()}, {k: back(v) for k, v in det.items()}
