@@ -133,8 +133,10 @@ def test_centered_eight_schools_diverges(backend: str) -> None:
     ref = reference("eight_schools_noncentered")
     with pytest.warns(RunWarning, match=r"\d+ divergent transitions after warmup"):
         warmup, samples = CENTERED_SIZE[backend]
+        # target_accept_prob=0.6: a coarser step makes the funnel's divergences certain
+        # in a short chain (at 0.8, Pyro's seeds gave 0 to 11; at 0.6, 8 to 110)
         post = infer(eight_schools_centered, *ref.args, backend=backend, num_chains=1,
-                     num_warmup=warmup, num_samples=samples, **QUIET)
+                     num_warmup=warmup, num_samples=samples, target_accept_prob=0.6, **QUIET)
     assert post.attrs["num_divergent"] == int(post.stats["diverging"].sum()) > 0
 
 
