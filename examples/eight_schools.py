@@ -55,11 +55,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    n = 300 if args.quick else 1000
+    args.out.mkdir(parents=True, exist_ok=True)
+    n = 150 if args.quick else 1000
     methods: list[Any] = [("nuts", {"backend": "numpyro"}), ("nuts", {"backend": "pyro"}),
                           "mcmc"]
     table = compare(eight_schools, SIGMA, y=Y, methods=methods, num_samples=n, num_warmup=n,
-                    num_chains=4, seed=args.seed, plot=args.out / FIGURE)
+                    num_chains=2 if args.quick else 4, seed=args.seed,
+                    plot=args.out / FIGURE)
     columns = ["wall_time_s", "ess_bulk_per_s", "max_rhat", "divergences", "acceptance",
                "elpd_loo", "max_smd"]
     print(table[columns].round(3).to_string())
