@@ -63,8 +63,10 @@ def exact() -> tuple[dict[Any, float], float]:
 
 
 def _run(seed: int = 0) -> Any:
-    return infer(model, X, y=Y, method="mcmc", num_samples=1200, num_warmup=200,
-                 num_chains=4, seed=seed, progress=False)
+    # sequential: the broken twin's monkeypatch must reach the chains (spawned workers
+    # would import the unpatched kernel)
+    return infer(model, X, y=Y, method="mcmc", num_samples=1000, num_warmup=200,
+                 num_chains=4, seed=seed, progress=False, chain_method="sequential")
 
 
 def _check(post: Any, probs: dict[Any, float], mean_sigma: float) -> dict[str, float]:
@@ -91,7 +93,7 @@ def test_program_and_noise_scale_match_enumeration_with_quadrature(exact: Any) -
     post = _run()
     assert post.attrs["plan"] == "Gibbs: ProgramMH[f] + NUTS[sigma]"
     r = _check(post, probs, mean_sigma)
-    assert r["ess"] > 400, r
+    assert r["ess"] > 200, r  # the G-test and TV null are deflated to this ESS
     assert r["p"] > 0.001, r
     assert r["tv"] < r["tv_null"], r
     assert abs(r["sigma_z"]) < 4 and abs(r["size_z"]) < 4, r

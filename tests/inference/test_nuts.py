@@ -174,7 +174,7 @@ def test_refuses_non_continuous_sites(backend: str, model: Any, site: str) -> No
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"backend": "stan"}, "'stan'"),
-    ({"backend": "numpyro", "method": "mcmc"}, "method='mcmc'"),
+    ({"backend": "numpyro", "method": "enumerate"}, "method='enumerate'"),
     ({"target_accept_prob": 1.5}, "target_accept_prob"),
     ({"max_tree_depth": 0}, "max_tree_depth"),
     ({"dense_mass": "yes"}, "dense_mass"),

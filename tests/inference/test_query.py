@@ -79,15 +79,17 @@ REVERSE_MEAN = 2.0 * (REVERSE_Y - 1.0) / 0.5**2 / PRECISION
 REVERSE_SD = 1 / math.sqrt(PRECISION)
 
 
-def _reverse(seed: int = 0) -> Any:
+def _reverse(seed: int = 0, backend: str = "pyro") -> Any:
     return query(inverse, "x", given={"f": "((2.0 * x) + 1.0)", "y": REVERSE_Y},
                  method="mcmc", num_samples=800, num_warmup=300, num_chains=4, seed=seed,
-                 chain_method="sequential", progress=False)
+                 chain_method="sequential", progress=False, backend=backend)
 
 
-def test_reverse_query_matches_the_analytic_posterior() -> None:
-    post = _reverse()
-    assert post.attrs["plan"] == "Gibbs: NUTS[x]"
+@pytest.mark.parametrize("backend", ["pyro", "numpyro"])
+def test_reverse_query_matches_the_analytic_posterior(backend: str) -> None:
+    post = _reverse(backend=backend)
+    suffix = " (NumPyro's NUTS)" if backend == "numpyro" else ""
+    assert post.attrs["plan"] == "Gibbs: NUTS[x]" + suffix
     assert list(post.samples) == ["x"]
     mean_z, sd_z = z_scores(post.samples["x"], REVERSE_MEAN, REVERSE_SD)
     assert abs(mean_z) < 4 and abs(sd_z) < 4, (mean_z, sd_z)
