@@ -23,6 +23,14 @@ __all__ = ["METHODS", "infer", "load"]
 METHODS = ("auto", "mcmc", "enumerate", "importance")
 
 
+APPROXIMATION_NOTE = (
+    "collapsed: Laplace. Structures were scored by the Laplace approximation of their "
+    "evidence (constants integrated out at the posterior mode with the Gauss-Newton "
+    "curvature) and constants drawn from N(c*, H^-1): an approximate posterior, exact only "
+    "for programs linear in their constants.")
+"""``attrs["approximation"]`` of a collapsed run."""
+
+
 class RunWarning(UserWarning):
     """A run that finished but not as asked (chains crashed or were cut short)."""
 
@@ -34,7 +42,7 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
           structure_weights: dict[str, float] | None = None,
           init_values: dict[str, Any] | None = None, init_candidates: int = 100,
           program_moves: int = 10, num_rungs: int = 1, beta_min: float = 0.05,
-          max_time: float | None = None,
+          max_time: float | None = None, collapsed: bool = False,
           num_particles: int | None = None, **kwargs: Any) -> Posterior:
     """Posterior of every unobserved site of ``model(*args, **kwargs)`` given its ``obs=``
     sites.
@@ -71,6 +79,12 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         sweep; draws come from β = 1, swap acceptance goes to ``stats["swap_accepted"]``.
     max_time : float, optional
         Seconds per chain; a chain stops cleanly at the budget (with a warning).
+    collapsed : bool
+        MCMC only, an **approximation**: program structures are scored with their constants
+        integrated out by Laplace evidence, and constants are drawn from N(c*, H⁻¹) given
+        the structure (:mod:`inference.mcmc.collapsed`). Needs Normal observations of the
+        program's output and a Normal constant prior; one rung (``num_rungs=1``). The plan
+        and ``attrs["approximation"]`` name it.
 
     Returns
     -------
@@ -89,6 +103,11 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
             raise PPLError(f"{name} must be an integer >= {low}; got {value!r}.")
     if max_time is not None and not (isinstance(max_time, (int, float)) and max_time > 0):
         raise PPLError(f"max_time must be a positive number of seconds; got {max_time!r}.")
+    if not isinstance(collapsed, bool):
+        raise PPLError(f"collapsed must be True or False; got {collapsed!r}.")
+    if collapsed and (method not in ("mcmc", "auto") or num_rungs != 1):
+        raise PPLError(f"collapsed=True is a mode of method='mcmc' with num_rungs=1; got "
+                       f"method={method!r}, num_rungs={num_rungs!r}.")
     if chain_method not in ("parallel", "sequential"):
         raise PPLError(f"chain_method must be 'parallel' or 'sequential'; got {chain_method!r}.")
     target = Target(model, args, kwargs, seed=seed)
@@ -112,17 +131,24 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
                          log_lik=out["log_lik"],
                          attrs={"ess": out["ess"], "khat": out["khat"], "num_particles": n},
                          **common)
-    kernel = Gibbs(target, structure_weights, init_candidates, program_moves)
+    kernel = Gibbs(target, structure_weights, init_candidates, program_moves,
+                   collapsed=collapsed)
     geometric_ladder(num_rungs, beta_min)  # validates the ladder before any chain starts
+    if collapsed:  # fail before any chain starts when the model does not allow it
+        Gibbs(target, structure_weights, 5, program_moves, collapsed=True).init(
+            np.random.default_rng(seed))
     if method == "auto":
         print(kernel.describe())
     specs = make_specs(model, target.args, target.kwargs, seed, num_chains,
                        _default_warmup(num_samples, max_time) if num_warmup is None
                        else num_warmup, num_samples, thin,
                        progress, structure_weights, init_values, max_time, init_candidates,
-                       program_moves, num_rungs, beta_min)
+                       program_moves, num_rungs, beta_min, collapsed)
     results = run_chains(specs, chain_method, executor)
-    return _assemble(results, kernel.describe(), common)
+    post = _assemble(results, kernel.describe(), common)
+    if collapsed:
+        post.attrs["approximation"] = APPROXIMATION_NOTE
+    return post
 
 
 def _default_warmup(num_samples: int, max_time: float | None) -> int:

@@ -50,6 +50,7 @@ class ChainSpec(NamedTuple):
     program_moves: int
     num_rungs: int = 1
     beta_min: float = 0.05
+    collapsed: bool = False
 
 
 class ChainResult(NamedTuple):
@@ -90,7 +91,7 @@ def run_chain(spec: ChainSpec) -> ChainResult:
                             seed=int(spec.seed.generate_state(1)[0]))
             target.beta = float(beta)
             kernels.append(Gibbs(target, spec.structure_weights, spec.init_candidates,
-                                 spec.program_moves))
+                                 spec.program_moves, collapsed=spec.collapsed))
         target = kernels[0].target
         states = [k.init(rng, spec.init_values) for k in kernels]
         draws = {name: [] for name in target.latents}
@@ -192,10 +193,10 @@ def make_specs(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping
                progress: bool, structure_weights: dict[str, float] | None,
                init_values: dict[str, Any] | None, max_time: float | None,
                init_candidates: int = 100, program_moves: int = 10, num_rungs: int = 1,
-               beta_min: float = 0.05) -> list[ChainSpec]:
+               beta_min: float = 0.05, collapsed: bool = False) -> list[ChainSpec]:
     """One spec per chain, each with its own stream spawned from ``seed``."""
     streams = np.random.SeedSequence(seed).spawn(num_chains)
     return [ChainSpec(model, tuple(args), dict(kwargs), c, streams[c], num_warmup,
                       num_samples, thin, show_progress(progress), structure_weights,
                       init_values, max_time, init_candidates, program_moves, num_rungs,
-                      beta_min) for c in range(num_chains)]
+                      beta_min, collapsed) for c in range(num_chains)]
