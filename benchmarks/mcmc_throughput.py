@@ -4,7 +4,9 @@
    ``step``) run directly in this process with one torch thread, on the ``arith`` grammar
    (inputs ``["x"]``, ``max_depth=6``) and the 20-point data of
    ``examples/symbolic_regression.py``; side by side with the fast paths taken away one by
-   one (``refit=0``; no incremental likelihood; ``target.fast = False`` after ``init``).
+   one (``refit=0``; ``cache_size=0``; no incremental likelihood; ``target.fast = False``
+   after ``init``), and the collapsed mode (an approximation); with ``--baseline``, the
+   default kernel of an earlier source tree side by side (before/after).
 2. ESS per second of ``lp`` and ``f_size`` on ``infer(..., num_chains=2,
    chain_method="sequential")``, with and without the fast paths.
 3. Time to P(true law) >= 0.5 of the main example, as ``make demo`` runs it and shorter.
@@ -15,6 +17,8 @@ Figures are medians over ``--repeats`` seeds (>= 3). ``--write`` replaces only t
 
     python -m benchmarks.mcmc_throughput                             # print only
     python -m benchmarks.mcmc_throughput --write docs/benchmarks.md  # what the docs quote
+    git archive e32d5fe | tar -x -C /tmp/base; echo e32d5fe > /tmp/base/BASELINE_COMMIT
+    python -m benchmarks.mcmc_throughput --baseline /tmp/base --write docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import cProfile
 import datetime
 import importlib
 import io
+import json
 import os
 import pstats
 import re
@@ -47,7 +52,8 @@ from benchmarks._report import replace_sections
 from benchmarks.prior_costs import machine
 from inference import infer
 from inference._arviz import az
-from inference.mcmc.gibbs import Gibbs
+from inference.mcmc import collapsed
+from inference.mcmc.gibbs import CACHE_NAMES, Gibbs
 from inference.mcmc.laplace import ConstantFitter
 from inference.target import Target
 from ppl import dist
@@ -87,11 +93,15 @@ class Variant:
     refit: float = 0.5
     incremental: bool = True
     fast: bool = True
+    cache: bool = True
+    collapsed: bool = False
 
 
 VARIANTS = (
     Variant("full (default kernel)"),
     Variant("no Laplace refits (`refit=0`)", refit=0.0),
+    Variant("no caches (`cache_size=0`)", cache=False),
+    Variant("collapsed (`collapsed=True`, an approximation)", collapsed=True),
     Variant("no incremental likelihood", incremental=False),
     Variant("no fast path (Pyro traces)", incremental=False, fast=False),
 )
@@ -109,6 +119,7 @@ class Throughput:
     structure_accepted: int
     solves: int  # Laplace least-squares solves (cache misses)
     mean_size: float  # mean program size over the sweeps
+    cache: dict[str, tuple[int, int]]  # (hits, misses) per cache in the timed stretch
 
     @property
     def proposals(self) -> int:
@@ -159,7 +170,8 @@ def make_kernel(variant: Variant, data: tuple[np.ndarray, np.ndarray], seed: int
     """A kernel of ``variant`` after ``init`` and ``warmup`` adaptive sweeps."""
     x, y = data
     target = Target(model, (x,), {"y": y}, seed=seed)
-    kernel = Gibbs(target, None, 100, program_moves, refit=variant.refit)
+    kernel = Gibbs(target, None, 100, program_moves, refit=variant.refit,
+                   cache_size=4096 if variant.cache else 0, collapsed=variant.collapsed)
     rng = np.random.default_rng(seed)
     state = kernel.init(rng)
     if not variant.fast:
@@ -176,16 +188,40 @@ def throughput(variant: Variant, data: tuple[np.ndarray, np.ndarray], seed: int,
     """Time ``sweeps`` non-adaptive sweeps after ``warmup`` adaptive ones."""
     kernel, state, rng = make_kernel(variant, data, seed, warmup, program_moves)
     counts = count_moves(kernel)
+    before = {k: tuple(v) for k, v in kernel.cache_stats.items()}
     sizes = 0
-    with count_solves() as solves:
-        start = time.perf_counter()
+    with count_solves() as solves, count_collapsed() as folded:
+        start = time.process_time()  # CPU seconds: other load on the machine does not count
         for _ in range(sweeps):
             state, _ = kernel.step(rng, state)
             sizes += state.values["f"].size
-        seconds = time.perf_counter() - start
-    return Throughput(variant, seconds, sweeps, sum(counts[k][0] for k in STRUCTURE),
+        seconds = time.process_time() - start
+    cache = {k: (kernel.cache_stats[k][0] - before[k][0], kernel.cache_stats[k][1]
+                 - before[k][1]) for k in CACHE_NAMES}
+    return Throughput(variant, seconds, sweeps,
+                      sum(counts[k][0] for k in STRUCTURE) + folded[0],
                       sum(counts[k][0] for k in CONSTANT),
-                      sum(counts[k][1] for k in STRUCTURE), solves[0], sizes / sweeps)
+                      sum(counts[k][1] for k in STRUCTURE) + folded[1], solves[0],
+                      sizes / sweeps, cache)
+
+
+@contextlib.contextmanager
+def count_collapsed() -> Iterator[list[int]]:
+    """Count the collapsed mode's structure moves and their acceptances."""
+    move = collapsed.structure_move
+    tally = [0, 0]
+
+    def wrapped(*args: Any) -> Any:
+        out = move(*args)
+        tally[0] += 1
+        tally[1] += out.program is not None
+        return out
+
+    collapsed.structure_move = wrapped  # type: ignore[assignment]
+    try:
+        yield tally
+    finally:
+        collapsed.structure_move = move  # type: ignore[assignment]
 
 
 # ---------------------------------------------------------------------- 2. ESS per second
@@ -472,6 +508,12 @@ def git_commit() -> str:
     return (git("rev-parse", "--short", "HEAD") or "unknown") + dirty
 
 
+def baseline_commit(tree: Path) -> str:
+    """The commit named in the tree's ``BASELINE_COMMIT`` file, else the tree's path."""
+    marker = tree / "BASELINE_COMMIT"
+    return marker.read_text().strip() if marker.exists() else str(tree)
+
+
 @dataclass(frozen=True)
 class Results:
     """Everything measured, for the report."""
@@ -486,6 +528,7 @@ class Results:
     default_output: str
     examples: list[ExampleRun]
     profiles: tuple[Profile, Profile]  # the default kernel, and without refits
+    baseline: Baseline | None = None
 
 
 def p_true_of(output: str) -> float:
@@ -519,6 +562,10 @@ def report(res: Results) -> str:
         "### Proposals per second per core", "",
         *throughput_table(res.throughput), "",
         *throughput_text(res), "",
+        *baseline_table(res),
+        "Hit rates of the default kernel's caches in the timed stretches (all seeds; "
+        "bounded LRU caches of 4,096 entries each, `inference.mcmc.cache`):", "",
+        *cache_table(res.throughput), "",
         "### ESS per second", "",
         "`infer(model, x, y=y, num_chains=2, chain_method=\"sequential\", "
         f"num_warmup={a.ess_draws}, num_samples={a.ess_draws})` in this process, wall time "
@@ -553,8 +600,10 @@ def report(res: Results) -> str:
         f"cProfile of `kernel.step`, seed {a.seed}, {a.sweeps} sweeps after {a.warmup} "
         f"warmup sweeps, for the default kernel ({res.profiles[0].seconds:.2f} s under the "
         f"profiler, which inflates per-call overhead) and without refits "
-        f"({res.profiles[1].seconds:.2f} s). Share of `Gibbs.step`'s cumulative time:", "",
-        *profile_table(res.profiles), "",
+        f"({res.profiles[1].seconds:.2f} s). Share of `Gibbs.step`'s cumulative time"
+        + (f"; the first column is the default kernel of {res.baseline.tree} (before), "
+           "profiled the same way in the same run" if res.baseline else "") + ":", "",
+        *profile_table(res.profiles, res.baseline), "",
         *interpretation(res), "",
         f"Top {a.top} functions by own time, default kernel:", "",
         "```text", res.profiles[0].excerpt, "```", "",
@@ -569,8 +618,8 @@ def report(res: Results) -> str:
 
 def throughput_text(res: Results) -> list[str]:
     """The throughput figures in words, with the side-by-side ratios."""
-    full, no_refit, scorer, pyro = (median([r.rate for r in res.throughput[v]])
-                                    for v in VARIANTS)
+    full, no_refit, no_cache, folded, scorer, pyro = (
+        median([r.rate for r in res.throughput[v]]) for v in VARIANTS)
     return [
         f"The default kernel makes **{fmt(full)} program proposals per second per core**, "
         f"{full / GOAL:.0%} of the {GOAL:,} asked for (DESIGN.md §5 budgets "
@@ -579,21 +628,119 @@ def throughput_text(res: Results) -> list[str]:
         f"trace. The Laplace refits are what it pays for: without them (`refit=0`) the "
         f"kernel makes {fmt(no_refit)} proposals per second ({no_refit / full:.1f}× as "
         "many), and the table's solve column shows why: every tree shape met for the first "
-        "time is fitted by least squares. The scoring fast path alone, with every proposal "
-        f"running the model under the scorer instead of a Pyro trace, is {scorer / pyro:.2f}× "
-        "as fast as Pyro traces on exactly the same chain (those two rows take the same "
-        "random choices and visit the same states). The first two rows visit other programs "
-        "than the last two and than each other (refits change the path; see the size "
-        "column), so those rates compare kernels, not only scoring; what the proposals buy "
-        "is measured below by ESS per second and by the time to the true law.",
+        "time is fitted by least squares. With every cache off (`cache_size=0`: the same "
+        f"chain, state for state) it makes {fmt(no_cache)} ({no_cache / full:.2f}× the "
+        "default; the cache table below says which cache pays). The collapsed mode makes "
+        f"{fmt(folded)} structure proposals per second: it has no constant moves (its "
+        "constants are drawn once per sweep from their Laplace posterior) and each new "
+        "shape costs a posterior-mode fit per value of sigma, so its rate counts a different "
+        "unit of work. The scoring fast path alone, with every proposal running the model "
+        f"under the scorer instead of a Pyro trace, is {scorer / pyro:.2f}× as fast as Pyro "
+        "traces on exactly the same chain (those two rows take the same random choices and "
+        "visit the same states). The other rows visit other programs than the last two and "
+        "than each other (refits change the path; see the size column), so those rates "
+        "compare kernels, not only scoring; what the proposals buy is measured below by ESS "
+        "per second and by the time to the true law.",
     ]
 
 
-def profile_table(profiles: tuple[Profile, Profile]) -> list[str]:
-    rows = ["| where | default kernel | no Laplace refits |", "|---|---:|---:|"]
+CACHE_LABELS = {
+    "lik": "log L of a program, per incremental-likelihood view (Program.key without "
+           "constants, the exact tree with them)",
+    "outputs": "program outputs, shared by the views of the site",
+    "memo": "Laplace proposals (and evidence), per view and canonical shape",
+    "canonical": "canonical form of an exact shape",
+    "solve": "least-squares solves, per data and canonical shape",
+}
+
+
+def cache_table(runs: dict[Variant, list[Throughput]]) -> list[str]:
+    """Hit rates of the default kernel's caches in the timed stretch (summed over seeds)."""
+    rows = ["| cache | lookups per sweep | hit rate |", "|---|---:|---:|"]
+    rs = runs[VARIANTS[0]]
+    for name, label in CACHE_LABELS.items():
+        hits = sum(r.cache[name][0] for r in rs)
+        total = hits + sum(r.cache[name][1] for r in rs)
+        rate = f"{hits / total:.0%}" if total else "–"
+        rows.append(f"| {label} | {total / sum(r.sweeps for r in rs):.1f} | {rate} |")
+    return rows
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The default kernel of an earlier source tree, measured side by side."""
+
+    tree: str
+    rates: list[float]
+    solves: list[float]  # Laplace solves per 100 sweeps
+    parts: dict[str, float]
+    across: dict[str, float]
+
+
+BASELINE_SCRIPT = """
+import json, sys, time, torch
+torch.set_num_threads(1)
+from benchmarks import mcmc_throughput as mt
+seed, warmup, sweeps, moves, profile = (int(a) for a in sys.argv[1:6])
+data = mt.example().make_data()
+if profile:
+    p = mt.profile_step(mt.VARIANTS[0], data, seed, warmup, sweeps, moves, 5)
+    print(json.dumps({"parts": p.parts, "across": p.across}))
+else:  # the timed loop of this tree's throughput(), in CPU seconds
+    kernel, state, rng = mt.make_kernel(mt.VARIANTS[0], data, seed, warmup, moves)
+    counts = mt.count_moves(kernel)
+    with mt.count_solves() as solves:
+        start = time.process_time()
+        for _ in range(sweeps):
+            state, _ = kernel.step(rng, state)
+        seconds = time.process_time() - start
+    n = sum(counts[k][0] for k in (*mt.STRUCTURE, *mt.CONSTANT))
+    print(json.dumps({"rate": n / seconds, "solves": 100 * solves[0] / sweeps}))
+"""
+
+
+def baseline_run(tree: Path, *args: int) -> dict[str, Any]:
+    """Run the earlier tree's own harness in a subprocess (its code, this interpreter)."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    done = subprocess.run([sys.executable, "-c", BASELINE_SCRIPT, *map(str, args)],
+                          cwd=tree, env=env, capture_output=True, text=True, check=True)
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def baseline_table(res: Results) -> list[str]:
+    if res.baseline is None:
+        return []
+    b = res.baseline
+    now = res.throughput[VARIANTS[0]]
+    before, after = median(b.rates), median([r.rate for r in now])
+    rows = [f"Before and after, side by side in this run (the default kernel of the source "
+            f"tree {b.tree}, run by its own harness in a subprocess on the same seeds, "
+            "alternating with this tree's runs):", "",
+            "| default kernel | program proposals/s (median) | min – max | Laplace solves "
+            "per 100 sweeps |", "|---|---:|---:|---:|",
+            f"| before ({b.tree}) | {fmt(before)} | {fmt(min(b.rates))} – "
+            f"{fmt(max(b.rates))} | {median(b.solves):.1f} |",
+            f"| after (this tree) | {fmt(after)} | {fmt(min(r.rate for r in now))} – "
+            f"{fmt(max(r.rate for r in now))} | "
+            f"{median([100 * r.solves / r.sweeps for r in now]):.1f} |", "",
+            f"So {after / before:.2f}× the proposals per second of the tree before. The two "
+            "kernels do not visit the same programs (the fits differ: canonical order, "
+            "fewer LM iterations), so part of the difference is the path.", ""]
+    return rows
+
+
+def profile_table(profiles: tuple[Profile, Profile], baseline: Baseline | None = None
+                  ) -> list[str]:
+    head = "| where | " + ("before: default kernel | " if baseline else "")
+    rows = [head + "default kernel | no Laplace refits |",
+            "|---|" + ("---:|" if baseline else "") + "---:|---:|"]
     for group, label in (("parts", "update"), ("across", "across the updates")):
         for part in getattr(profiles[0], group):
             cells = [f"{getattr(p, group)[part]:.0%}" for p in profiles]
+            if baseline is not None:
+                old = getattr(baseline, group).get(part)
+                cells.insert(0, "–" if old is None else f"{old:.0%}")
             rows.append(f"| {label}: {part} | {' | '.join(cells)} |")
     return rows
 
@@ -659,6 +806,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="settings of the example runs without Laplace refits ('' for none)")
     parser.add_argument("--example-seeds", type=int, default=3, help="seeds per setting")
     parser.add_argument("--top", type=int, default=15, help="profile lines to keep")
+    parser.add_argument("--baseline", type=Path,
+                        help="source tree of an earlier commit: its default kernel is "
+                             "measured side by side (before/after)")
     args = parser.parse_args(argv)
     if args.repeats < 3:
         parser.error("--repeats must be >= 3 (figures are medians over repeats)")
@@ -673,7 +823,13 @@ def main(argv: list[str] | None = None) -> None:
     data = example().make_data()
     seeds = [args.seed + i for i in range(args.repeats)]
     runs: dict[Variant, list[Throughput]] = {v: [] for v in VARIANTS}
+    old: list[dict[str, Any]] = []
     for seed in seeds:
+        if args.baseline is not None:
+            old.append(baseline_run(args.baseline, seed, args.warmup, args.sweeps,
+                                    args.program_moves, 0))
+            print(f"seed {seed} baseline {args.baseline}: {fmt(old[-1]['rate']):>8} "
+                  "proposals/s", flush=True)
         for variant in VARIANTS:
             r = throughput(variant, data, seed, args.warmup, args.sweeps, args.program_moves)
             runs[variant].append(r)
@@ -702,9 +858,16 @@ def main(argv: list[str] | None = None) -> None:
     profiles = tuple(profile_step(v, data, args.seed, args.warmup, args.sweeps,
                                   args.program_moves, args.top) for v in VARIANTS[:2])
     print(profiles[0].excerpt)
+    baseline = None
+    if args.baseline is not None:
+        shares_before = baseline_run(args.baseline, args.seed, args.warmup, args.sweeps,
+                                     args.program_moves, 1)
+        baseline = Baseline(baseline_commit(args.baseline), [r["rate"] for r in old],
+                            [r["solves"] for r in old], shares_before["parts"],
+                            shares_before["across"])
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     res = Results(args, host, git_commit(), when, runs, ess, default_seconds,
-                  default_output, examples, profiles)  # type: ignore[arg-type]
+                  default_output, examples, profiles, baseline)  # type: ignore[arg-type]
     section = report(res)
     print("\n" + section)
     if args.write is not None:

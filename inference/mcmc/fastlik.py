@@ -148,7 +148,8 @@ class ProgramLikelihood:
         for f in self.factors:
             if f.call not in outputs:
                 outputs[f.call] = program.evaluate_numpy(self.envs[f.call], constants)
-            locs.append(np.broadcast_to(outputs[f.call], f.shape))
+            out = outputs[f.call]
+            locs.append(out if np.shape(out) == f.shape else np.broadcast_to(out, f.shape))
         return locs
 
     def locations_batch(self, program: Program, constants: np.ndarray) -> list[np.ndarray]:
@@ -163,7 +164,8 @@ class ProgramLikelihood:
         for f in self.factors:
             if f.call not in outputs:
                 outputs[f.call] = program.evaluate_numpy(self.envs[f.call], cols)
-            locs.append(np.broadcast_to(outputs[f.call], (m,) + f.shape))
+            out, shape = outputs[f.call], (m,) + f.shape
+            locs.append(out if np.shape(out) == shape else np.broadcast_to(out, shape))
         return locs
 
     def log_lik_batch(self, program: Program, constants: np.ndarray) -> np.ndarray:

@@ -43,10 +43,8 @@ from ppl.program import Program
 __all__ = ["ConstantFit", "ConstantFitter", "Evidence", "levenberg_marquardt", "shape_of"]
 
 STARTS = (1.0, -1.0)
-"""Starting points of the optimiser (each constant set to the value); a later start is tried
-only when the earlier ones failed or left R² = 1 − ‖r‖² / ‖y − ȳ‖² below ``GOOD_FIT``."""
-GOOD_FIT = 0.999
-"""R² of a least-squares fit above which no further start is tried."""
+"""Starting points of the optimiser (each constant set to the value), tried in order until
+one succeeds (a later start only when the earlier ones met invalid programs)."""
 MAX_ITER = 20
 """Levenberg–Marquardt iterations per start (a proposal needs a good mode, not the last
 digit: see docs/benchmarks.md, "Where the time goes")."""
@@ -245,10 +243,8 @@ class ConstantFitter:
 
     def _solve(self, program: Program, view: ProgramLikelihood) -> _LeastSquares | None:
         k = int(np.sum([isinstance(v, float) for v in program.values]))
-        y = np.concatenate([f.y.reshape(-1) for f in view.factors])
-        good = (1.0 - GOOD_FIT) * float(np.sum((y - y.mean()) ** 2))
         best = _best_fit(lambda c: _residuals_batch(program, view, c),
-                         [np.full(k, start) for start in STARTS], good)
+                         [np.full(k, start) for start in STARTS])
         return None if best is None else _LeastSquares(best[1], best[2])
 
 
@@ -269,35 +265,33 @@ def _residuals_batch(program: Program, view: ProgramLikelihood, c: np.ndarray) -
     """Residuals y − loc of the Normal factors at each row of ``c`` (m, k) -> (m, n); a row
     with a non-finite residual is ``BAD_RESIDUAL`` throughout."""
     locs = view.locations_batch(program, c)
-    r = np.concatenate([(f.y - loc).reshape(len(c), -1)
-                        for f, loc in zip(view.factors, locs, strict=True)], axis=1)
-    bad = ~np.all(np.isfinite(r), axis=1)
+    parts = [(f.y - loc).reshape(len(c), -1) for f, loc in zip(view.factors, locs, strict=True)]
+    r = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    bad = ~np.isfinite(r.sum(axis=1))
     if bad.any():
         r[bad] = BAD_RESIDUAL
     return r
 
 
-def _best_fit(fun: Callable[[np.ndarray], np.ndarray], starts: list[np.ndarray],
-              good: float = -1.0) -> tuple[float, np.ndarray, np.ndarray] | None:
-    """The lowest-cost Levenberg–Marquardt result over ``starts``, stopping early once a
-    cost (‖r‖²) is at most ``good``."""
-    best: tuple[float, np.ndarray, np.ndarray] | None = None
+def _best_fit(fun: Callable[[np.ndarray], np.ndarray], starts: list[np.ndarray]
+              ) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """The Levenberg–Marquardt result from the first of ``starts`` that succeeds."""
     with np.errstate(all="ignore"):
         for start in starts:
             out = levenberg_marquardt(fun, start)
-            if out is not None and (best is None or out[0] < best[0]):
-                best = out
-            if best is not None and best[0] <= good:
-                break
-    return best
+            if out is not None:
+                return out
+    return None
 
 
-def _jacobian(fun: Callable[[np.ndarray], np.ndarray], x: np.ndarray, r: np.ndarray
-              ) -> np.ndarray:
-    """Forward-difference Jacobian of the residuals, all k columns from one batched call."""
+def _with_jacobian(fun: Callable[[np.ndarray], np.ndarray], x: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Residuals at x and their forward-difference Jacobian (steps h_j = 1e-7·max(1, |x_j|)),
+    all from one batched call of k + 1 points."""
     h = 1e-7 * np.maximum(1.0, np.abs(x))
-    rows = fun(x[None, :] + np.diag(h))
-    return np.asarray(((rows - r[None, :]) / h[:, None]).T)
+    rows = fun(np.vstack([x[None, :], x[None, :] + np.diag(h)]))
+    r = rows[0]
+    return r, np.asarray(((rows[1:] - r[None, :]) / h[:, None]).T)
 
 
 def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
@@ -307,8 +301,9 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
 
     ``fun`` maps a batch of points (m, k) to their residuals (m, n). A plain
     Levenberg–Marquardt loop (Marquardt's diagonal scaling, λ adapted by factors 3 and 4),
-    deterministic for a given start. Residuals equal to ``BAD_RESIDUAL`` mark invalid
-    points; a start or an optimum there gives None.
+    deterministic for a given start; each trial point is evaluated together with its
+    forward-difference Jacobian in one batched call. Residuals equal to ``BAD_RESIDUAL`` mark
+    invalid points; a start or an optimum there gives None.
 
     Examples
     --------
@@ -319,12 +314,11 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
     2.0
     """
     x = np.asarray(x0, dtype=float)
-    r = fun(x[None, :])[0]
+    r, jac = _with_jacobian(fun, x)
     if np.any(np.abs(r) >= BAD_RESIDUAL):
         return None
     cost = float(r @ r)
     lam = 1e-3
-    jac = _jacobian(fun, x, r)
     for _ in range(max_iter):
         g = jac.T @ r
         a = jac.T @ jac
@@ -337,18 +331,17 @@ def levenberg_marquardt(fun: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
             except np.linalg.LinAlgError:
                 lam *= 4
                 continue
-            r_new = fun((x + step)[None, :])[0]
+            r_new, jac_new = _with_jacobian(fun, x + step)
             cost_new = float(r_new @ r_new)
             if np.isfinite(cost_new) and cost_new < cost:
                 done = cost - cost_new <= FTOL * (1 + cost)
-                x, r, cost = x + step, r_new, cost_new
+                x, r, jac, cost = x + step, r_new, jac_new, cost_new
                 lam = max(lam / 3, 1e-12)
                 improved = True
                 break
             lam *= 4
         if not improved:
             break
-        jac = _jacobian(fun, x, r)
         if done or float(np.max(np.abs(step))) <= 1e-10 * (1 + float(np.max(np.abs(x)))):
             break
     if np.any(np.abs(r) >= BAD_RESIDUAL) or not np.all(np.isfinite(jac)):
