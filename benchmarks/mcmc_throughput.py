@@ -283,6 +283,7 @@ class ExampleRun:
     seconds: float
     p_true: float
     refit: bool  # the default kernel (True) or one without Laplace refits
+    collapsed: bool = False  # the collapsed mode (an approximation), chains in processes
 
 
 def example_default(out: Path) -> tuple[float, str]:
@@ -311,20 +312,22 @@ def no_refits() -> Iterator[None]:
         Gibbs.__init__ = init  # type: ignore[method-assign]
 
 
-def example_run(draws: int, seed: int, refit: bool = True) -> ExampleRun:
+def example_run(draws: int, seed: int, refit: bool = True, folded: bool = False
+                ) -> ExampleRun:
     """The example's model and data, 4 chains, ``draws`` warmup and samples each: in
-    processes with the default kernel, or in sequence in this process without refits."""
+    processes with the default kernel (or the collapsed mode), or in sequence in this
+    process without refits."""
     sr = example()
     t, y = sr.make_data()
     start = time.perf_counter()
     with contextlib.nullcontext() if refit else no_refits():
         post = infer(sr.model, t, y=y, method="mcmc", seed=seed, num_chains=4,
                      num_warmup=draws, num_samples=draws, progress=False,
-                     chain_method="parallel" if refit else "sequential")
+                     chain_method="parallel" if refit else "sequential", collapsed=folded)
     seconds = time.perf_counter() - start
     grid = np.linspace(0.0, 6.0, 61)
     hits = np.vectorize(lambda p: sr.is_true_law(p, grid))(post.samples["f"])
-    return ExampleRun(draws, seed, seconds, float(hits.mean()), refit)
+    return ExampleRun(draws, seed, seconds, float(hits.mean()), refit, folded)
 
 
 # ---------------------------------------------------------------------- 4. profile
@@ -348,7 +351,7 @@ PARTS = {
     "Laplace independence moves on the constants (`_laplace_constants`)":
         ("gibbs.py", "_laplace_constants"),
     "constant random walk (`_constant_rw`)": ("gibbs.py", "_constant_rw"),
-    "MALA on the constants, torch autograd through the scorer (`_mala`)": ("gibbs.py", "_mala"),
+    "MALA on the constants (`_mala`)": ("gibbs.py", "_mala"),
     "sigma's random walk, the whole model scored (`_continuous`)": ("gibbs.py", "_continuous"),
     "rebuilding the incremental likelihood after sigma moved (`_view`)": ("gibbs.py", "_view"),
 }
@@ -466,15 +469,17 @@ def example_table(runs: list[ExampleRun]) -> tuple[list[str], int | None]:
     rows = ["| kernel | num_warmup = num_samples | wall time (s, median) | P(true law) per "
             "seed | median P(true law) |", "|---|---:|---:|---|---:|"]
     first = None
-    for refit in (True, False):
-        for draws in sorted({r.draws for r in runs if r.refit is refit}):
-            rs = [r for r in runs if r.draws == draws and r.refit is refit]
+    kinds = {(True, False): "default, chains in processes",
+             (False, False): "no Laplace refits, chains in sequence",
+             (True, True): "collapsed (an approximation), chains in processes"}
+    for (refit, folded), name in kinds.items():
+        for draws in sorted({r.draws for r in runs if (r.refit, r.collapsed) == (refit, folded)}):
+            rs = [r for r in runs if r.draws == draws and (r.refit, r.collapsed)
+                  == (refit, folded)]
             p = median([r.p_true for r in rs])
-            name = ("default, chains in processes" if refit else
-                    "no Laplace refits, chains in sequence")
             rows.append(f"| {name} | {draws} | {median([r.seconds for r in rs]):.1f} | "
                         f"{', '.join(f'{r.p_true:.3f}' for r in rs)} | {p:.3f} |")
-            if refit and first is None and p >= 0.5:
+            if refit and not folded and first is None and p >= 0.5:
                 first = draws
     return rows, first
 
@@ -482,13 +487,24 @@ def example_table(runs: list[ExampleRun]) -> tuple[list[str], int | None]:
 def refit_text(runs: list[ExampleRun]) -> list[str]:
     """The default kernel against the one without refits, at equal settings."""
     out = []
-    for draws in sorted({r.draws for r in runs if not r.refit}):
-        p = [median([r.p_true for r in runs if r.draws == draws and r.refit is k])
-             for k in (True, False) if any(r.draws == draws and r.refit is k for r in runs)]
-        if len(p) == 2:
+
+    def p_of(draws: int, refit: bool, folded: bool) -> float | None:
+        rs = [r.p_true for r in runs if r.draws == draws and r.refit is refit
+              and r.collapsed is folded]
+        return median(rs) if rs else None
+
+    for draws in sorted({r.draws for r in runs}):
+        default, bare, folded = (p_of(draws, True, False), p_of(draws, False, False),
+                                 p_of(draws, True, True))
+        if default is not None and bare is not None:
             out.append(f"At {draws} + {draws} draws the kernel without Laplace refits puts a "
-                       f"median {p[1]:.3f} on the true law against {p[0]:.3f} with them: the "
-                       "refits cost proposals per second (above) and buy the law.")
+                       f"median {bare:.3f} on the true law against {default:.3f} with them: "
+                       "the refits cost proposals per second (above) and buy the law.")
+        if default is not None and folded is not None:
+            out.append(f"At {draws} + {draws} draws the collapsed mode puts a median "
+                       f"{folded:.3f} on the true law against {default:.3f} for the exact "
+                       "kernel (its probabilities are those of the Laplace evidence: an "
+                       "approximation).")
     return [" ".join(out)] if out else []
 
 
@@ -541,7 +557,8 @@ def report(res: Results) -> str:
     ex_rows, first = example_table(res.examples)
     reached = "no setting tried reached a median P(true law) of 0.5"
     if first is not None:
-        seconds = median([r.seconds for r in res.examples if r.draws == first and r.refit])
+        seconds = median([r.seconds for r in res.examples if r.draws == first and r.refit
+                          and not r.collapsed])
         reached = (f"the smallest setting tried whose median P(true law) reaches 0.5 is "
                    f"**{first} warmup + {first} samples per chain: {seconds:.1f} s wall "
                    "time** (median over seeds, process start-up included)")
@@ -556,8 +573,10 @@ def report(res: Results) -> str:
         "after each; one MALA move per sweep; a random walk on sigma). The kernel runs "
         "directly (`Target`, `Gibbs`, `init`, `step`) in one process with one torch thread, "
         f"`program_moves={a.program_moves}`: per seed, init, {a.warmup} adaptive sweeps, "
-        f"then {a.sweeps} timed sweeps. A program proposal is a structure move or a "
-        "constant move (sigma's moves are not counted). The four kernels run side by side "
+        f"then {a.sweeps} timed sweeps, timed in CPU seconds of this process "
+        "(`time.process_time`: other load on the shared machine does not count; with one "
+        "torch thread the process runs on one core). A program proposal is a structure move "
+        "or a constant move (sigma's moves are not counted). The kernels run side by side "
         f"on the same seeds; figures are medians over {a.repeats} seeds.", "",
         "### Proposals per second per core", "",
         *throughput_table(res.throughput), "",
@@ -736,11 +755,11 @@ def profile_table(profiles: tuple[Profile, Profile], baseline: Baseline | None =
     rows = [head + "default kernel | no Laplace refits |",
             "|---|" + ("---:|" if baseline else "") + "---:|---:|"]
     for group, label in (("parts", "update"), ("across", "across the updates")):
-        for part in getattr(profiles[0], group):
+        for i, part in enumerate(getattr(profiles[0], group)):
             cells = [f"{getattr(p, group)[part]:.0%}" for p in profiles]
-            if baseline is not None:
-                old = getattr(baseline, group).get(part)
-                cells.insert(0, "–" if old is None else f"{old:.0%}")
+            if baseline is not None:  # the same rows in the same order (labels may differ)
+                old = list(getattr(baseline, group).values())
+                cells.insert(0, f"{old[i]:.0%}" if i < len(old) else "–")
             rows.append(f"| {label}: {part} | {' | '.join(cells)} |")
     return rows
 
@@ -756,36 +775,49 @@ def interpretation(res: Results) -> list[str]:
     def short(label: str) -> str:
         return label.split(" (`")[0]
 
+    parts = list(full.parts)
+    sigma = full.parts[parts[5]] + full.parts[parts[6]]
+    levers = [
+        (full.across[solve], f"fewer solves of shapes that are then rejected "
+         f"({full.across[solve]:.0%}): most refit proposals are random subtrees that no "
+         "constants would save; a delayed-acceptance first stage (screen the new structure "
+         "by a cheap surrogate ratio, fit only the survivors; Christen and Fox 2005) keeps "
+         "the move exact and skips most fits"),
+        (sigma, f"sigma's update and the view rebuilt after it ({sigma:.0%}): a torch run of "
+         "the model, then five probe programs each re-scored by a full model run to verify "
+         "the new view; both are closed-form for a Normal likelihood given the program's "
+         "cached output, and the probes could be verified once per site instead of once "
+         "per view"),
+        (full.across[evaluate], f"batch the K proposals of a sweep into one (K, n) "
+         f"evaluation (DESIGN.md §5, lever 2; numpy evaluation is "
+         f"{full.across[evaluate]:.0%}), which removes the interpreter's fixed cost per "
+         "evaluation that dominates on 20 points"),
+    ]
     return [
         "Default kernel: a structure move scored by the incremental likelihood is cheap (one "
         "numpy evaluation of the proposed program, its prior density, the move's own "
         "bookkeeping); the Laplace machinery around it is not. Least-squares fits of tree "
         f"shapes not met before take {full.across[solve]:.0%} of the time ({solves:.0f} "
-        "solves per 100 sweeps in the timed stretch; each runs up to 2 starts × 40 "
-        "Levenberg–Marquardt iterations with a forward-difference Jacobian, k + 1 program "
-        "evaluations per iteration), and turning a cached fit into a proposal density costs "
-        f"another {full.across[fit]:.0%}, because the precision matrix and its Cholesky factor "
-        f"are rebuilt on every call. Numpy program evaluation takes {full.across[evaluate]:.0%}"
-        f" in all, {full.in_solves:.0%} of it inside the solves; the moves' own code "
-        f"{full.across[moves]:.0%}, prior densities {full.across[prior]:.0%}, torch runs of "
-        f"the model under the scorer (MALA's gradient, sigma's moves, view rebuilds) "
-        f"{full.across[score]:.0%}.", "",
+        "solves per 100 sweeps in the timed stretch; each runs up to 20 Levenberg–Marquardt "
+        "iterations from one start, a second start only when the first meets invalid "
+        "programs, every trial point evaluated together with its forward-difference "
+        "Jacobian in one batched numpy call of k + 1 rows). Turning a cached fit into a "
+        f"proposal density costs {full.across[fit]:.0%} (the proposal is memoised per view: "
+        "rebuilt only after sigma moved). Numpy program evaluation takes "
+        f"{full.across[evaluate]:.0%} in all, {full.in_solves:.0%} of it inside the solves; "
+        f"the moves' own code {full.across[moves]:.0%}, prior densities "
+        f"{full.across[prior]:.0%}, torch runs of the model under the scorer (sigma's moves "
+        f"and the verification of rebuilt views) {full.across[score]:.0%}.", "",
         f"Without refits ({fmt(rate)} proposals/s, {1e6 / rate:.0f} µs each) the largest "
         f"updates are {', '.join(f'{short(k)} ({bare.parts[k]:.0%})' for k in ranked)}; "
         f"numpy evaluation takes {bare.across[evaluate]:.0%}, torch runs of the model "
         f"{bare.across[score]:.0%}, prior densities {bare.across[prior]:.0%} and the moves' "
         f"code {bare.across[moves]:.0%}; the largest cost left is "
         f"{short(max(bare.across, key=lambda k: bare.across[k]))}.", "",
-        "What this points to next, in order of the time at stake: (1) make the Laplace "
-        "proposals cheaper: cache the proposal (mean, Cholesky factor) per shape *and* "
-        "current scale, derive the least-squares Jacobian by forward-mode or symbolic "
-        "differentiation instead of finite differences, fit from fewer starts (the second "
-        "row bounds what this lever can give); (2) score MALA's gradient and sigma's update "
-        "in numpy through the incremental view (both are closed-form for a Normal "
-        "likelihood) instead of a torch run of the model per update; (3) batch the K "
-        "proposals of a sweep into one (K, n) evaluation (DESIGN.md §5, lever 2), which "
-        "removes the interpreter's fixed cost per evaluation that dominates on 20 points; "
-        f"{GOAL:,} proposals per second needs all three.",
+        "What this points to next, in order of the time at stake: " + "; ".join(
+            f"({i}) {text}" for i, (_, text) in enumerate(sorted(levers, reverse=True), 1))
+        + f". {GOAL:,} proposals per second (50 µs each) needs all of them and a compiled "
+        "evaluator.",
     ]
 
 
@@ -804,6 +836,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="num_warmup = num_samples settings of the example runs")
     parser.add_argument("--no-refit-draws", default="500",
                         help="settings of the example runs without Laplace refits ('' for none)")
+    parser.add_argument("--collapsed-draws", default="50,200",
+                        help="settings of the example runs in the collapsed mode ('' for none)")
     parser.add_argument("--example-seeds", type=int, default=3, help="seeds per setting")
     parser.add_argument("--top", type=int, default=15, help="profile lines to keep")
     parser.add_argument("--baseline", type=Path,
@@ -847,13 +881,15 @@ def main(argv: list[str] | None = None) -> None:
         default_seconds, default_output = example_default(Path(out))
     print(default_output, f"({default_seconds:.1f} s)", flush=True)
     examples = []
-    settings = [(int(d), True) for d in args.example_draws.split(",")]
-    settings += [(int(d), False) for d in args.no_refit_draws.split(",") if d]
-    for draws, refit in settings:
+    settings = [(int(d), True, False) for d in args.example_draws.split(",")]
+    settings += [(int(d), False, False) for d in args.no_refit_draws.split(",") if d]
+    settings += [(int(d), True, True) for d in args.collapsed_draws.split(",") if d]
+    for draws, refit, folded in settings:
         for seed in range(args.example_seeds):
-            e = example_run(draws, seed, refit)
+            e = example_run(draws, seed, refit, folded)
             examples.append(e)
-            print(f"example {draws}/{draws} seed {seed} refit={refit}: {e.seconds:5.1f} s  "
+            print(f"example {draws}/{draws} seed {seed} refit={refit} collapsed={folded}: "
+                  f"{e.seconds:5.1f} s  "
                   f"P(true law) {e.p_true:.3f}", flush=True)
     profiles = tuple(profile_step(v, data, args.seed, args.warmup, args.sweeps,
                                   args.program_moves, args.top) for v in VARIANTS[:2])
