@@ -289,6 +289,13 @@ class ProgramLikelihood:
         current = view.log_lik(program)
         if not math.isclose(current, recorded, rel_tol=1e-9, abs_tol=1e-9):
             return None
-        total = float(run.total(target.beta).detach())
-        view.rest = total - view.prior.log_density(program) - target.beta * current
+        # rest is summed from the other sites' own terms, not taken as total − log π₀ −
+        # β log L: that difference would carry the rounding of a huge log L (a very bad
+        # current program) into every proposal's score
+        rest = 0.0
+        for name, (fn, _, lp, observed) in run.sites.items():
+            if name != site and name not in matched:
+                weight = target.beta if (observed or fn is None) else 1.0
+                rest += weight * float(lp.detach().sum())
+        view.rest = rest
         return view
