@@ -386,9 +386,10 @@ def shares(stats: pstats.Stats) -> tuple[dict[str, float], dict[str, float], flo
     across = {label: cum(*where) / total for label, where in ACROSS.items()}
     solve, fit = list(ACROSS)[:2]
     across[fit] -= across[solve]
-    locations = [v for (f, _, fn), v in table.items() if f == "fastlik.py" and fn == "locations"]
+    locations = [v for (f, _, fn), v in table.items()
+                 if f == "fastlik.py" and fn in ("locations", "locations_batch")]
     in_solves = sum(t for v in locations for (_, _, caller), (_, _, _, t) in v[4].items()
-                    if caller == "_residuals")
+                    if caller in ("_residuals", "_residuals_batch"))
     return parts, across, in_solves / max(sum(v[3] for v in locations), 1e-12)
 
 
