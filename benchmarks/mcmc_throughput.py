@@ -4,7 +4,9 @@
    ``step``) run directly in this process with one torch thread, on the ``arith`` grammar
    (inputs ``["x"]``, ``max_depth=6``) and the 20-point data of
    ``examples/symbolic_regression.py``; side by side with the fast paths taken away one by
-   one (``refit=0``; no incremental likelihood; ``target.fast = False`` after ``init``).
+   one (``refit=0``; ``cache_size=0``; no incremental likelihood; ``target.fast = False``
+   after ``init``), and the collapsed mode (an approximation); with ``--baseline``, the
+   default kernel of an earlier source tree side by side (before/after).
 2. ESS per second of ``lp`` and ``f_size`` on ``infer(..., num_chains=2,
    chain_method="sequential")``, with and without the fast paths.
 3. Time to P(true law) >= 0.5 of the main example, as ``make demo`` runs it and shorter.
@@ -15,6 +17,8 @@ Figures are medians over ``--repeats`` seeds (>= 3). ``--write`` replaces only t
 
     python -m benchmarks.mcmc_throughput                             # print only
     python -m benchmarks.mcmc_throughput --write docs/benchmarks.md  # what the docs quote
+    git archive e32d5fe | tar -x -C /tmp/base; echo e32d5fe > /tmp/base/BASELINE_COMMIT
+    python -m benchmarks.mcmc_throughput --baseline /tmp/base --write docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import cProfile
 import datetime
 import importlib
 import io
+import json
 import os
 import pstats
 import re
@@ -47,7 +52,9 @@ from benchmarks._report import replace_sections
 from benchmarks.prior_costs import machine
 from inference import infer
 from inference._arviz import az
-from inference.mcmc.gibbs import Gibbs
+from inference.mcmc import collapsed
+from inference.mcmc.cache import LRU
+from inference.mcmc.gibbs import CACHE_NAMES, Gibbs
 from inference.mcmc.laplace import ConstantFitter
 from inference.target import Target
 from ppl import dist
@@ -87,11 +94,17 @@ class Variant:
     refit: float = 0.5
     incremental: bool = True
     fast: bool = True
+    cache: bool = True
+    eval_cache: bool = True
+    collapsed: bool = False
 
 
 VARIANTS = (
     Variant("full (default kernel)"),
     Variant("no Laplace refits (`refit=0`)", refit=0.0),
+    Variant("no caches (`cache_size=0`)", cache=False),
+    Variant("no log L or output caches (the others on)", eval_cache=False),
+    Variant("collapsed (`collapsed=True`, an approximation)", collapsed=True),
     Variant("no incremental likelihood", incremental=False),
     Variant("no fast path (Pyro traces)", incremental=False, fast=False),
 )
@@ -109,6 +122,7 @@ class Throughput:
     structure_accepted: int
     solves: int  # Laplace least-squares solves (cache misses)
     mean_size: float  # mean program size over the sweeps
+    cache: dict[str, tuple[int, int]]  # (hits, misses) per cache in the timed stretch
 
     @property
     def proposals(self) -> int:
@@ -159,16 +173,29 @@ def make_kernel(variant: Variant, data: tuple[np.ndarray, np.ndarray], seed: int
     """A kernel of ``variant`` after ``init`` and ``warmup`` adaptive sweeps."""
     x, y = data
     target = Target(model, (x,), {"y": y}, seed=seed)
-    kernel = Gibbs(target, None, 100, program_moves, refit=variant.refit)
+    kernel = Gibbs(target, None, 100, program_moves, refit=variant.refit,
+                   cache_size=4096 if variant.cache else 0, collapsed=variant.collapsed)
     rng = np.random.default_rng(seed)
     state = kernel.init(rng)
     if not variant.fast:
         target.fast = False  # every proposal is now a Pyro trace
     if not variant.incremental:
         kernel._view = lambda b, s: None  # type: ignore[method-assign]
+    if not variant.eval_cache:
+        kernel._view = without_eval_caches(kernel._view)  # type: ignore[method-assign]
     for _ in range(warmup):
         state, _ = kernel.step(rng, state, adapt=True)
     return kernel, state, rng
+
+
+def without_eval_caches(view_of: Any) -> Any:
+    """``Gibbs._view`` whose views keep no log L and no outputs (same chain, no memo)."""
+    def wrapped(b: Any, state: Any) -> Any:
+        view = view_of(b, state)
+        if view is not None:
+            view.lik, view.outputs = LRU(0), None
+        return view
+    return wrapped
 
 
 def throughput(variant: Variant, data: tuple[np.ndarray, np.ndarray], seed: int,
@@ -176,16 +203,40 @@ def throughput(variant: Variant, data: tuple[np.ndarray, np.ndarray], seed: int,
     """Time ``sweeps`` non-adaptive sweeps after ``warmup`` adaptive ones."""
     kernel, state, rng = make_kernel(variant, data, seed, warmup, program_moves)
     counts = count_moves(kernel)
+    before = {k: tuple(v) for k, v in kernel.cache_stats.items()}
     sizes = 0
-    with count_solves() as solves:
-        start = time.perf_counter()
+    with count_solves() as solves, count_collapsed() as folded:
+        start = time.process_time()  # CPU seconds: other load on the machine does not count
         for _ in range(sweeps):
             state, _ = kernel.step(rng, state)
             sizes += state.values["f"].size
-        seconds = time.perf_counter() - start
-    return Throughput(variant, seconds, sweeps, sum(counts[k][0] for k in STRUCTURE),
+        seconds = time.process_time() - start
+    cache = {k: (kernel.cache_stats[k][0] - before[k][0], kernel.cache_stats[k][1]
+                 - before[k][1]) for k in CACHE_NAMES}
+    return Throughput(variant, seconds, sweeps,
+                      sum(counts[k][0] for k in STRUCTURE) + folded[0],
                       sum(counts[k][0] for k in CONSTANT),
-                      sum(counts[k][1] for k in STRUCTURE), solves[0], sizes / sweeps)
+                      sum(counts[k][1] for k in STRUCTURE) + folded[1], solves[0],
+                      sizes / sweeps, cache)
+
+
+@contextlib.contextmanager
+def count_collapsed() -> Iterator[list[int]]:
+    """Count the collapsed mode's structure moves and their acceptances."""
+    move = collapsed.structure_move
+    tally = [0, 0]
+
+    def wrapped(*args: Any) -> Any:
+        out = move(*args)
+        tally[0] += 1
+        tally[1] += out.program is not None
+        return out
+
+    collapsed.structure_move = wrapped  # type: ignore[assignment]
+    try:
+        yield tally
+    finally:
+        collapsed.structure_move = move  # type: ignore[assignment]
 
 
 # ---------------------------------------------------------------------- 2. ESS per second
@@ -247,6 +298,7 @@ class ExampleRun:
     seconds: float
     p_true: float
     refit: bool  # the default kernel (True) or one without Laplace refits
+    collapsed: bool = False  # the collapsed mode (an approximation), chains in processes
 
 
 def example_default(out: Path) -> tuple[float, str]:
@@ -275,20 +327,22 @@ def no_refits() -> Iterator[None]:
         Gibbs.__init__ = init  # type: ignore[method-assign]
 
 
-def example_run(draws: int, seed: int, refit: bool = True) -> ExampleRun:
+def example_run(draws: int, seed: int, refit: bool = True, folded: bool = False
+                ) -> ExampleRun:
     """The example's model and data, 4 chains, ``draws`` warmup and samples each: in
-    processes with the default kernel, or in sequence in this process without refits."""
+    processes with the default kernel (or the collapsed mode), or in sequence in this
+    process without refits."""
     sr = example()
     t, y = sr.make_data()
     start = time.perf_counter()
     with contextlib.nullcontext() if refit else no_refits():
         post = infer(sr.model, t, y=y, method="mcmc", seed=seed, num_chains=4,
                      num_warmup=draws, num_samples=draws, progress=False,
-                     chain_method="parallel" if refit else "sequential")
+                     chain_method="parallel" if refit else "sequential", collapsed=folded)
     seconds = time.perf_counter() - start
     grid = np.linspace(0.0, 6.0, 61)
     hits = np.vectorize(lambda p: sr.is_true_law(p, grid))(post.samples["f"])
-    return ExampleRun(draws, seed, seconds, float(hits.mean()), refit)
+    return ExampleRun(draws, seed, seconds, float(hits.mean()), refit, folded)
 
 
 # ---------------------------------------------------------------------- 4. profile
@@ -312,7 +366,7 @@ PARTS = {
     "Laplace independence moves on the constants (`_laplace_constants`)":
         ("gibbs.py", "_laplace_constants"),
     "constant random walk (`_constant_rw`)": ("gibbs.py", "_constant_rw"),
-    "MALA on the constants, torch autograd through the scorer (`_mala`)": ("gibbs.py", "_mala"),
+    "MALA on the constants (`_mala`)": ("gibbs.py", "_mala"),
     "sigma's random walk, the whole model scored (`_continuous`)": ("gibbs.py", "_continuous"),
     "rebuilding the incremental likelihood after sigma moved (`_view`)": ("gibbs.py", "_view"),
 }
@@ -347,9 +401,10 @@ def shares(stats: pstats.Stats) -> tuple[dict[str, float], dict[str, float], flo
     across = {label: cum(*where) / total for label, where in ACROSS.items()}
     solve, fit = list(ACROSS)[:2]
     across[fit] -= across[solve]
-    locations = [v for (f, _, fn), v in table.items() if f == "fastlik.py" and fn == "locations"]
+    locations = [v for (f, _, fn), v in table.items()
+                 if f == "fastlik.py" and fn in ("locations", "locations_batch")]
     in_solves = sum(t for v in locations for (_, _, caller), (_, _, _, t) in v[4].items()
-                    if caller == "_residuals")
+                    if caller in ("_residuals", "_residuals_batch"))
     return parts, across, in_solves / max(sum(v[3] for v in locations), 1e-12)
 
 
@@ -430,15 +485,17 @@ def example_table(runs: list[ExampleRun]) -> tuple[list[str], int | None]:
     rows = ["| kernel | num_warmup = num_samples | wall time (s, median) | P(true law) per "
             "seed | median P(true law) |", "|---|---:|---:|---|---:|"]
     first = None
-    for refit in (True, False):
-        for draws in sorted({r.draws for r in runs if r.refit is refit}):
-            rs = [r for r in runs if r.draws == draws and r.refit is refit]
+    kinds = {(True, False): "default, chains in processes",
+             (False, False): "no Laplace refits, chains in sequence",
+             (True, True): "collapsed (an approximation), chains in processes"}
+    for (refit, folded), name in kinds.items():
+        for draws in sorted({r.draws for r in runs if (r.refit, r.collapsed) == (refit, folded)}):
+            rs = [r for r in runs if r.draws == draws and (r.refit, r.collapsed)
+                  == (refit, folded)]
             p = median([r.p_true for r in rs])
-            name = ("default, chains in processes" if refit else
-                    "no Laplace refits, chains in sequence")
             rows.append(f"| {name} | {draws} | {median([r.seconds for r in rs]):.1f} | "
                         f"{', '.join(f'{r.p_true:.3f}' for r in rs)} | {p:.3f} |")
-            if refit and first is None and p >= 0.5:
+            if refit and not folded and first is None and p >= 0.5:
                 first = draws
     return rows, first
 
@@ -446,13 +503,24 @@ def example_table(runs: list[ExampleRun]) -> tuple[list[str], int | None]:
 def refit_text(runs: list[ExampleRun]) -> list[str]:
     """The default kernel against the one without refits, at equal settings."""
     out = []
-    for draws in sorted({r.draws for r in runs if not r.refit}):
-        p = [median([r.p_true for r in runs if r.draws == draws and r.refit is k])
-             for k in (True, False) if any(r.draws == draws and r.refit is k for r in runs)]
-        if len(p) == 2:
+
+    def p_of(draws: int, refit: bool, folded: bool) -> float | None:
+        rs = [r.p_true for r in runs if r.draws == draws and r.refit is refit
+              and r.collapsed is folded]
+        return median(rs) if rs else None
+
+    for draws in sorted({r.draws for r in runs}):
+        default, bare, folded = (p_of(draws, True, False), p_of(draws, False, False),
+                                 p_of(draws, True, True))
+        if default is not None and bare is not None:
             out.append(f"At {draws} + {draws} draws the kernel without Laplace refits puts a "
-                       f"median {p[1]:.3f} on the true law against {p[0]:.3f} with them: the "
-                       "refits cost proposals per second (above) and buy the law.")
+                       f"median {bare:.3f} on the true law against {default:.3f} with them: "
+                       "the refits cost proposals per second (above) and buy the law.")
+        if default is not None and folded is not None:
+            out.append(f"At {draws} + {draws} draws the collapsed mode puts a median "
+                       f"{folded:.3f} on the true law against {default:.3f} for the exact "
+                       "kernel (its probabilities are those of the Laplace evidence: an "
+                       "approximation).")
     return [" ".join(out)] if out else []
 
 
@@ -472,6 +540,12 @@ def git_commit() -> str:
     return (git("rev-parse", "--short", "HEAD") or "unknown") + dirty
 
 
+def baseline_commit(tree: Path) -> str:
+    """The commit named in the tree's ``BASELINE_COMMIT`` file, else the tree's path."""
+    marker = tree / "BASELINE_COMMIT"
+    return marker.read_text().strip() if marker.exists() else str(tree)
+
+
 @dataclass(frozen=True)
 class Results:
     """Everything measured, for the report."""
@@ -486,6 +560,7 @@ class Results:
     default_output: str
     examples: list[ExampleRun]
     profiles: tuple[Profile, Profile]  # the default kernel, and without refits
+    baseline: Baseline | None = None
 
 
 def p_true_of(output: str) -> float:
@@ -498,7 +573,8 @@ def report(res: Results) -> str:
     ex_rows, first = example_table(res.examples)
     reached = "no setting tried reached a median P(true law) of 0.5"
     if first is not None:
-        seconds = median([r.seconds for r in res.examples if r.draws == first and r.refit])
+        seconds = median([r.seconds for r in res.examples if r.draws == first and r.refit
+                          and not r.collapsed])
         reached = (f"the smallest setting tried whose median P(true law) reaches 0.5 is "
                    f"**{first} warmup + {first} samples per chain: {seconds:.1f} s wall "
                    "time** (median over seeds, process start-up included)")
@@ -513,12 +589,18 @@ def report(res: Results) -> str:
         "after each; one MALA move per sweep; a random walk on sigma). The kernel runs "
         "directly (`Target`, `Gibbs`, `init`, `step`) in one process with one torch thread, "
         f"`program_moves={a.program_moves}`: per seed, init, {a.warmup} adaptive sweeps, "
-        f"then {a.sweeps} timed sweeps. A program proposal is a structure move or a "
-        "constant move (sigma's moves are not counted). The four kernels run side by side "
+        f"then {a.sweeps} timed sweeps, timed in CPU seconds of this process "
+        "(`time.process_time`: other load on the shared machine does not count; with one "
+        "torch thread the process runs on one core). A program proposal is a structure move "
+        "or a constant move (sigma's moves are not counted). The kernels run side by side "
         f"on the same seeds; figures are medians over {a.repeats} seeds.", "",
         "### Proposals per second per core", "",
         *throughput_table(res.throughput), "",
         *throughput_text(res), "",
+        *baseline_table(res),
+        "Hit rates of the default kernel's caches in the timed stretches (all seeds; "
+        "bounded LRU caches of 4,096 entries each, `inference.mcmc.cache`):", "",
+        *cache_table(res.throughput), "",
         "### ESS per second", "",
         "`infer(model, x, y=y, num_chains=2, chain_method=\"sequential\", "
         f"num_warmup={a.ess_draws}, num_samples={a.ess_draws})` in this process, wall time "
@@ -553,8 +635,10 @@ def report(res: Results) -> str:
         f"cProfile of `kernel.step`, seed {a.seed}, {a.sweeps} sweeps after {a.warmup} "
         f"warmup sweeps, for the default kernel ({res.profiles[0].seconds:.2f} s under the "
         f"profiler, which inflates per-call overhead) and without refits "
-        f"({res.profiles[1].seconds:.2f} s). Share of `Gibbs.step`'s cumulative time:", "",
-        *profile_table(res.profiles), "",
+        f"({res.profiles[1].seconds:.2f} s). Share of `Gibbs.step`'s cumulative time"
+        + (f"; the first column is the default kernel of {res.baseline.tree} (before), "
+           "profiled the same way in the same run" if res.baseline else "") + ":", "",
+        *profile_table(res.profiles, res.baseline), "",
         *interpretation(res), "",
         f"Top {a.top} functions by own time, default kernel:", "",
         "```text", res.profiles[0].excerpt, "```", "",
@@ -569,8 +653,8 @@ def report(res: Results) -> str:
 
 def throughput_text(res: Results) -> list[str]:
     """The throughput figures in words, with the side-by-side ratios."""
-    full, no_refit, scorer, pyro = (median([r.rate for r in res.throughput[v]])
-                                    for v in VARIANTS)
+    full, no_refit, no_cache, no_eval, folded, scorer, pyro = (
+        median([r.rate for r in res.throughput[v]]) for v in VARIANTS)
     return [
         f"The default kernel makes **{fmt(full)} program proposals per second per core**, "
         f"{full / GOAL:.0%} of the {GOAL:,} asked for (DESIGN.md §5 budgets "
@@ -579,21 +663,123 @@ def throughput_text(res: Results) -> list[str]:
         f"trace. The Laplace refits are what it pays for: without them (`refit=0`) the "
         f"kernel makes {fmt(no_refit)} proposals per second ({no_refit / full:.1f}× as "
         "many), and the table's solve column shows why: every tree shape met for the first "
-        "time is fitted by least squares. The scoring fast path alone, with every proposal "
-        f"running the model under the scorer instead of a Pyro trace, is {scorer / pyro:.2f}× "
-        "as fast as Pyro traces on exactly the same chain (those two rows take the same "
-        "random choices and visit the same states). The first two rows visit other programs "
-        "than the last two and than each other (refits change the path; see the size "
-        "column), so those rates compare kernels, not only scoring; what the proposals buy "
-        "is measured below by ESS per second and by the time to the true law.",
+        "time is fitted by least squares. With every cache off (`cache_size=0`: the same "
+        f"chain, state for state) it makes {fmt(no_cache)} ({no_cache / full:.2f}× the "
+        "default; the cache table below says which cache pays); with only the log L and "
+        f"output caches off, {fmt(no_eval)} ({no_eval / full:.2f}×: those two see few "
+        "repeats, as most proposals are new trees and trees with constants never repeat; "
+        + ("within 5% of the default, they hardly pay on this model" if no_eval > 0.95 * full
+           else "they pay") + "). The collapsed mode makes "
+        f"{fmt(folded)} structure proposals per second: it has no constant moves (its "
+        "constants are drawn once per sweep from their Laplace posterior) and each new "
+        "shape costs a posterior-mode fit per value of sigma, so its rate counts a different "
+        "unit of work. The scoring fast path alone, with every proposal running the model "
+        f"under the scorer instead of a Pyro trace, is {scorer / pyro:.2f}× as fast as Pyro "
+        "traces on exactly the same chain (those two rows take the same random choices and "
+        "visit the same states). The other rows visit other programs than the last two and "
+        "than each other (refits change the path; see the size column), so those rates "
+        "compare kernels, not only scoring; what the proposals buy is measured below by ESS "
+        "per second and by the time to the true law.",
     ]
 
 
-def profile_table(profiles: tuple[Profile, Profile]) -> list[str]:
-    rows = ["| where | default kernel | no Laplace refits |", "|---|---:|---:|"]
+CACHE_LABELS = {
+    "lik": "log L of a program, per incremental-likelihood view (Program.key without "
+           "constants, the exact tree with them)",
+    "outputs": "program outputs, shared by the views of the site",
+    "memo": "Laplace proposals (and evidence), per view and canonical shape",
+    "canonical": "canonical form of an exact shape",
+    "solve": "least-squares solves, per data and canonical shape",
+}
+
+
+def cache_table(runs: dict[Variant, list[Throughput]]) -> list[str]:
+    """Hit rates of the default kernel's caches in the timed stretch (summed over seeds)."""
+    rows = ["| cache | lookups per sweep | hit rate |", "|---|---:|---:|"]
+    rs = runs[VARIANTS[0]]
+    for name, label in CACHE_LABELS.items():
+        hits = sum(r.cache[name][0] for r in rs)
+        total = hits + sum(r.cache[name][1] for r in rs)
+        rate = f"{hits / total:.0%}" if total else "–"
+        rows.append(f"| {label} | {total / sum(r.sweeps for r in rs):.1f} | {rate} |")
+    return rows
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The default kernel of an earlier source tree, measured side by side."""
+
+    tree: str
+    rates: list[float]
+    solves: list[float]  # Laplace solves per 100 sweeps
+    parts: dict[str, float]
+    across: dict[str, float]
+
+
+BASELINE_SCRIPT = """
+import json, sys, time, torch
+torch.set_num_threads(1)
+from benchmarks import mcmc_throughput as mt
+seed, warmup, sweeps, moves, profile = (int(a) for a in sys.argv[1:6])
+data = mt.example().make_data()
+if profile:
+    p = mt.profile_step(mt.VARIANTS[0], data, seed, warmup, sweeps, moves, 5)
+    print(json.dumps({"parts": p.parts, "across": p.across}))
+else:  # the timed loop of this tree's throughput(), in CPU seconds
+    kernel, state, rng = mt.make_kernel(mt.VARIANTS[0], data, seed, warmup, moves)
+    counts = mt.count_moves(kernel)
+    with mt.count_solves() as solves:
+        start = time.process_time()
+        for _ in range(sweeps):
+            state, _ = kernel.step(rng, state)
+        seconds = time.process_time() - start
+    n = sum(counts[k][0] for k in (*mt.STRUCTURE, *mt.CONSTANT))
+    print(json.dumps({"rate": n / seconds, "solves": 100 * solves[0] / sweeps}))
+"""
+
+
+def baseline_run(tree: Path, *args: int) -> dict[str, Any]:
+    """Run the earlier tree's own harness in a subprocess (its code, this interpreter)."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    done = subprocess.run([sys.executable, "-c", BASELINE_SCRIPT, *map(str, args)],
+                          cwd=tree, env=env, capture_output=True, text=True, check=True)
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def baseline_table(res: Results) -> list[str]:
+    if res.baseline is None:
+        return []
+    b = res.baseline
+    now = res.throughput[VARIANTS[0]]
+    before, after = median(b.rates), median([r.rate for r in now])
+    rows = [f"Before and after, side by side in this run (the default kernel of the source "
+            f"tree {b.tree}, run by its own harness in a subprocess on the same seeds, "
+            "alternating with this tree's runs):", "",
+            "| default kernel | program proposals/s (median) | min – max | Laplace solves "
+            "per 100 sweeps |", "|---|---:|---:|---:|",
+            f"| before ({b.tree}) | {fmt(before)} | {fmt(min(b.rates))} – "
+            f"{fmt(max(b.rates))} | {median(b.solves):.1f} |",
+            f"| after (this tree) | {fmt(after)} | {fmt(min(r.rate for r in now))} – "
+            f"{fmt(max(r.rate for r in now))} | "
+            f"{median([100 * r.solves / r.sweeps for r in now]):.1f} |", "",
+            f"So {after / before:.2f}× the proposals per second of the tree before. The two "
+            "kernels do not visit the same programs (the fits differ: canonical order, "
+            "fewer LM iterations), so part of the difference is the path.", ""]
+    return rows
+
+
+def profile_table(profiles: tuple[Profile, Profile], baseline: Baseline | None = None
+                  ) -> list[str]:
+    head = "| where | " + ("before: default kernel | " if baseline else "")
+    rows = [head + "default kernel | no Laplace refits |",
+            "|---|" + ("---:|" if baseline else "") + "---:|---:|"]
     for group, label in (("parts", "update"), ("across", "across the updates")):
-        for part in getattr(profiles[0], group):
+        for i, part in enumerate(getattr(profiles[0], group)):
             cells = [f"{getattr(p, group)[part]:.0%}" for p in profiles]
+            if baseline is not None:  # the same rows in the same order (labels may differ)
+                old = list(getattr(baseline, group).values())
+                cells.insert(0, f"{old[i]:.0%}" if i < len(old) else "–")
             rows.append(f"| {label}: {part} | {' | '.join(cells)} |")
     return rows
 
@@ -609,36 +795,49 @@ def interpretation(res: Results) -> list[str]:
     def short(label: str) -> str:
         return label.split(" (`")[0]
 
+    parts = list(full.parts)
+    sigma = full.parts[parts[5]] + full.parts[parts[6]]
+    levers = [
+        (full.across[solve], f"fewer solves of shapes that are then rejected "
+         f"({full.across[solve]:.0%}): most refit proposals are random subtrees that no "
+         "constants would save; a delayed-acceptance first stage (screen the new structure "
+         "by a cheap surrogate ratio, fit only the survivors; Christen and Fox 2005) keeps "
+         "the move exact and skips most fits"),
+        (sigma, f"sigma's update and the view rebuilt after it ({sigma:.0%}): a torch run of "
+         "the model, then five probe programs each re-scored by a full model run to verify "
+         "the new view; both are closed-form for a Normal likelihood given the program's "
+         "cached output, and the probes could be verified once per site instead of once "
+         "per view"),
+        (full.across[evaluate], f"batch the K proposals of a sweep into one (K, n) "
+         f"evaluation (DESIGN.md §5, lever 2; numpy evaluation is "
+         f"{full.across[evaluate]:.0%}), which removes the interpreter's fixed cost per "
+         "evaluation that dominates on 20 points"),
+    ]
     return [
         "Default kernel: a structure move scored by the incremental likelihood is cheap (one "
         "numpy evaluation of the proposed program, its prior density, the move's own "
         "bookkeeping); the Laplace machinery around it is not. Least-squares fits of tree "
         f"shapes not met before take {full.across[solve]:.0%} of the time ({solves:.0f} "
-        "solves per 100 sweeps in the timed stretch; each runs up to 2 starts × 40 "
-        "Levenberg–Marquardt iterations with a forward-difference Jacobian, k + 1 program "
-        "evaluations per iteration), and turning a cached fit into a proposal density costs "
-        f"another {full.across[fit]:.0%}, because the precision matrix and its Cholesky factor "
-        f"are rebuilt on every call. Numpy program evaluation takes {full.across[evaluate]:.0%}"
-        f" in all, {full.in_solves:.0%} of it inside the solves; the moves' own code "
-        f"{full.across[moves]:.0%}, prior densities {full.across[prior]:.0%}, torch runs of "
-        f"the model under the scorer (MALA's gradient, sigma's moves, view rebuilds) "
-        f"{full.across[score]:.0%}.", "",
+        "solves per 100 sweeps in the timed stretch; each runs up to 20 Levenberg–Marquardt "
+        "iterations from one start, a second start only when the first meets invalid "
+        "programs, every trial point evaluated together with its forward-difference "
+        "Jacobian in one batched numpy call of k + 1 rows). Turning a cached fit into a "
+        f"proposal density costs {full.across[fit]:.0%} (the proposal is memoised per view: "
+        "rebuilt only after sigma moved). Numpy program evaluation takes "
+        f"{full.across[evaluate]:.0%} in all, {full.in_solves:.0%} of it inside the solves; "
+        f"the moves' own code {full.across[moves]:.0%}, prior densities "
+        f"{full.across[prior]:.0%}, torch runs of the model under the scorer (sigma's moves "
+        f"and the verification of rebuilt views) {full.across[score]:.0%}.", "",
         f"Without refits ({fmt(rate)} proposals/s, {1e6 / rate:.0f} µs each) the largest "
         f"updates are {', '.join(f'{short(k)} ({bare.parts[k]:.0%})' for k in ranked)}; "
         f"numpy evaluation takes {bare.across[evaluate]:.0%}, torch runs of the model "
         f"{bare.across[score]:.0%}, prior densities {bare.across[prior]:.0%} and the moves' "
         f"code {bare.across[moves]:.0%}; the largest cost left is "
         f"{short(max(bare.across, key=lambda k: bare.across[k]))}.", "",
-        "What this points to next, in order of the time at stake: (1) make the Laplace "
-        "proposals cheaper: cache the proposal (mean, Cholesky factor) per shape *and* "
-        "current scale, derive the least-squares Jacobian by forward-mode or symbolic "
-        "differentiation instead of finite differences, fit from fewer starts (the second "
-        "row bounds what this lever can give); (2) score MALA's gradient and sigma's update "
-        "in numpy through the incremental view (both are closed-form for a Normal "
-        "likelihood) instead of a torch run of the model per update; (3) batch the K "
-        "proposals of a sweep into one (K, n) evaluation (DESIGN.md §5, lever 2), which "
-        "removes the interpreter's fixed cost per evaluation that dominates on 20 points; "
-        f"{GOAL:,} proposals per second needs all three.",
+        "What this points to next, in order of the time at stake: " + "; ".join(
+            f"({i}) {text}" for i, (_, text) in enumerate(sorted(levers, reverse=True), 1))
+        + f". {GOAL:,} proposals per second (50 µs each) needs all of them and a compiled "
+        "evaluator.",
     ]
 
 
@@ -657,8 +856,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="num_warmup = num_samples settings of the example runs")
     parser.add_argument("--no-refit-draws", default="500",
                         help="settings of the example runs without Laplace refits ('' for none)")
+    parser.add_argument("--collapsed-draws", default="50,200",
+                        help="settings of the example runs in the collapsed mode ('' for none)")
     parser.add_argument("--example-seeds", type=int, default=3, help="seeds per setting")
     parser.add_argument("--top", type=int, default=15, help="profile lines to keep")
+    parser.add_argument("--baseline", type=Path,
+                        help="source tree of an earlier commit: its default kernel is "
+                             "measured side by side (before/after)")
     args = parser.parse_args(argv)
     if args.repeats < 3:
         parser.error("--repeats must be >= 3 (figures are medians over repeats)")
@@ -673,7 +877,13 @@ def main(argv: list[str] | None = None) -> None:
     data = example().make_data()
     seeds = [args.seed + i for i in range(args.repeats)]
     runs: dict[Variant, list[Throughput]] = {v: [] for v in VARIANTS}
+    old: list[dict[str, Any]] = []
     for seed in seeds:
+        if args.baseline is not None:
+            old.append(baseline_run(args.baseline, seed, args.warmup, args.sweeps,
+                                    args.program_moves, 0))
+            print(f"seed {seed} baseline {args.baseline}: {fmt(old[-1]['rate']):>8} "
+                  "proposals/s", flush=True)
         for variant in VARIANTS:
             r = throughput(variant, data, seed, args.warmup, args.sweeps, args.program_moves)
             runs[variant].append(r)
@@ -691,20 +901,29 @@ def main(argv: list[str] | None = None) -> None:
         default_seconds, default_output = example_default(Path(out))
     print(default_output, f"({default_seconds:.1f} s)", flush=True)
     examples = []
-    settings = [(int(d), True) for d in args.example_draws.split(",")]
-    settings += [(int(d), False) for d in args.no_refit_draws.split(",") if d]
-    for draws, refit in settings:
+    settings = [(int(d), True, False) for d in args.example_draws.split(",")]
+    settings += [(int(d), False, False) for d in args.no_refit_draws.split(",") if d]
+    settings += [(int(d), True, True) for d in args.collapsed_draws.split(",") if d]
+    for draws, refit, folded in settings:
         for seed in range(args.example_seeds):
-            e = example_run(draws, seed, refit)
+            e = example_run(draws, seed, refit, folded)
             examples.append(e)
-            print(f"example {draws}/{draws} seed {seed} refit={refit}: {e.seconds:5.1f} s  "
+            print(f"example {draws}/{draws} seed {seed} refit={refit} collapsed={folded}: "
+                  f"{e.seconds:5.1f} s  "
                   f"P(true law) {e.p_true:.3f}", flush=True)
     profiles = tuple(profile_step(v, data, args.seed, args.warmup, args.sweeps,
                                   args.program_moves, args.top) for v in VARIANTS[:2])
     print(profiles[0].excerpt)
+    baseline = None
+    if args.baseline is not None:
+        shares_before = baseline_run(args.baseline, args.seed, args.warmup, args.sweeps,
+                                     args.program_moves, 1)
+        baseline = Baseline(baseline_commit(args.baseline), [r["rate"] for r in old],
+                            [r["solves"] for r in old], shares_before["parts"],
+                            shares_before["across"])
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     res = Results(args, host, git_commit(), when, runs, ess, default_seconds,
-                  default_output, examples, profiles)  # type: ignore[arg-type]
+                  default_output, examples, profiles, baseline)  # type: ignore[arg-type]
     section = report(res)
     print("\n" + section)
     if args.write is not None:

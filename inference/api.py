@@ -25,6 +25,14 @@ __all__ = ["METHODS", "RunWarning", "infer", "load", "run_target"]
 METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts")
 
 
+APPROXIMATION_NOTE = (
+    "collapsed: Laplace. Structures were scored by the Laplace approximation of their "
+    "evidence (constants integrated out at the posterior mode with the Gauss-Newton "
+    "curvature) and constants drawn from N(c*, H^-1): an approximate posterior, exact only "
+    "for programs linear in their constants.")
+"""``attrs["approximation"]`` of a collapsed run."""
+
+
 class RunWarning(UserWarning):
     """A run that finished but not as asked (chains crashed or were cut short)."""
 
@@ -39,7 +47,7 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
           max_time: float | None = None, num_particles: int | None = None,
           blocks: list[tuple[str, Any]] | None = None, backend: str = "pyro",
           target_accept_prob: float = 0.8, max_tree_depth: int = 10, dense_mass: bool = False,
-          **kwargs: Any) -> Posterior:
+          collapsed: bool = False, **kwargs: Any) -> Posterior:
     """Posterior of every unobserved site of ``model(*args, **kwargs)`` given its ``obs=``
     sites.
 
@@ -90,6 +98,12 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
         adaptation's target acceptance (0.8), at most 2**max_tree_depth − 1 leapfrog steps
         per transition (10), and a dense (full covariance) mass matrix instead of a diagonal
         one (False).
+    collapsed : bool
+        MCMC only, an **approximation**: program structures are scored with their constants
+        integrated out by Laplace evidence, and constants are drawn from N(c*, H⁻¹) given
+        the structure (:mod:`inference.mcmc.collapsed`). Needs Normal observations of the
+        program's output and a Normal constant prior; one rung (``num_rungs=1``). The plan
+        and ``attrs["approximation"]`` name it.
 
     Returns
     -------
@@ -102,6 +116,11 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
                        init_candidates=init_candidates, program_moves=program_moves)
     if max_time is not None and not (isinstance(max_time, (int, float)) and max_time > 0):
         raise PPLError(f"max_time must be a positive number of seconds; got {max_time!r}.")
+    if not isinstance(collapsed, bool):
+        raise PPLError(f"collapsed must be True or False; got {collapsed!r}.")
+    if collapsed and (method not in ("mcmc", "auto") or num_rungs != 1):
+        raise PPLError(f"collapsed=True is a mode of method='mcmc' with num_rungs=1; got "
+                       f"method={method!r}, num_rungs={num_rungs!r}.")
     if chain_method not in ("parallel", "sequential"):
         raise PPLError(f"chain_method must be 'parallel' or 'sequential'; got {chain_method!r}.")
     nuts_options = {"target_accept_prob": target_accept_prob,
@@ -125,7 +144,7 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
                       init_candidates=init_candidates, program_moves=program_moves,
                       num_rungs=num_rungs, beta_min=beta_min, max_time=max_time,
                       num_particles=num_particles, blocks=blocks, nuts_options=nuts_options,
-                      backend=backend)
+                      backend=backend, collapsed=collapsed)
 
 
 def run_target(target: Target, *, method: str, num_samples: int, num_warmup: int | None,
@@ -134,7 +153,8 @@ def run_target(target: Target, *, method: str, num_samples: int, num_warmup: int
                init_values: dict[str, Any] | None, init_candidates: int, program_moves: int,
                num_rungs: int, beta_min: float, max_time: float | None,
                num_particles: int | None, blocks: list[tuple[str, Any]] | None,
-               nuts_options: dict[str, Any] | None, backend: str = "pyro") -> Posterior:
+               nuts_options: dict[str, Any] | None, backend: str = "pyro",
+               collapsed: bool = False) -> Posterior:
     """Run ``method`` on a prepared :class:`~inference.target.Target` (validated options):
     the engine behind :func:`infer` and :func:`inference.query`."""
     model = target.model
@@ -161,8 +181,12 @@ def run_target(target: Target, *, method: str, num_samples: int, num_warmup: int
                          attrs={"ess": out["ess"], "khat": out["khat"], "num_particles": n},
                          **common)
     kernel = Gibbs(target, structure_weights, init_candidates, program_moves, blocks=blocks,
-                   nuts_options=nuts_options, backend=backend)
+                   nuts_options=nuts_options, backend=backend, collapsed=collapsed)
     geometric_ladder(num_rungs, beta_min)  # validates the ladder before any chain starts
+    if collapsed:  # fail before any chain starts when the model does not allow it
+        Gibbs(target, structure_weights, 5, program_moves, blocks=blocks,
+              nuts_options=nuts_options, backend=backend, collapsed=True).init(
+            np.random.default_rng(seed))
     if method == "auto":
         print(kernel.describe())
     given = {**target.fixed, **target.given_obs} or None
@@ -171,9 +195,12 @@ def run_target(target: Target, *, method: str, num_samples: int, num_warmup: int
                        else num_warmup, num_samples, thin,
                        progress, structure_weights, init_values, max_time, init_candidates,
                        program_moves, num_rungs, beta_min, blocks, nuts_options, given,
-                       list(target.given_obs) if given else None, backend)
+                       list(target.given_obs) if given else None, backend, collapsed)
     results = run_chains(specs, chain_method, executor)
-    return _assemble(results, kernel.describe(), common)
+    post = _assemble(results, kernel.describe(), common)
+    if collapsed:
+        post.attrs["approximation"] = APPROXIMATION_NOTE
+    return post
 
 
 def _check_run_options(**options: Any) -> None:

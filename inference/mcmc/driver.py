@@ -55,6 +55,7 @@ class ChainSpec(NamedTuple):
     given: dict[str, Any] | None = None
     data_sites: list[str] | None = None
     backend: str = "pyro"
+    collapsed: bool = False
 
 
 class ChainResult(NamedTuple):
@@ -109,7 +110,8 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
             target.beta = float(beta)
             kernels.append(Gibbs(target, spec.structure_weights, spec.init_candidates,
                                  spec.program_moves, blocks=spec.blocks,
-                                 nuts_options=spec.nuts_options, backend=spec.backend))
+                                 nuts_options=spec.nuts_options, backend=spec.backend,
+                                 collapsed=spec.collapsed))
         target = kernels[0].target
         states = [k.init(rng, spec.init_values, spec.num_warmup) for k in kernels]
         draws = {name: [] for name in target.latents}
@@ -214,12 +216,12 @@ def make_specs(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping
                init_candidates: int = 100, program_moves: int = 10, num_rungs: int = 1,
                beta_min: float = 0.05, blocks: list[tuple[str, Any]] | None = None,
                nuts_options: dict[str, Any] | None = None, given: dict[str, Any] | None = None,
-               data_sites: list[str] | None = None, backend: str = "pyro"
-               ) -> list[ChainSpec]:
+               data_sites: list[str] | None = None, backend: str = "pyro",
+               collapsed: bool = False) -> list[ChainSpec]:
     """One spec per chain, each with its own stream spawned from ``seed``."""
     streams = np.random.SeedSequence(seed).spawn(num_chains)
     return [ChainSpec(model, tuple(args), dict(kwargs), c, streams[c], num_warmup,
                       num_samples, thin, show_progress(progress), structure_weights,
                       init_values, max_time, init_candidates, program_moves, num_rungs,
-                      beta_min, blocks, nuts_options, given, data_sites, backend)
+                      beta_min, blocks, nuts_options, given, data_sites, backend, collapsed)
             for c in range(num_chains)]

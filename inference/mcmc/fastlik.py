@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy.special import gammaln
 
+from inference.mcmc.cache import LRU, MISSING
 from inference.target import Target
 from ppl.prior import ProgramPrior
 from ppl.program import Program
@@ -90,6 +91,16 @@ def _data_key(calls: list[tuple[Any, Any]], factors: list[_Factor]) -> str:
     return h.hexdigest()
 
 
+def _input_key(envs: list[dict[str, np.ndarray]]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for env in envs:
+        for name in sorted(env):
+            arr = np.ascontiguousarray(env[name])
+            h.update(f"{name}{arr.shape}{arr.dtype}".encode())
+            h.update(arr.tobytes())
+    return h.hexdigest()
+
+
 def _is_view_of(param: Any, out: Any) -> bool:
     return (isinstance(param, torch.Tensor) and isinstance(out, torch.Tensor)
             and param.dtype == out.dtype and param.untyped_storage().data_ptr()
@@ -115,6 +126,19 @@ class ProgramLikelihood:
         fixed."""
         self.beta = beta
         """Likelihood temperature of the target this view scores for."""
+        self.input_key = _input_key(self.envs)
+        """Hash of the program's inputs: outputs cached under it are valid in any view with
+        the same inputs."""
+        self.normal = all(f.logpdf is _normal for f in factors)
+        """Whether every factor is Normal (least-squares fits and Laplace evidence apply)."""
+        self.lik = LRU(0)
+        """log L per program (:meth:`eval_key`); the kernel sets its capacity."""
+        self.outputs: LRU | None = None
+        """Program outputs shared by the views of one site, keyed by (input_key,
+        eval_key); set by the kernel."""
+        self.memo = LRU(0)
+        """Anything else derived from a program and this view (constant fits, evidence),
+        keyed by the caller; the kernel sets its capacity."""
 
     def locations(self, program: Program, constants: np.ndarray | None = None
                   ) -> list[np.ndarray]:
@@ -124,16 +148,64 @@ class ProgramLikelihood:
         for f in self.factors:
             if f.call not in outputs:
                 outputs[f.call] = program.evaluate_numpy(self.envs[f.call], constants)
-            locs.append(np.broadcast_to(outputs[f.call], f.shape))
+            out = outputs[f.call]
+            locs.append(out if np.shape(out) == f.shape else np.broadcast_to(out, f.shape))
         return locs
 
+    def locations_batch(self, program: Program, constants: np.ndarray) -> list[np.ndarray]:
+        """The ``loc`` of every factor for ``m`` settings of the constants at once:
+        ``constants`` has shape (m, k); factor f's array has shape (m, *f.shape). One run of
+        the interpreter serves all m rows (each constant is an (m, 1, ...) column)."""
+        m, k = constants.shape
+        ndim = max(len(f.shape) for f in self.factors)
+        cols = np.ascontiguousarray(constants.T).reshape((k, m) + (1,) * ndim)
+        outputs: dict[int, Any] = {}
+        locs = []
+        for f in self.factors:
+            if f.call not in outputs:
+                outputs[f.call] = program.evaluate_numpy(self.envs[f.call], cols)
+            out, shape = outputs[f.call], (m,) + f.shape
+            locs.append(out if np.shape(out) == shape else np.broadcast_to(out, shape))
+        return locs
+
+    def log_lik_batch(self, program: Program, constants: np.ndarray) -> np.ndarray:
+        """log L of ``program`` at each row of ``constants`` (m, k); −inf where invalid."""
+        total = np.zeros(len(constants))
+        with np.errstate(all="ignore"):
+            for f, loc in zip(self.factors, self.locations_batch(program, constants),
+                              strict=True):
+                lp = f.logpdf(f.y, loc, f.params)
+                total += lp.reshape(len(constants), -1).sum(axis=1)
+        return np.where(np.isfinite(total), total, -np.inf)
+
+    @staticmethod
+    def eval_key(program: Program) -> Any:
+        """What a program's log L is cached under: its canonical key when it has no
+        constants (programs equal up to commutativity compute the same values, bit for bit),
+        else the exact tree (productions and values, constants included)."""
+        if any(isinstance(v, float) for v in program.values):
+            return (program.prods, program.values)
+        return program.key
+
     def log_lik(self, program: Program) -> float:
-        """log L(φ) = Σ over the program's observed factors, −inf if invalid."""
+        """log L(φ) = Σ over the program's observed factors, −inf if invalid (cached per
+        :meth:`eval_key`; a cached value is the recomputed one, bit for bit)."""
+        key = self.eval_key(program)
+        total = self.lik.get(key)
+        if total is not MISSING:
+            return float(total)
+        locs = MISSING if self.outputs is None else self.outputs.get((self.input_key, key))
+        if locs is MISSING:
+            locs = self.locations(program)
+            if self.outputs is not None:
+                self.outputs.put((self.input_key, key), locs)
         total = 0.0
         with np.errstate(all="ignore"):
-            for f, loc in zip(self.factors, self.locations(program), strict=True):
+            for f, loc in zip(self.factors, locs, strict=True):
                 total += float(np.sum(f.logpdf(f.y, loc, f.params)))
-        return total if math.isfinite(total) else -math.inf
+        total = total if math.isfinite(total) else -math.inf
+        self.lik.put(key, total)
+        return total
 
     @staticmethod
     def _env(names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -218,6 +290,13 @@ class ProgramLikelihood:
         current = view.log_lik(program)
         if not math.isclose(current, recorded, rel_tol=1e-9, abs_tol=1e-9):
             return None
-        total = float(run.total(target.beta).detach())
-        view.rest = total - view.prior.log_density(program) - target.beta * current
+        # rest is summed from the other sites' own terms, not taken as total − log π₀ −
+        # β log L: that difference would carry the rounding of a huge log L (a very bad
+        # current program) into every proposal's score
+        rest = 0.0
+        for name, (fn, _, lp, observed) in run.sites.items():
+            if name != site and name not in matched:
+                weight = target.beta if (observed or fn is None) else 1.0
+                rest += weight * float(lp.detach().sum())
+        view.rest = rest
         return view

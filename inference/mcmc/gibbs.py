@@ -17,6 +17,12 @@ continuous sites and ``DiscreteMH`` per discrete site, and can be set by hand
 (:func:`make_plan`). Step sizes adapt (Robbins–Monro on the log scale; NUTS by Pyro's dual
 averaging and mass-matrix windows) only during warmup, so the sampling phase is an exact
 MH chain.
+
+With ``collapsed=True`` a program site's block is instead the collapsed mode of
+:mod:`inference.mcmc.collapsed` (an approximation: structures scored by Laplace evidence).
+Evaluations, log-likelihoods, canonical forms and constant fits are memoised in bounded LRU
+caches (:mod:`inference.mcmc.cache`); they hold deterministic values only, so the chain is
+the same with ``cache_size=0``.
 """
 
 from __future__ import annotations
@@ -29,16 +35,18 @@ import numpy as np
 import torch
 from torch.distributions import biject_to
 
+from inference.mcmc import collapsed as collapsed_mode
+from inference.mcmc.cache import LRU
 from inference.mcmc.fastlik import ProgramLikelihood
-from inference.mcmc.laplace import ConstantFitter
+from inference.mcmc.laplace import CACHE_SIZE, ConstantFitter
 from inference.mcmc.moves import MOVES, RandomChooser
 from inference.mcmc.nuts_block import NumpyroNutsBlock, NutsBlock
 from inference.target import CONTINUOUS, DISCRETE, PROGRAM, SiteInfo, Target
 from ppl.errors import InitializationError, PPLError
 from ppl.program import BoundProgram, Program
 
-__all__ = ["BLOCK_KERNELS", "DEFAULT_STRUCTURE_WEIGHTS", "Gibbs", "GibbsInfo", "GibbsState",
-           "make_plan"]
+__all__ = ["BLOCK_KERNELS", "CACHE_NAMES", "DEFAULT_STRUCTURE_WEIGHTS", "Gibbs", "GibbsInfo",
+           "GibbsState", "make_plan"]
 
 BLOCK_KERNELS = ("ProgramMH", "NUTS", "RW", "DiscreteMH")
 """Block kernels a plan may use: program moves, NUTS, per-site random walk, discrete MH."""
@@ -52,6 +60,9 @@ PROBE_SEED = 20261122
 """Seed of the fixed probe programs that verify an incremental likelihood when it is built."""
 FAST_CHECKS = 5
 """Valid initial states on which the scoring fast path must match the Pyro trace."""
+CACHE_NAMES = ("lik", "outputs", "memo", "canonical", "solve")
+"""The kernel's caches: log L per view, program outputs per site, fits and evidence per
+view, canonical forms and least-squares solves per site."""
 
 
 class GibbsState(NamedTuple):
@@ -113,16 +124,30 @@ class Gibbs:
     backend : {"pyro", "numpyro"}
         Whose NUTS runs the NUTS blocks: Pyro's (:class:`~inference.mcmc.nuts_block.NutsBlock`)
         or NumPyro's (:class:`~inference.mcmc.nuts_block.NumpyroNutsBlock`).
+    cache_size : int
+        Capacity of each LRU cache (``CACHE_NAMES``); 0 turns caching off without changing
+        the chain. Hits and misses are counted in ``cache_stats``.
+    collapsed : bool
+        Program sites run the collapsed mode (:mod:`inference.mcmc.collapsed`): an
+        approximation that needs the incremental likelihood with Normal observations.
     """
 
     def __init__(self, target: Target, structure_weights: Mapping[str, float] | None = None,
                  init_candidates: int = 100, program_moves: int = 1, refit: float = 0.5,
                  blocks: Sequence[tuple[str, Any]] | None = None,
-                 nuts_options: Mapping[str, Any] | None = None, backend: str = "pyro") -> None:
+                 nuts_options: Mapping[str, Any] | None = None, backend: str = "pyro",
+                 cache_size: int = CACHE_SIZE, collapsed: bool = False) -> None:
         self.target = target
         if backend not in ("pyro", "numpyro"):
             raise PPLError(f"backend must be 'pyro' or 'numpyro'; got {backend!r}.")
         self.backend = backend
+        if not isinstance(cache_size, int) or cache_size < 0:
+            raise PPLError(f"cache_size must be an integer >= 0; got {cache_size!r}.")
+        self.cache_size = cache_size
+        self.cache_stats: dict[str, list[int]] = {name: [0, 0] for name in CACHE_NAMES}
+        """[hits, misses] per cache."""
+        self._outputs: dict[str, LRU] = {}
+        self.collapsed = bool(collapsed)
         if not 0.0 <= refit <= 1.0:
             raise PPLError(f"refit must be a probability in [0, 1]; got {refit!r}.")
         self.refit = refit
@@ -154,7 +179,10 @@ class Gibbs:
 
     def describe(self) -> str:
         """The plan in one line, e.g. ``Gibbs: ProgramMH[f] + NUTS[sigma]``."""
-        parts = [f"{kind}[{', '.join(s.name for s in sites)}]" for kind, sites in self.plan]
+        parts = [f"{kind}[{', '.join(s.name for s in sites)}]"
+                 + (f" ({collapsed_mode.APPROXIMATION})"
+                    if self.collapsed and kind == "ProgramMH" else "")
+                 for kind, sites in self.plan]
         suffix = " (NumPyro's NUTS)" if self._nuts and self.backend == "numpyro" else ""
         return "Gibbs: " + (" + ".join(parts) if parts else "(no latent sites)") + suffix
 
@@ -194,9 +222,12 @@ class Gibbs:
         if found and len(found) < FAST_CHECKS:
             self.target.check_fast(found)
         if best is not None:
+            best = best._replace(log_joint=self.target.log_joint(best.values))
+            if self.collapsed:
+                self._require_views(best)
             nuts = tuple(block.init(best.values, num_warmup, int(rng.integers(2**63)))
                          for block in self._nuts)
-            return best._replace(log_joint=self.target.log_joint(best.values), nuts=nuts)
+            return best._replace(nuts=nuts)
         names = ", ".join(b.name for b in self.blocks)
         raise InitializationError(
             f"No valid initial state in {INIT_TRIES} tries (every draw gave log density "
@@ -236,7 +267,8 @@ class Gibbs:
                 continue
             for b in sites:
                 if kind == "ProgramMH":
-                    state, block_alphas, bad, move = self._program_block(rng, state, b, adapt)
+                    block = self._collapsed_block if self.collapsed else self._program_block
+                    state, block_alphas, bad, move = block(rng, state, b, adapt)
                     alphas.extend(block_alphas)
                     invalid += bad
                     if not first_move and move is not None:
@@ -287,7 +319,7 @@ class Gibbs:
                 alphas.append(alpha)
                 invalid += bad
         if len(state.values[b.name].constants):
-            state, alpha, _, bad = self._mala(rng, state, b, adapt)
+            state, alpha, _, bad = self._mala(rng, state, b, adapt, view)
             alphas.append(alpha)
             invalid += bad
         return state, alphas, invalid, first
@@ -318,8 +350,67 @@ class Gibbs:
         if self.target.fast:
             view = ProgramLikelihood.build(self.target, state.values, b.name,
                                            self._probe_programs(b))
+        if view is not None:
+            view.lik = LRU(self.cache_size, self.cache_stats["lik"])
+            view.memo = LRU(self.cache_size, self.cache_stats["memo"])
+            if b.name not in self._outputs:
+                self._outputs[b.name] = LRU(self.cache_size, self.cache_stats["outputs"])
+            view.outputs = self._outputs[b.name]
         self._views[b.name] = (others, view)
         return view
+
+    def _require_views(self, state: GibbsState) -> None:
+        """The collapsed mode's precondition: every program site has an incremental
+        likelihood with Normal observations at ``state``."""
+        for b in self.blocks:
+            if b.kind != PROGRAM:
+                continue
+            view = self._view(b, state)
+            if view is None or not view.normal:
+                raise PPLError(
+                    f"collapsed=True needs program site '{b.name}' to be observed only "
+                    f"through Normal(loc={b.name}(inputs), scale) likelihoods whose scale "
+                    f"does not depend on '{b.name}' (the incremental likelihood); this model "
+                    f"does not fit that pattern. Use collapsed=False.")
+            prior = b.fn.constant_prior
+            if prior.family != "normal":
+                raise PPLError(f"collapsed=True needs a Normal constant prior on program "
+                               f"site '{b.name}'; got {prior!r}.")
+
+    def _collapsed_block(self, rng: np.random.Generator, state: GibbsState, b: Any,
+                         adapt: bool = False
+                         ) -> tuple[GibbsState, list[float], int, tuple[str, bool] | None]:
+        """``program_moves`` collapsed structure moves, then the constants redrawn from
+        N(c*, H⁻¹) given the structure and the other sites (:mod:`inference.mcmc.collapsed`).
+        """
+        view = self._view(b, state)
+        if view is None or not view.normal:
+            # init checked the model fits the pattern; a view that fails its verification at
+            # this state (round-off on an extreme program) skips the block this sweep only:
+            # the next move of another site rebuilds it
+            return state, [0.0], 1, ("", False)
+        fitter = self._fitter(b)
+        alphas: list[float] = []
+        invalid = 0
+        first: tuple[str, bool] | None = None
+        for _ in range(self.program_moves):
+            name = self.move_names[int(np.searchsorted(
+                self.move_cum, rng.random() * self.move_cum[-1], side="right"))]
+            out = collapsed_mode.structure_move(rng, fitter, view, state.values[b.name], name)
+            alphas.append(out.alpha)
+            invalid += out.invalid
+            if out.program is not None:
+                state = state._replace(values=dict(state.values, **{b.name: out.program}),
+                                       log_joint=view.log_joint(out.program))
+            first = first or (name, out.program is not None)
+        phi = state.values[b.name]
+        _, ev = collapsed_mode.score(fitter, view, phi)
+        if ev.posterior is not None:
+            phi2 = collapsed_mode.draw_constants(rng, view, phi, ev)
+            if phi2 is not None:
+                state = state._replace(values=dict(state.values, **{b.name: phi2}),
+                                       log_joint=view.log_joint(phi2))
+        return state, alphas, invalid, first or ("", False)
 
     def _probe_programs(self, b: Any) -> list[Program]:
         """The probes a new view must agree on: all five the first time a view of ``b`` is
@@ -347,7 +438,7 @@ class Gibbs:
 
     def _fitter(self, b: Any) -> ConstantFitter:
         if b.name not in self._fitters:
-            self._fitters[b.name] = ConstantFitter()
+            self._fitters[b.name] = ConstantFitter(self.cache_size, self.cache_stats)
         return self._fitters[b.name]
 
     def _draw_constants(self, rng: np.random.Generator, view: ProgramLikelihood, b: Any,
@@ -418,13 +509,13 @@ class Gibbs:
             _adapt(out[0].step_size, key, out[1], 0.44, state.iteration)
         return out
 
-    def _mala(self, rng: np.random.Generator, state: GibbsState, b: Any, adapt: bool
-              ) -> tuple[GibbsState, float, bool, int]:
+    def _mala(self, rng: np.random.Generator, state: GibbsState, b: Any, adapt: bool,
+              view: ProgramLikelihood | None = None) -> tuple[GibbsState, float, bool, int]:
         phi: Program = state.values[b.name]
         key = f"{b.name}.mala"
         eps = state.step_size[key]
         c = phi.constants
-        _, g = self._grad(state, b, phi, c)
+        _, g = self._grad(state, b, phi, c, view)
         if not np.all(np.isfinite(g)):
             return state, 0.0, False, 1
         with np.errstate(over="ignore", invalid="ignore"):
@@ -433,7 +524,7 @@ class Gibbs:
         phi2 = phi.with_constants(c2) if np.all(np.isfinite(c2)) else None
         if phi2 is None:
             return state, 0.0, False, 1
-        lj2, g2 = self._grad(state, b, phi2, c2)
+        lj2, g2 = self._grad(state, b, phi2, c2, view)
         with np.errstate(over="ignore", invalid="ignore"):
             log_q_fwd = -np.sum((c2 - mean) ** 2) / (2 * eps**2)
             log_q_rev = -np.sum((c - c2 - 0.5 * eps**2 * g2) ** 2) / (2 * eps**2)
@@ -446,10 +537,22 @@ class Gibbs:
             _adapt(out[0].step_size, key, out[1], 0.57, state.iteration)
         return out
 
-    def _grad(self, state: GibbsState, b: Any, phi: Program, c: np.ndarray
-              ) -> tuple[float, np.ndarray]:
-        """log joint at constants c and its gradient d/dc (likelihood by autograd, constant
-        prior analytically)."""
+    def _grad(self, state: GibbsState, b: Any, phi: Program, c: np.ndarray,
+              view: ProgramLikelihood | None = None) -> tuple[float, np.ndarray]:
+        """log joint at constants c and its gradient d/dc (constant prior analytically).
+
+        With the incremental view the likelihood's gradient is a central difference,
+        β (log L(c + h e_j) − log L(c − h e_j)) / 2h with h_j = 1e-6·max(1, |c_j|), all 2k
+        points in one batched evaluation; without it, torch autograd through the model. Both
+        are deterministic functions of c, which is all MALA's Hastings ratio needs."""
+        if view is not None:
+            h = 1e-6 * np.maximum(1.0, np.abs(c))
+            k = len(c)
+            ll = view.log_lik_batch(phi, np.concatenate([c + np.diag(h), c - np.diag(h)]))
+            with np.errstate(all="ignore"):
+                g = view.beta * (ll[:k] - ll[k:]) / (2 * h)
+            g = np.where(np.isfinite(ll[:k]) & np.isfinite(ll[k:]), g, np.nan)
+            return view.log_joint(phi), g + b.fn.constant_prior.grad_log_prob(c)
         leaf = torch.tensor(c, dtype=torch.float64, requires_grad=True)
         lj, g = self.target.log_joint_grad(state.values, b.name, BoundProgram(phi, leaf), leaf)
         return lj, g + b.fn.constant_prior.grad_log_prob(c)

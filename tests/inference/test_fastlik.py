@@ -128,3 +128,18 @@ def test_scorer_declines_subsampled_plates():
     target = Target(model, (X,), {"y": Y})
     Gibbs(target, init_candidates=3).init(np.random.default_rng(0))
     assert not target.fast
+
+
+def test_a_huge_current_log_likelihood_does_not_leak_into_scores():
+    """At a state whose program fits terribly (log L ≈ −1e25), the view must still score
+    ordinary programs to 1e-9: its constant part is summed from the other sites' terms, not
+    left over from subtracting a huge log L (whose rounding is far above 1e-9)."""
+    target, state = _target(normal_model)
+    values = dict(state.values, f=PRIOR.grammar.parse("exp((exp(x) * 9.0))"),
+                  sigma=torch.tensor(0.01, dtype=torch.float64))
+    assert target.log_joint(values) < -1e20
+    view = ProgramLikelihood.build(target, values, "f", _programs(5, seed=9))
+    assert view is not None
+    for p in _programs(50, seed=4):
+        full = target.log_joint(dict(values, f=p))
+        assert view.log_joint(p) == pytest.approx(full, rel=1e-9, abs=1e-9) or full == -math.inf
