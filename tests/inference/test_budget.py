@@ -60,5 +60,6 @@ def test_default_warmup_leaves_the_budget_for_draws():
     """num_samples=10**6 with max_time means "until the budget": warmup is capped at 200."""
     with pytest.warns(RunWarning, match="max_time"):
         post = infer(model, X, y=Y, num_samples=10**6, num_chains=1,
-                     chain_method="sequential", progress=False, max_time=2.0)
+                     chain_method="sequential", progress=False, max_time=5.0,
+                     blocks=[("ProgramMH", "f"), ("RW", "sigma")])
     assert post.num_draws > 0
