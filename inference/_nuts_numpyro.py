@@ -27,7 +27,7 @@ from inference.target import CONTINUOUS, DISCRETE, PROGRAM, Target, check_argume
 from ppl.errors import DataError, PPLError
 from ppl.prior import ProgramPrior
 
-__all__ = ["CHAIN_METHOD", "context", "discover", "run", "to_jax"]
+__all__ = ["CHAIN_METHOD", "context", "discover", "run", "scorer", "to_jax"]
 
 CHAIN_METHOD = "vectorized"
 """How NumPyro runs several chains with ``chain_method="parallel"`` on one XLA device:
@@ -79,22 +79,60 @@ def _kind(site: Mapping[str, Any]) -> str:
     return DISCRETE if site["fn"].support.is_discrete else CONTINUOUS
 
 
+class _Concrete(Exception):
+    """The abstract discovery trace cannot stand in for a concrete one."""
+
+
+def _site_trace(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
+                seed: int) -> Any:
+    """The model's NumPyro trace, seeded, improper sites at their unconstrained origin."""
+    seeded = handlers.substitute(handlers.seed(model, rng_seed=seed),
+                                 substitute_fn=_improper_value)
+    return handlers.trace(seeded).get_trace(*args, **kwargs)
+
+
+def _abstract_trace(model: Callable[..., Any], args: tuple[Any, ...],
+                    kwargs: Mapping[str, Any], seed: int) -> Any:
+    """The trace of one run of the model staged by ``jax.make_jaxpr``: no operation is
+    executed, so nothing is compiled (eagerly, XLA compiles every operation on its first
+    use in a process: 1.5–1.8 s for eight schools or kilpisjarvi). Site values are tracers;
+    the observed ones must be the concrete data, else :class:`_Concrete` (as for any
+    failure: the caller then runs the model eagerly, which reports errors as before)."""
+    box: list[Any] = []
+
+    def run() -> int:
+        box.append(_site_trace(model, args, kwargs, seed))
+        return 0
+
+    try:
+        jax.make_jaxpr(run)()
+    except Exception as err:  # any failure: the eager run reports it
+        raise _Concrete from err
+    tr = box[0]
+    if any(s["type"] == "sample" and s["is_observed"] and isinstance(s["value"], jax.core.Tracer)
+           for s in tr.values()):
+        raise _Concrete
+    return tr
+
+
 def discover(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
              seed: int) -> Sites:
     """The model's sites from one NumPyro trace (inside :func:`context`); data checked as
-    :class:`~inference.target.Target` checks them."""
+    :class:`~inference.target.Target` checks them. The trace is staged, not executed, when
+    it can be (:func:`_abstract_trace`); otherwise the model runs eagerly."""
     check_arguments(args, kwargs)
     jargs = tuple(to_jax(a) for a in args)
     jkwargs = {k: to_jax(v) for k, v in kwargs.items()}
-    seeded = handlers.substitute(handlers.seed(model, rng_seed=seed),
-                                 substitute_fn=_improper_value)
     try:
-        tr = handlers.trace(seeded).get_trace(*jargs, **jkwargs)
-    except PPLError:
-        raise
-    except (ValueError, RuntimeError, TypeError, IndexError, ZeroDivisionError) as err:
-        raise DataError(f"Running the model on its data failed: {err}\nCheck that "
-                        "observed data match their distributions' shapes.") from err
+        tr = _abstract_trace(model, jargs, jkwargs, seed)
+    except _Concrete:
+        try:
+            tr = _site_trace(model, jargs, jkwargs, seed)
+        except PPLError:
+            raise
+        except (ValueError, RuntimeError, TypeError, IndexError, ZeroDivisionError) as err:
+            raise DataError(f"Running the model on its data failed: {err}\nCheck that "
+                            "observed data match their distributions' shapes.") from err
     latents: dict[str, str] = {}
     observed: dict[str, np.ndarray] = {}
     for name, site in tr.items():
@@ -120,7 +158,8 @@ def _chain_method(cfg: NutsConfig) -> str:
 
 def run(model: Callable[..., Any], sites: Sites, cfg: NutsConfig) -> BackendRun:
     """``num_chains`` chains of NumPyro's NUTS from ``PRNGKey(seed)`` (inside
-    :func:`context`)."""
+    :func:`context`); the log joint, pointwise log-likelihood and deterministic sites of
+    every draw come out of the same compiled run (:func:`scorer`)."""
     init = init_to_uniform if cfg.init_values is None else init_to_value(
         values={k: jnp.asarray(v, dtype=jnp.float64) for k, v in cfg.init_values.items()})
     kernel = NUTS(model, target_accept_prob=cfg.target_accept_prob,
@@ -129,44 +168,53 @@ def run(model: Callable[..., Any], sites: Sites, cfg: NutsConfig) -> BackendRun:
     how = _chain_method(cfg)
     mcmc = MCMC(kernel, num_warmup=cfg.num_warmup, num_samples=cfg.num_samples * cfg.thin,
                 num_chains=cfg.num_chains, thinning=cfg.thin, chain_method=how,
-                progress_bar=cfg.progress)
+                progress_bar=cfg.progress, postprocess_fn=scorer(model, sites, kernel))
     start = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(cfg.seed), *sites.args, extra_fields=EXTRA_FIELDS,
              **sites.kwargs)
-    draws = mcmc.get_samples(group_by_chain=True)
+    draws = jax.device_get(mcmc.get_samples(group_by_chain=True))
     seconds = time.perf_counter() - start
-    samples = {k: np.asarray(draws[k], dtype=np.float64) for k in sites.latents}
-    extra = mcmc.get_extra_fields(group_by_chain=True)
+    samples = {k: np.asarray(draws["latent"][k], dtype=np.float64) for k in sites.latents}
+    samples.update({k: np.asarray(v, dtype=np.float64) for k, v in draws["derived"].items()})
+    extra = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
     stats = {STAT_NAMES[k]: np.asarray(extra[k]) for k in EXTRA_FIELDS}
     stats["diverging"] = stats["diverging"].astype(bool)
     stats["n_steps"] = stats["n_steps"].astype(np.int64)
     stats["tree_depth"] = tree_depth(stats["n_steps"])
-    stats["lp"], log_lik, derived = evaluate(model, sites, samples)
-    samples.update(derived)
+    stats["lp"] = np.asarray(draws["lp"], dtype=np.float64)
+    log_lik = {k: np.asarray(v, dtype=np.float64) for k, v in draws["log_lik"].items()}
     return BackendRun(samples, stats, log_lik, [seconds], how)
 
 
-def evaluate(model: Callable[..., Any], sites: Sites, samples: dict[str, np.ndarray]
-             ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per draw: the log joint log p(θ, data) (constrained values, no Jacobian), the
-    pointwise log-likelihood of every observed site, and every deterministic site; one
-    jitted ``jax.vmap`` over all draws (one compilation costs less than eager batched ops,
-    each of which XLA compiles on first use)."""
-    chains, draws = next(iter(samples.values())).shape[:2]
-    flat = {k: jnp.asarray(v.reshape((chains * draws,) + v.shape[2:]))
-            for k, v in samples.items()}
+def scorer(model: Callable[..., Any], sites: Sites, kernel: Any
+           ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``MCMC``'s ``postprocess_fn``: from one unconstrained state ``z``, the latent sites'
+    values (by the kernel's own ``postprocess_fn``, which NumPyro would apply anyway, so the
+    draws are NumPyro's to the bit), the log joint log p(θ, data) (constrained values, no
+    Jacobian), the pointwise log-likelihood of every observed site and every deterministic
+    site. NumPyro traces it into the sampler's compiled loop: no second compilation (a
+    separately jitted ``jax.vmap`` over all draws cost 0.1–0.4 s per call).
 
-    def one(params: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-        log_joint, tr = log_density(model, sites.args, sites.kwargs, params)
-        pointwise = {k: tr[k]["fn"].log_prob(tr[k]["value"]) for k in sites.observed}
-        det = {k: s["value"] for k, s in tr.items() if s["type"] == "deterministic"}
-        return log_joint, pointwise, det
+    NumPyro also calls it once per chain on the concrete initial state, only to size the
+    buffers that collect the draws; there the scores are zeros of the right shapes and
+    dtypes (``jax.eval_shape``), which spares running the model's log densities op by op
+    (XLA compiles each operation on its first use in a process: about 0.4 s)."""
 
-    lp, pw, det = jax.jit(jax.vmap(one))(flat)
-    shape = (chains, draws)
+    def scores(latent: dict[str, Any]) -> dict[str, Any]:
+        log_joint, tr = log_density(model, sites.args, sites.kwargs, latent)
+        return {"lp": log_joint,
+                "log_lik": {k: tr[k]["fn"].log_prob(tr[k]["value"]) for k in sites.observed},
+                "derived": {k: s["value"] for k, s in tr.items()
+                            if s["type"] == "deterministic"}}
 
-    def back(v: Any) -> np.ndarray:
-        arr = np.asarray(v, dtype=np.float64)
-        return arr.reshape(shape + arr.shape[1:])
+    def score(z: dict[str, Any]) -> dict[str, Any]:
+        values = kernel.postprocess_fn(sites.args, sites.kwargs)(z)
+        latent = {k: values[k] for k in sites.latents}
+        if any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(latent)):
+            out = scores(latent)
+        else:
+            out = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype),
+                               jax.eval_shape(scores, latent))
+        return {"latent": latent, **out}
 
-    return back(lp), {k: back(v) for k, v in pw.items()}, {k: back(v) for k, v in det.items()}
+    return score

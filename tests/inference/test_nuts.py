@@ -192,3 +192,59 @@ def test_bad_data_names_the_site(backend: str) -> None:
         infer(normal_model, y=np.array([0.0, np.nan, 1.0]), backend=backend, **FAST)
     with pytest.raises(DataError, match="'y'"):
         infer(normal_model, y=np.zeros(4), backend=backend, **FAST)
+
+
+def improper_nested_model(y: Any = None) -> None:
+    s = ppl.sample("s", dist.ImproperUniform(dist.constraints.positive, (), ()))
+    with ppl.plate("groups", 2, dim=-2), ppl.plate("data", 3, dim=-1):
+        ppl.sample("y", dist.Normal(0.0, s), obs=y)
+
+
+def derived_obs_model(y: Any = None) -> None:
+    mu = ppl.sample("mu", dist.Normal(0.0, PRIOR_SD))
+    with ppl.plate("data", 3):
+        ppl.sample("y", dist.Normal(mu, 1.0), obs=y * 1.0)
+
+
+def value_branching_model(y: Any = None) -> None:
+    mu = ppl.sample("mu", dist.Normal(0.0, PRIOR_SD))
+    scale = 1.0 if float(mu) > 0 else 2.0  # needs a concrete value: cannot be staged
+    with ppl.plate("data", 3):
+        ppl.sample("y", dist.Normal(mu, scale), obs=y)
+
+
+@pytest.mark.parametrize(("model", "y", "staged"), [
+    (normal_model, Y, True), (improper_nested_model, np.ones((2, 3)), True),
+    (derived_obs_model, Y, False), (value_branching_model, Y, False)],
+    ids=["normal", "improper-nested", "derived-obs", "value-branching"])
+def test_numpyro_discovery_staged_or_eager_finds_the_same_sites(model: Any, y: Any,
+                                                                staged: bool) -> None:
+    """NumPyro's discovery stages the model (no operation runs) when it can, and runs it
+    eagerly otherwise; either way the sites are those of an eager trace."""
+    import jax
+
+    from inference import _nuts_numpyro as impl
+
+    with impl.context():
+        args = {"y": impl.to_jax(y)}
+        if staged:
+            tr = impl._abstract_trace(model, (), args, 0)
+            assert any(isinstance(s["value"], jax.core.Tracer) for s in tr.values())
+        else:
+            with pytest.raises(impl._Concrete):
+                impl._abstract_trace(model, (), args, 0)
+        sites = impl.discover(model, (), {"y": y}, 0)
+        eager = impl._site_trace(model, (), args, 0)
+    latents = [n for n, s in eager.items() if s["type"] == "sample" and not s["is_observed"]]
+    assert list(sites.latents) == latents
+    assert set(sites.latents.values()) == {"continuous"}
+    np.testing.assert_array_equal(sites.observed["y"], y)
+    assert sites.max_plate_nesting == (2 if model is improper_nested_model else 1)
+
+
+def test_numpyro_vectorized_chains_score_every_draw() -> None:
+    """With chains vectorized, NumPyro vmaps the scoring postprocess: still exact."""
+    post = infer(normal_model, y=Y, backend="numpyro", **{**FAST, "chain_method": "parallel"})
+    assert post.attrs["chain_method"] == "vectorized"
+    test_lp_and_pointwise_log_likelihood_are_exact(post)
+    np.testing.assert_allclose(post.samples["double"], 2 * post.samples["mu"], rtol=1e-12)
