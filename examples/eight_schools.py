@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    n = 150 if args.quick else 1000
+    n = 100 if args.quick else 1000
     methods: list[Any] = [("nuts", {"backend": "numpyro"}), ("nuts", {"backend": "pyro"}),
                           "mcmc"]
     table = compare(eight_schools, SIGMA, y=Y, methods=methods, num_samples=n, num_warmup=n,

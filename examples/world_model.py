@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    n_draws = 150 if args.quick else 1000
+    n_draws = 100 if args.quick else 1000
     rng = np.random.default_rng(args.seed)
     x = rng.uniform(-2.0, 2.0, 15)
     y = x + np.sin(x) + 0.1 * rng.standard_normal(15)
