@@ -16,7 +16,7 @@ constant random walk, MALA, and a random walk on sigma. It prints:
 
 and saves a figure: data with the posterior predictive band, and the program probabilities.
 
-Run ``python examples/symbolic_regression.py`` (about 30 s on 2 cores) or with ``--quick``.
+Run ``python examples/symbolic_regression.py`` (about 40 s on 2 cores) or with ``--quick``.
 """
 
 from __future__ import annotations
