@@ -55,20 +55,20 @@ class _Potential:
         self.transforms = {s.name: biject_to(s.fn.support) for s in sites}
         self.values: Mapping[str, Any] = {}
 
-    def constrain(self, params: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-        values = dict(self.values)
-        for name, t in self.transforms.items():
-            values[name] = t(params[name])
-        return values
-
-    def __call__(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def constrain(self, params: Mapping[str, torch.Tensor], jacobian: bool = False
+                  ) -> tuple[dict[str, Any], Any]:
+        """Every site's value with the block's sites at T(params), and (when asked)
+        Σ log |det ∂T/∂u|."""
         values = dict(self.values)
         log_jac: Any = 0.0
         for name, t in self.transforms.items():
-            u = params[name]
-            v = t(u)
-            log_jac = log_jac + t.log_abs_det_jacobian(u, v).sum()
-            values[name] = v
+            values[name] = t(params[name])
+            if jacobian:
+                log_jac = log_jac + t.log_abs_det_jacobian(params[name], values[name]).sum()
+        return values, log_jac
+
+    def __call__(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        values, log_jac = self.constrain(params, jacobian=True)
         lp: torch.Tensor = self.target.log_joint_tensor(values) + log_jac
         if not torch.isfinite(lp):  # invalid: infinite energy (a divergence ends the tree),
             zero: torch.Tensor = sum(((u * 0.0).sum() for u in params.values()),  # with a
@@ -150,7 +150,7 @@ class NutsBlock:
             new = kernel.sample(params)
         n = kernel._t - kernel._warmup_steps if kernel._t > kernel._warmup_steps else kernel._t
         accept = kernel._mean_accept_prob * n - mean_before * (n - 1)
-        out = potential.constrain({k: v.detach() for k, v in new.items()})
+        out, _ = potential.constrain({k: v.detach() for k, v in new.items()})
         info = NutsInfo(float(np.clip(accept, 0.0, 1.0)), len(kernel._divergences) > n_div,
                         step_size)
         return out, info
@@ -222,7 +222,7 @@ class NumpyroNutsBlock(NutsBlock):
                 rng_key=jax.random.PRNGKey(int(rng.integers(2**32))))
             step_size = float(state.adapt_state.step_size)
             chain.state = chain.sample(state)
-        out = chain.potential.constrain(
+        out, _ = chain.potential.constrain(
             {n: torch.tensor(np.array(chain.state.z[n], dtype=np.float64))
              for n in self.names})
         warm = int(chain.state.i) <= chain.num_warmup

@@ -235,7 +235,7 @@ def _continuous_without_jacobian(self: gibbs.Gibbs, rng: np.random.Generator,
 
 def _potential_without_jacobian(self: Any, params: Any) -> torch.Tensor:
     """``nuts_block._Potential.__call__`` without the log-abs-det-Jacobian (a wrong target)."""
-    values = self.constrain(params)
+    values, _ = self.constrain(params)
     return -self.target.log_joint_tensor(values)
 
 
