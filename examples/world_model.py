@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def save_figure(path: Path, x: np.ndarray, y: np.ndarray, grid: np.ndarray,
-                pred: np.ndarray, xs: np.ndarray, best: str) -> None:
+                pred: np.ndarray, xs: np.ndarray, best: ppl.Program) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].plot(x, y, "k.", label="data (x, y)")
     lo, hi = np.quantile(pred, [0.05, 0.95], axis=0)

@@ -13,8 +13,11 @@ Examples
 ...         ppl.sample("y", dist.Normal(f(x), 0.1), obs=y)
 >>> x = np.linspace(-1, 1, 8)
 >>> post = infer(model, x, y=np.sin(x), method="enumerate")
->>> post.programs("f", simplify=False)["program"][0]
-'sin(x)'
+>>> law = post.best("f")        # a ppl.Program, inputs in the prior's order
+>>> law
+Program('sin(x)')
+>>> float(law(0.5)) == float(np.sin(0.5))
+True
 """
 
 from inference.api import infer

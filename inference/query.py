@@ -33,6 +33,7 @@ from inference.results import Posterior
 from inference.target import PROGRAM, Target, to_torch
 from ppl.errors import PPLError
 from ppl.prior import ProgramPrior
+from ppl.program import Program
 from ppl.world import World
 
 __all__ = ["query"]
@@ -155,15 +156,14 @@ def _parse_given(world: World, given: dict[str, Any]) -> dict[str, Any]:
                            "cannot be given. Give the sites it is computed from.")
         fn = world.distribution(name)
         if isinstance(fn, ProgramPrior):
-            if isinstance(value, str):
-                try:
-                    value = fn.grammar.parse(value)
-                except PPLError as err:
-                    raise PPLError(f"Given program for site {name!r} does not parse: {err}"
-                                   ) from err
-            elif not hasattr(value, "prods"):
+            if not isinstance(value, (str, Program)):
                 raise PPLError(f"Site {name!r} is program-valued: give a ppl.Program or its "
                                f"text, not {type(value).__name__}.")
+            try:  # the prior's input order: the model calls the program positionally
+                value = fn.parse(value)
+            except PPLError as err:
+                raise PPLError(f"Given program for site {name!r} does not parse as a "
+                               f"program of its prior: {err}") from err
         else:
             value = to_torch(np.asarray(value, dtype=float)
                              if isinstance(value, (int, float, list)) else value)

@@ -93,8 +93,10 @@ class Posterior:
         """Distinct programs of ``site``, most probable first.
 
         Programs equal up to commutative reordering and constant values (equal ``.key``)
-        form one row. Columns: ``program`` (the most frequent tree, constants at their
-        posterior medians), ``probability`` (exact for ``method="enumerate"``, else the
+        form one row. Columns: ``program`` (a :class:`~ppl.program.Program`: the most
+        frequent tree, constants at their posterior medians, inputs in the prior's declared
+        order, so ``table["program"][0](*inputs)`` matches the model's own call; ``str()``
+        gives its text), ``probability`` (exact for ``method="enumerate"``, else the
         fraction of draws), ``count``, ``log_joint`` (mean over its draws), ``simplified``
         (sympy), ``constants`` (median and central ``prob`` interval of each constant,
         from the draws of that most frequent tree).
@@ -114,8 +116,33 @@ class Posterior:
         if top is not None:
             table = table.head(top)
         if simplify:
-            table["simplified"] = [_simplify(p) for p in table["tree"]]
-        return table.drop(columns=["tree"])
+            table["simplified"] = [_simplify(p) for p in table["program"]]
+        return table
+
+    def best(self, site: str | None = None) -> Program:
+        """The most probable program of ``site`` (the first row of :meth:`programs`), with
+        constants at their posterior medians and the prior's input order.
+
+        Examples
+        --------
+        >>> import numpy as np, ppl
+        >>> import pyro.distributions as dist
+        >>> from inference import infer
+        >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> def model(x, y=None):
+        ...     f = ppl.sample("f", prior)
+        ...     with ppl.plate("data", len(x)):
+        ...         ppl.sample("y", dist.Normal(f(x), 0.1), obs=y)
+        >>> x = np.linspace(-1, 1, 8)
+        >>> post = infer(model, x, y=x + 1.0, method="enumerate")
+        >>> law = post.best()
+        >>> str(law), float(law(2.0))
+        ('(x + 1)', 3.0)
+        """
+        site = self._program_site(site)
+        table = self.programs(site, top=1, simplify=False)
+        law: Program = table["program"][0]
+        return law
 
     @staticmethod
     def _row(draws: np.ndarray, lp: np.ndarray, idx: list[int], prob: float, key: str,
@@ -126,18 +153,17 @@ class Posterior:
         main = max(shapes.values(), key=len)
         rep: Program = draws[main[0]]
         consts = np.array([draws[i].constants for i in main])
-        text, intervals = str(rep), ""
+        intervals = ""
         if consts.size:
             lo, med, hi = np.quantile(consts, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
             rep = rep.with_constants(med)
-            text = str(rep)
             intervals = "; ".join(f"c{k}: {m:.4g} [{a:.4g}, {b:.4g}]"
                                   for k, (a, m, b) in enumerate(zip(lo, med, hi, strict=True)))
         probability = len(idx) / len(draws)
         if exact is not None:
             probability = float(exact.loc[exact["key"] == key, "probability"].sum())
-        return {"program": text, "probability": probability, "count": len(idx),
-                "log_joint": float(np.mean(lp[idx])), "constants": intervals, "tree": rep}
+        return {"program": rep, "probability": probability, "count": len(idx),
+                "log_joint": float(np.mean(lp[idx])), "constants": intervals}
 
     # ------------------------------------------------------------------ ArviZ
     def to_arviz(self, posterior_predictive: bool = False, seed: int = 0) -> Any:

@@ -306,7 +306,11 @@ class Grammar:
         text : str
             Program text in the grammar's syntax.
         inputs : iterable of str, optional
-            Input names in positional order; default: the names used, sorted.
+            Input names in positional order (``program(*inputs)``). Default: the names the
+            text reads, in **alphabetical** order, whatever order the text uses them in:
+            ``parse("(q / c)")(6, 2)`` binds ``c=6, q=2``. A law read back from a model
+            should be parsed by its prior, ``prior.parse(text)``, which uses the prior's
+            declared order, the order the model calls the program in.
 
         Raises
         ------
@@ -314,12 +318,18 @@ class Grammar:
             When the grammar does not derive ``text``.
         AmbiguousProgramError
             When ``text`` has several derivations (an ambiguous grammar).
+        ProgramError
+            When ``inputs`` is given and the text reads a name not in it.
 
         Examples
         --------
         >>> g = Grammar.load("arith")
         >>> g.parse("exp((x * -1.5))").constants
         array([-1.5])
+        >>> g.parse("(q / c)").inputs
+        ('c', 'q')
+        >>> g.parse("(q / c)", inputs=["q", "c"]).inputs
+        ('q', 'c')
         """
         from ppl.program import Program
 

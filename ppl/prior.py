@@ -23,7 +23,7 @@ from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
 from ppl._tables import Tables
-from ppl.errors import PPLError, PriorError
+from ppl.errors import PPLError, PriorError, ProgramError
 from ppl.grammar import Grammar
 from ppl.ops import KIND_CONSTANT, KIND_INPUT
 from ppl.program import BoundProgram, Program
@@ -307,6 +307,42 @@ class ProgramPrior(TorchDistribution):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.sample(*args, **kwargs)
+
+    def parse(self, program: str | Program) -> Program:
+        """A program of this prior, from its text (or from a Program of the same grammar),
+        with the prior's input order: calling it positionally matches the model's own
+        ``f(*inputs)``. Use this, not ``grammar.parse``, to read back a law as text.
+
+        Raises
+        ------
+        ProgramError
+            When the text reads a name that is not among the prior's inputs, or does not
+            parse (:class:`~ppl.errors.ProgramSyntaxError`).
+
+        Examples
+        --------
+        >>> from ppl import Grammar, ProgramPrior
+        >>> prior = ProgramPrior(Grammar.load("arith"), inputs=["q", "c"], max_depth=3)
+        >>> law = prior.parse("(q / c)")
+        >>> law.inputs, float(law(6.0, 2.0)), float(law(c=2.0, q=6.0))
+        (('q', 'c'), 3.0, 3.0)
+        """
+        if isinstance(program, Program):
+            if program.grammar.fingerprint != self.grammar.fingerprint:
+                raise ProgramError(f"The program {program} is of grammar "
+                                   f"{program.grammar.name}, not of this prior's "
+                                   f"{self.grammar.name}.")
+            tree = program
+        elif isinstance(program, str):
+            tree = self.grammar.parse(program)
+        else:
+            raise ProgramError(f"parse expects program text (str) or a Program; got "
+                               f"{type(program).__name__}.")
+        unknown = [n for n in tree.reads if n not in self.inputs]
+        if unknown:
+            raise ProgramError(f"The program {tree} reads {unknown}, which are not among the "
+                               f"prior's inputs {list(self.inputs)}.")
+        return tree.with_inputs(self.inputs)
 
     # ------------------------------------------------------------------ densities
     def rule_log_prob(self, program: Program) -> float:

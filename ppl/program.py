@@ -106,6 +106,13 @@ class Program:
         if any(g.productions[p].op.kind == KIND_CONSTANT for p in self._prods):
             self._values = tuple(float(v) if isinstance(v, (int, float, np.floating)) else v
                                  for v in self._values)
+        if len(set(self._inputs)) != len(self._inputs):
+            raise ProgramError(f"Input names must be distinct; got {list(self._inputs)}.")
+        if self._inputs:
+            unknown = sorted(set(self.reads) - set(self._inputs))
+            if unknown:
+                raise ProgramError(f"The program {self} reads input(s) {unknown}, which are "
+                                   f"not among its inputs {list(self._inputs)}.")
 
     # ------------------------------------------------------------------ structure
     @property
@@ -127,6 +134,41 @@ class Program:
     def inputs(self) -> tuple[str, ...]:
         """Input names in positional order."""
         return self._inputs
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The input names the tree reads, in order of first appearance (preorder).
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("arith").parse("((q / c) + q)", inputs=["q", "c"]).reads
+        ('q', 'c')
+        """
+        reads = self._cache.get("reads")
+        if reads is None:
+            prods = self._grammar.productions
+            seen = dict.fromkeys(v for p, v in zip(self._prods, self._values, strict=True)
+                                 if prods[p].op.kind == KIND_INPUT)
+            reads = self._cache["reads"] = tuple(seen)
+        return reads
+
+    def with_inputs(self, inputs: Sequence[str]) -> Program:
+        """The same tree with another positional order of inputs (``program(*inputs)``).
+
+        Raises
+        ------
+        ProgramError
+            When the tree reads a name that is not in ``inputs``.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> p = Grammar.load("arith").parse("(q / c)")      # inputs sorted: ('c', 'q')
+        >>> float(p.with_inputs(["q", "c"])(6.0, 2.0))
+        3.0
+        """
+        return Program(self._grammar, self._prods, self._values, tuple(inputs))
 
     @property
     def size(self) -> int:
@@ -310,7 +352,8 @@ class Program:
                         value = env[payload]
                     except KeyError:
                         raise ProgramError(f"The program {self} reads input '{payload}', which "
-                                           f"was not given (inputs: {list(env)}).") from None
+                                           f"was not given (given: {list(env)}; the program takes "
+                                           f"{list(self._inputs)}).") from None
                     push(value != 0 if fn and value.dtype != bool_dtype else value)
                 elif kind == KIND_CONSTANT:
                     push(consts[payload])
@@ -327,6 +370,9 @@ class Program:
         for name, value in kwargs.items():
             if name in raw:
                 raise ProgramError(f"Input '{name}' given twice.")
+            if self._inputs and name not in self._inputs:
+                raise ProgramError(f"Unknown input '{name}': the program takes inputs "
+                                   f"{list(self._inputs)}.")
             raw[name] = value
         xp = _namespace(list(raw.values()) + ([constants] if constants is not None else []))
         return {k: _as_array(xp, v) for k, v in raw.items()}, xp

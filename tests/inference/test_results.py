@@ -322,7 +322,7 @@ def test_programs_full_table_accounts_for_every_draw(post: Posterior) -> None:
     by_key: dict[str, list[float]] = defaultdict(list)
     for phi, value in zip(draws, lp, strict=True):
         by_key[phi.key].append(value)
-    keys = [ARITH.grammar.parse(text).key for text in table["program"]]
+    keys = [p.key for p in table["program"]]
     assert len(set(keys)) == len(keys) == len(by_key)
     for key, row in zip(keys, table.itertuples(), strict=True):
         assert row.count == len(by_key[key])
@@ -396,7 +396,7 @@ def exact_table() -> tuple[dict[str, float], float]:
 def test_enumerate_programs_are_exact(exact_post: Posterior) -> None:
     probs, log_z = exact_table()
     table = exact_post.programs("f", top=None, simplify=False)
-    keys = [TINY.grammar.parse(text).key for text in table["program"]]
+    keys = [p.key for p in table["program"]]
     for key, p in zip(keys, table["probability"], strict=True):
         assert p == pytest.approx(probs[key], abs=1e-12)
     assert table["probability"].sum() <= 1 + 1e-12
