@@ -22,7 +22,8 @@ from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 from numpyro.infer.util import log_density
 
 import ppl
-from inference.nuts import BackendRun, NutsConfig, Sites, tree_depth
+from inference.config import RunConfig
+from inference.nuts import BackendRun, Sites, tree_depth
 from inference.target import CONTINUOUS, DISCRETE, PROGRAM, Target, check_arguments
 from ppl.errors import DataError, PPLError
 from ppl.prior import ProgramPrior
@@ -148,7 +149,7 @@ def discover(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[s
     return Sites(latents, observed, jargs, jkwargs, nesting)
 
 
-def _chain_method(cfg: NutsConfig) -> str:
+def _chain_method(cfg: RunConfig) -> str:
     if cfg.num_chains == 1:
         return "sequential"
     if cfg.chain_method != "parallel":
@@ -156,19 +157,19 @@ def _chain_method(cfg: NutsConfig) -> str:
     return "parallel" if jax.local_device_count() >= cfg.num_chains else CHAIN_METHOD
 
 
-def run(model: Callable[..., Any], sites: Sites, cfg: NutsConfig) -> BackendRun:
+def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig) -> BackendRun:
     """``num_chains`` chains of NumPyro's NUTS from ``PRNGKey(seed)`` (inside
     :func:`context`); the log joint, pointwise log-likelihood and deterministic sites of
     every draw come out of the same compiled run (:func:`scorer`)."""
     init = init_to_uniform if cfg.init_values is None else init_to_value(
         values={k: jnp.asarray(v, dtype=jnp.float64) for k, v in cfg.init_values.items()})
-    kernel = NUTS(model, target_accept_prob=cfg.target_accept_prob,
-                  max_tree_depth=cfg.max_tree_depth, dense_mass=cfg.dense_mass,
+    kernel = NUTS(model, target_accept_prob=cfg.nuts.target_accept_prob,
+                  max_tree_depth=cfg.nuts.max_tree_depth, dense_mass=cfg.nuts.dense_mass,
                   init_strategy=init)
     how = _chain_method(cfg)
-    mcmc = MCMC(kernel, num_warmup=cfg.num_warmup, num_samples=cfg.num_samples * cfg.thin,
+    mcmc = MCMC(kernel, num_warmup=cfg.warmup, num_samples=cfg.num_samples * cfg.thin,
                 num_chains=cfg.num_chains, thinning=cfg.thin, chain_method=how,
-                progress_bar=cfg.progress, postprocess_fn=scorer(model, sites, kernel))
+                progress_bar=cfg.show_progress, postprocess_fn=scorer(model, sites, kernel))
     start = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(cfg.seed), *sites.args, extra_fields=EXTRA_FIELDS,
              **sites.kwargs)

@@ -9,6 +9,7 @@ step), so the sampler itself is Pyro's, untouched, and the draws are exactly tho
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,7 +24,8 @@ from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import InitMessenger, init_to_uniform, init_to_value
 from pyro.poutine.util import site_is_subsample
 
-from inference.nuts import BackendRun, NutsConfig, Sites, per_draw, tree_depth
+from inference.config import RunConfig
+from inference.nuts import BackendRun, Sites, per_draw, tree_depth
 from inference.target import Target, discovery_value
 from ppl.errors import PPLError
 
@@ -128,7 +130,7 @@ class _Chain(NamedTuple):
     kwargs: dict[str, Any]
     seed: int
     max_plate_nesting: int
-    config: NutsConfig
+    config: RunConfig
 
 
 class _ChainOut(NamedTuple):
@@ -147,12 +149,13 @@ def _run_chain(job: _Chain) -> _ChainOut:
     start = time.perf_counter()
     with torch.random.fork_rng(), context():  # context() again: in a spawned process
         torch.manual_seed(job.seed)
-        kernel = RecordingNUTS(job.model, target_accept_prob=cfg.target_accept_prob,
-                               max_tree_depth=cfg.max_tree_depth, full_mass=cfg.dense_mass,
+        kernel = RecordingNUTS(job.model, target_accept_prob=cfg.nuts.target_accept_prob,
+                               max_tree_depth=cfg.nuts.max_tree_depth,
+                               full_mass=cfg.nuts.dense_mass,
                                init_strategy=init,
                                max_plate_nesting=job.max_plate_nesting)
         mcmc = _MCMC(kernel, num_samples=cfg.num_samples * cfg.thin,
-                     warmup_steps=cfg.num_warmup, disable_progbar=not cfg.progress)
+                     warmup_steps=cfg.warmup, disable_progbar=not cfg.show_progress)
         mcmc.run(*job.args, **job.kwargs)
     seconds = time.perf_counter() - start
     keep = slice(cfg.thin - 1, None, cfg.thin)
@@ -162,7 +165,7 @@ def _run_chain(job: _Chain) -> _ChainOut:
     return _ChainOut(samples, stats, seconds)
 
 
-def _run_chains(jobs: list[_Chain], cfg: NutsConfig) -> tuple[list[_ChainOut], str]:
+def _run_chains(jobs: list[_Chain], cfg: RunConfig) -> tuple[list[_ChainOut], str]:
     """Chains in sequence in this process, or on ``cfg.executor`` when one is given. Local
     worker processes are not used: measured slower than a sequence on 2 cores (see
     docs/decisions.md)."""
@@ -174,11 +177,11 @@ def _run_chains(jobs: list[_Chain], cfg: NutsConfig) -> tuple[list[_ChainOut], s
     return [f.result() for f in [cfg.executor.submit(_run_chain, j) for j in jobs]], "executor"
 
 
-def run(model: Callable[..., Any], sites: Sites, cfg: NutsConfig) -> BackendRun:
+def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig) -> BackendRun:
     """``num_chains`` chains of Pyro's NUTS; per-chain seeds spawned from ``cfg.seed``."""
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(cfg.seed).spawn(
         cfg.num_chains)]
-    job_cfg = cfg._replace(executor=None)  # the job travels to the executor: not itself
+    job_cfg = dataclasses.replace(cfg, executor=None)  # the job travels to the executor: not itself
     jobs = [_Chain(model, sites.args, dict(sites.kwargs), s, sites.max_plate_nesting, job_cfg)
             for s in seeds]
     outs, how = _run_chains(jobs, cfg)

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import warnings
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from inference.config import RunConfig, option_names
 from inference.enumerate import enumerate_posterior
 from inference.importance import importance_posterior
-from inference.mcmc.driver import ChainResult, make_specs, run_chains, show_progress
+from inference.mcmc.driver import ChainResult, make_specs, run_chains
 from inference.mcmc.gibbs import Gibbs
-from inference.mcmc.tempering import geometric_ladder
-from inference.nuts import NutsConfig, run_nuts
+from inference.nuts import run_nuts
 from inference.results import Posterior, load
 from inference.target import PROGRAM, Target
-from ppl.backend import BACKENDS
 from ppl.errors import PPLError
 
-__all__ = ["METHODS", "RunWarning", "infer", "load", "run_target"]
-
-METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts")
+__all__ = ["RunWarning", "check_model_call", "infer", "load", "run_target", "split_options"]
 
 
 APPROXIMATION_NOTE = (
@@ -37,37 +35,38 @@ class RunWarning(UserWarning):
     """A run that finished but not as asked (chains crashed or were cut short)."""
 
 
-def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
-          num_samples: int = 1000, num_warmup: int | None = None, num_chains: int = 4,
-          seed: int = 0, progress: bool = True, thin: int = 1,
-          chain_method: str = "parallel", executor: Executor | None = None,
-          structure_weights: dict[str, float] | None = None,
-          init_values: dict[str, Any] | None = None, init_candidates: int = 100,
-          program_moves: int = 10, num_rungs: int = 1, beta_min: float = 0.05,
-          max_time: float | None = None, num_particles: int | None = None,
-          blocks: list[tuple[str, Any]] | None = None, backend: str = "pyro",
-          target_accept_prob: float = 0.8, max_tree_depth: int = 10, dense_mass: bool = False,
-          collapsed: bool = False, **kwargs: Any) -> Posterior:
-    """Posterior of every unobserved site of ``model(*args, **kwargs)`` given its ``obs=``
-    sites.
+def infer(model: Callable[..., Any], *args: Any,
+          model_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Posterior:
+    """Posterior of every unobserved site of ``model(*args, **model_kwargs)`` given its
+    ``obs=`` sites.
+
+    Keyword arguments are the run's options when their name is a run option (below: the
+    fields of :class:`~inference.config.RunConfig`, whose defaults live in
+    :mod:`inference.config`), else the model's. A model argument whose name is also a run
+    option (``seed``, ``method``, ``num_samples``, ``backend``, ...) goes in
+    ``model_kwargs``, which takes any name: ``infer(model, x, model_kwargs={"seed": 3},
+    seed=0)``.
 
     Parameters
     ----------
     model : callable
         A model written with ``ppl.sample``; program sites use ``ppl.ProgramPrior``.
-    *args, **kwargs
-        The model's arguments (numpy arrays become float64 tensors).
+    *args
+        The model's positional arguments (numpy arrays become float64 tensors).
+    model_kwargs : mapping, optional
+        The model's keyword arguments, any names; merged with the model keywords among
+        ``**kwargs`` (a name in both is an error).
     method : {"mcmc", "auto", "enumerate", "importance", "nuts"}
-        ``"mcmc"``: Metropolis-within-Gibbs (program moves with data-driven constants, NUTS
-        on the continuous sites with the programs held fixed, MH on discrete sites);
-        ``"auto"``: the same, printing its plan; ``"enumerate"``: exact (finite latents
-        only); ``"importance"``: importance sampling from the prior; ``"nuts"``: the
+        ``"mcmc"`` (default): Metropolis-within-Gibbs (program moves with data-driven
+        constants, NUTS on the continuous sites with the programs held fixed, MH on discrete
+        sites); ``"auto"``: the same, printing its plan; ``"enumerate"``: exact (finite
+        latents only); ``"importance"``: importance sampling from the prior; ``"nuts"``: the
         backend's own NUTS run on the model (continuous latent sites only).
     num_samples, num_warmup, num_chains, thin : int
-        Draws kept per chain, adaptive sweeps before them (default ``num_samples``, or at
-        most 200 when ``max_time`` is set), chains, and sweeps per kept draw.
+        Draws kept per chain (1000), adaptive sweeps before them (default ``num_samples``,
+        or at most 200 when ``max_time`` is set), chains (4), and sweeps per kept draw (1).
     seed : int
-        Master seed: the same seed gives bitwise-identical draws.
+        Master seed (0): the same seed gives bitwise-identical draws.
     progress : bool
         tqdm bars per chain (only on a terminal, never with ``CI`` set).
     chain_method : {"parallel", "sequential"}
@@ -79,12 +78,16 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
     program_moves : int
         Structure moves per program site per sweep (10); each is scored incrementally
         when the model allows it, so they cost a program evaluation, not a model run.
+    structure_weights : dict, optional
+        Probabilities of the structure moves (normalised).
     num_rungs, beta_min : int, float
         Parallel tempering on the likelihood: ``num_rungs`` copies of each chain on the
         geometric ladder β_k = beta_min^(k/(K−1)), swapping adjacent states after every
         sweep; draws come from β = 1, swap acceptance goes to ``stats["swap_accepted"]``.
     max_time : float, optional
         Seconds per chain; a chain stops cleanly at the budget (with a warning).
+    num_particles : int, optional
+        ``method="importance"``: particles from the prior (10 × num_samples × num_chains).
     blocks : list of (kernel, sites) pairs, optional
         The Gibbs plan by hand, e.g. ``[("ProgramMH", "f"), ("RW", ["sigma"])]``; kernels
         ``ProgramMH``, ``NUTS``, ``RW`` (random walk per site), ``DiscreteMH``. Every latent
@@ -108,132 +111,112 @@ def infer(model: Callable[..., Any], *args: Any, method: str = "mcmc",
     Returns
     -------
     Posterior
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import ppl
+    >>> from ppl import dist
+    >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+    >>> def model(x, seed, y=None):   # a model argument named like a run option
+    ...     f = ppl.sample("f", prior)
+    ...     with ppl.plate("data", len(x)):
+    ...         ppl.sample("y", dist.Normal(f(x) + seed, 0.1), obs=y)
+    >>> x = np.linspace(-1, 1, 8)
+    >>> post = infer(model, x, model_kwargs={"seed": 1.0}, y=x + 2.0, method="enumerate",
+    ...              seed=0)
+    >>> str(post.best())
+    '(x + 1)'
     """
-    if method not in METHODS:
-        raise PPLError(f"Unknown method {method!r}; expected one of {METHODS}.")
-    _check_run_options(num_samples=num_samples, num_chains=num_chains, thin=thin,
-                       num_warmup=num_warmup, seed=seed, num_particles=num_particles,
-                       init_candidates=init_candidates, program_moves=program_moves)
-    if max_time is not None and not (isinstance(max_time, (int, float)) and max_time > 0):
-        raise PPLError(f"max_time must be a positive number of seconds; got {max_time!r}.")
-    if not isinstance(collapsed, bool):
-        raise PPLError(f"collapsed must be True or False; got {collapsed!r}.")
-    if collapsed and (method not in ("mcmc", "auto") or num_rungs != 1):
-        raise PPLError(f"collapsed=True is a mode of method='mcmc' with num_rungs=1; got "
-                       f"method={method!r}, num_rungs={num_rungs!r}.")
-    if chain_method not in ("parallel", "sequential"):
-        raise PPLError(f"chain_method must be 'parallel' or 'sequential'; got {chain_method!r}.")
-    nuts_options = {"target_accept_prob": target_accept_prob,
-                    "max_tree_depth": max_tree_depth, "dense_mass": dense_mass}
-    _check_nuts_options(nuts_options)
-    if backend not in BACKENDS or (backend != "pyro" and method in ("enumerate", "importance")):
-        raise PPLError(f"backend must be one of {BACKENDS} ('numpyro' with method='nuts', "
-                       f"'mcmc' or 'auto'); got backend={backend!r} with method={method!r}.")
-    if method == "nuts":
-        if max_time is not None or num_rungs != 1:
-            raise PPLError("method='nuts' supports neither max_time nor num_rungs > 1.")
-        return run_nuts(model, args, kwargs, backend, NutsConfig(
-            num_samples if num_warmup is None else num_warmup, num_samples, num_chains,
-            thin, seed, show_progress(progress), chain_method, executor, init_values,
-            target_accept_prob, max_tree_depth, dense_mass))
-    target = Target(model, args, kwargs, seed=seed)
-    return run_target(target, method=method, num_samples=num_samples, num_warmup=num_warmup,
-                      num_chains=num_chains, seed=seed, progress=progress, thin=thin,
-                      chain_method=chain_method, executor=executor,
-                      structure_weights=structure_weights, init_values=init_values,
-                      init_candidates=init_candidates, program_moves=program_moves,
-                      num_rungs=num_rungs, beta_min=beta_min, max_time=max_time,
-                      num_particles=num_particles, blocks=blocks, nuts_options=nuts_options,
-                      backend=backend, collapsed=collapsed)
+    config, model_kw = split_options(model, args, kwargs, model_kwargs, caller="infer")
+    if config.method == "nuts":
+        return run_nuts(model, args, model_kw, config)
+    target = Target(model, args, model_kw, seed=config.seed)
+    return run_target(target, config)
 
 
-def run_target(target: Target, *, method: str, num_samples: int, num_warmup: int | None,
-               num_chains: int, seed: int, progress: bool, thin: int, chain_method: str,
-               executor: Executor | None, structure_weights: dict[str, float] | None,
-               init_values: dict[str, Any] | None, init_candidates: int, program_moves: int,
-               num_rungs: int, beta_min: float, max_time: float | None,
-               num_particles: int | None, blocks: list[tuple[str, Any]] | None,
-               nuts_options: dict[str, Any] | None, backend: str = "pyro",
-               collapsed: bool = False) -> Posterior:
-    """Run ``method`` on a prepared :class:`~inference.target.Target` (validated options):
-    the engine behind :func:`infer` and :func:`inference.query`."""
+def split_options(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
+                  model_kwargs: Mapping[str, Any] | None, caller: str
+                  ) -> tuple[RunConfig, dict[str, Any]]:
+    """Split ``infer``-style keywords into a validated RunConfig and the model's keyword
+    arguments, and check that the model accepts its arguments (a PPLError naming a missing
+    or unexpected one, before anything runs)."""
+    names = set(option_names())
+    options = {k: v for k, v in kwargs.items() if k in names}
+    model_kw = {k: v for k, v in kwargs.items() if k not in names}
+    extra = dict(model_kwargs or {})
+    both = sorted(set(extra) & set(model_kw))
+    if both:
+        raise PPLError(f"Model argument {both[0]!r} given twice: as a keyword of {caller} and "
+                       "in model_kwargs.")
+    model_kw.update(extra)
+    check_model_call(model, args, model_kw, set(options))
+    return RunConfig.build(caller=caller, **options), model_kw
+
+
+def check_model_call(model: Callable[..., Any], args: Sequence[Any],
+                     kwargs: Mapping[str, Any], taken: Collection[str] = ()) -> None:
+    """Raise a PPLError when ``model(*args, **kwargs)`` cannot bind its arguments; a
+    missing argument whose name was taken as a run option gets the ``model_kwargs`` hint."""
+    try:
+        signature = inspect.signature(model)
+    except (TypeError, ValueError):  # builtins and some callables have none: skip
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as err:
+        params = signature.parameters
+        clash = sorted(n for n in taken if n in params and n not in kwargs)
+        hint = (f" {', '.join(map(repr, clash))} {'was' if len(clash) == 1 else 'were'} "
+                f"taken as run option(s); pass the model's value(s) in model_kwargs, e.g. "
+                f"model_kwargs={{{clash[0]!r}: ...}}." if clash else "")
+        name = getattr(model, "__name__", type(model).__name__)
+        raise PPLError(f"The model {name}{signature} cannot be called with these arguments: "
+                       f"{err}.{hint}") from None
+
+
+def run_target(target: Target, config: RunConfig) -> Posterior:
+    """Run ``config.method`` on a prepared :class:`~inference.target.Target`: the engine
+    behind :func:`infer` and :func:`inference.query`."""
     model = target.model
     common: dict[str, Any] = {"model": model, "args": target.args, "kwargs": target.kwargs,
               "observed": {k: _numpy(v) for k, v in target.observed.items()},
               "priors": {n: s.fn for n, s in target.latents.items() if s.kind == PROGRAM}}
     if target.fixed:
         common["fixed"] = dict(target.fixed)
-    rng = np.random.default_rng(seed)
-    if method == "enumerate":
-        out = enumerate_posterior(target, num_samples, num_chains, rng)
-        return Posterior(method=method, samples=out["samples"], stats=out["stats"],
+    rng = np.random.default_rng(config.seed)
+    if config.method == "enumerate":
+        out = enumerate_posterior(target, config.num_samples, config.num_chains, rng)
+        return Posterior(method=config.method, samples=out["samples"], stats=out["stats"],
                          log_lik=out["log_lik"], exact=out["exact"],
                          attrs={"log_evidence": out["log_evidence"]}, **common)
-    if method == "importance":
-        n = num_particles or 10 * num_samples * num_chains
-        out = importance_posterior(target, n, num_samples, num_chains, rng, seed)
+    if config.method == "importance":
+        n = config.importance.num_particles or 10 * config.num_samples * config.num_chains
+        out = importance_posterior(target, n, config.num_samples, config.num_chains, rng,
+                                   config.seed)
         if out["ess"] < 0.01 * n:
             warnings.warn(f"Importance sampling kept an effective sample size of "
                           f"{out['ess']:.1f} of {n} particles; the result is unreliable.",
                           RunWarning, stacklevel=3)
-        return Posterior(method=method, samples=out["samples"], stats=out["stats"],
+        return Posterior(method=config.method, samples=out["samples"], stats=out["stats"],
                          log_lik=out["log_lik"],
                          attrs={"ess": out["ess"], "khat": out["khat"], "num_particles": n},
                          **common)
-    kernel = Gibbs(target, structure_weights, init_candidates, program_moves, blocks=blocks,
-                   nuts_options=nuts_options, backend=backend, collapsed=collapsed)
-    geometric_ladder(num_rungs, beta_min)  # validates the ladder before any chain starts
-    if collapsed:  # fail before any chain starts when the model does not allow it
-        Gibbs(target, structure_weights, 5, program_moves, blocks=blocks,
-              nuts_options=nuts_options, backend=backend, collapsed=True).init(
-            np.random.default_rng(seed))
-    if method == "auto":
+    kernel = Gibbs(target, config.mcmc, config.nuts, config.backend)
+    if config.mcmc.collapsed:  # fail before any chain starts when the model does not allow it
+        probe = dataclasses.replace(config.mcmc, init_candidates=5)
+        Gibbs(target, probe, config.nuts, config.backend).init(
+            np.random.default_rng(config.seed))
+    if config.method == "auto":
         print(kernel.describe())
     given = {**target.fixed, **target.given_obs} or None
-    specs = make_specs(model, target.args, target.kwargs, seed, num_chains,
-                       _default_warmup(num_samples, max_time) if num_warmup is None
-                       else num_warmup, num_samples, thin,
-                       progress, structure_weights, init_values, max_time, init_candidates,
-                       program_moves, num_rungs, beta_min, blocks, nuts_options, given,
-                       list(target.given_obs) if given else None, backend, collapsed)
-    results = run_chains(specs, chain_method, executor)
+    specs = make_specs(model, target.args, target.kwargs, config, given,
+                       list(target.given_obs) if given else None)
+    results = run_chains(specs, config.chain_method, config.executor)
     post = _assemble(results, kernel.describe(), common)
-    if collapsed:
+    if config.mcmc.collapsed:
         post.attrs["approximation"] = APPROXIMATION_NOTE
     return post
-
-
-def _check_run_options(**options: Any) -> None:
-    """Integer run options: num_warmup >= 0, seed >= 0, the others >= 1 (None allowed for
-    num_warmup and num_particles)."""
-    for name, value in options.items():
-        low = 0 if name in ("num_warmup", "seed") else 1
-        if value is None and name in ("num_warmup", "num_particles"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise PPLError(f"{name} must be an integer >= {low}; got {value!r}.")
-
-
-NUTS_OPTIONS = {"target_accept_prob": (float, int), "max_tree_depth": (int,),
-                "dense_mass": (bool,)}
-
-
-def _check_nuts_options(options: dict[str, Any] | None) -> None:
-    for key, value in (options or {}).items():
-        if key not in NUTS_OPTIONS:
-            raise PPLError(f"Unknown NUTS option {key!r}; expected some of {list(NUTS_OPTIONS)}.")
-        if not isinstance(value, NUTS_OPTIONS[key]) or (
-                key == "target_accept_prob" and not 0 < value < 1) or (
-                key == "max_tree_depth" and (isinstance(value, bool) or value < 1)):
-            raise PPLError(f"NUTS option {key} got {value!r}: expected a probability in (0, 1) "
-                           "for target_accept_prob, a positive integer for max_tree_depth, "
-                           "a bool for dense_mass.")
-
-
-def _default_warmup(num_samples: int, max_time: float | None) -> int:
-    """num_samples warmup sweeps; with a time budget at most 200, so that a large
-    num_samples (meaning "until the budget") does not spend the budget on warmup."""
-    return num_samples if max_time is None else min(num_samples, 200)
 
 
 def _numpy(value: Any) -> np.ndarray:

@@ -9,7 +9,6 @@ posteriors and the largest standardized mean difference of shared numeric sites.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 import warnings
@@ -23,6 +22,7 @@ from matplotlib.figure import Figure
 
 from inference import api
 from inference._arviz import az
+from inference.config import METHODS, option_names
 from inference.results import Posterior
 from ppl import backend
 from ppl.errors import PPLError
@@ -70,9 +70,8 @@ class _Runs(dict[str, Posterior]):
 
 
 def compare(model: Callable[..., Any], *args: Any, methods: Sequence[Any],
-            reference: str | int | None = None, seed: int = 0, num_samples: int = 1000,
-            num_warmup: int | None = None, num_chains: int = 4, progress: bool = False,
-            plot: str | Path | None = None, **kwargs: Any) -> pd.DataFrame:
+            reference: str | int | None = None, plot: str | Path | None = None,
+            model_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> pd.DataFrame:
     """Run ``model(*args, **kwargs)`` once per entry of ``methods``; one table row each.
 
     Parameters
@@ -80,9 +79,13 @@ def compare(model: Callable[..., Any], *args: Any, methods: Sequence[Any],
     model : callable
         A model written with ``ppl.sample``, as for :func:`inference.infer`.
     *args, **kwargs
-        The model's arguments. A keyword that names an option of ``infer``
-        (``chain_method``, ``program_moves``, ...) is a run option common to every entry;
-        every other keyword goes to the model, as with ``infer``.
+        The model's arguments. A keyword that names a run option of ``infer``
+        (``seed``, ``num_samples``, ``chain_method``, ``program_moves``, ...; defaults in
+        :mod:`inference.config`, except ``progress``, off here) is a run option common to
+        every entry; every other keyword goes to the model, as with ``infer``.
+    model_kwargs : mapping, optional
+        Model keyword arguments of any name (``{"seed": 3}`` for a model argument named
+        like a run option), as with ``infer``.
     methods : sequence
         Entries, each a method name (``"mcmc"``) or a pair ``(name, options)``
         (``("mcmc", {"num_rungs": 4})``, ``("nuts", {"backend": "numpyro"})``). Options are
@@ -92,8 +95,6 @@ def compare(model: Callable[..., Any], *args: Any, methods: Sequence[Any],
     reference : str or int, optional
         The entry (label or position) the agreement columns compare with; the first one by
         default.
-    seed, num_samples, num_warmup, num_chains, progress
-        Common run options (``progress`` is off by default here).
     plot : str or Path, optional
         Save :func:`plot_compare` of the table to this file.
 
@@ -148,17 +149,21 @@ def compare(model: Callable[..., Any], *args: Any, methods: Sequence[Any],
     enumerate           x            0.808       0.000
     mcmc                x            0.830       0.036
     """
-    infer_options = _infer_options()
-    common: dict[str, Any] = {"seed": seed, "num_samples": num_samples,
-                              "num_warmup": num_warmup, "num_chains": num_chains,
-                              "progress": progress}
+    infer_options = set(option_names()) - {"method"}
     if "method" in kwargs:
-        raise PPLError("compare takes methods=[...] (a list of entries), not method=.")
+        raise PPLError("compare takes methods=[...] (a list of entries), not method=; a "
+                       "model argument named 'method' goes in model_kwargs.")
+    common: dict[str, Any] = {"progress": False}
     common.update({k: v for k, v in kwargs.items() if k in infer_options})
-    model_kwargs = {k: v for k, v in kwargs.items() if k not in infer_options}
+    model_kw = {k: v for k, v in kwargs.items() if k not in infer_options}
+    both = sorted(set(model_kw) & set(model_kwargs or {}))
+    if both:
+        raise PPLError(f"Model argument {both[0]!r} given twice: as a keyword of compare and "
+                       "in model_kwargs.")
+    model_kw.update(model_kwargs or {})
     entries = _parse_methods(methods, infer_options)
     ref = entries[_reference_index(reference, entries)].label
-    runs, seconds = _run(model, args, model_kwargs, entries, common)
+    runs, seconds = _run(model, args, model_kw, entries, common)
     rows = [_row(e, runs[e.label], seconds[e.label], runs[ref], common) for e in entries]
     table = pd.DataFrame(rows, index=pd.Index([e.label for e in entries], name="label"))
     table.attrs["posteriors"] = runs
@@ -169,13 +174,6 @@ def compare(model: Callable[..., Any], *args: Any, methods: Sequence[Any],
 
 
 # ---------------------------------------------------------------------------- entries
-def _infer_options() -> set[str]:
-    """Keyword options of ``infer`` today (a backend added to infer is picked up)."""
-    params = inspect.signature(api.infer).parameters.values()
-    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            and p.name not in ("model", "method")}
-
-
 def _parse_methods(methods: Any, infer_options: set[str]) -> list[_Entry]:
     if isinstance(methods, (str, bytes)) or not isinstance(methods, Sequence) or not methods:
         raise PPLError(f"methods must be a non-empty list of entries (names or (name, "
@@ -200,9 +198,9 @@ def _parse_entry(i: int, item: Any, infer_options: set[str]) -> _Entry:
     else:
         raise PPLError(f"methods[{i}] must be a method name or a (name, options dict) pair; "
                        f"got {item!r}.")
-    if name not in api.METHODS:
+    if name not in METHODS:
         raise PPLError(f"methods[{i}]: unknown method {name!r}; expected one of "
-                       f"{tuple(api.METHODS)}.")
+                       f"{METHODS}.")
     unknown = sorted(str(k) for k in options if k not in infer_options | {"label"})
     if unknown:
         raise PPLError(f"methods[{i}] ({name!r}): unknown option {unknown[0]!r}; options are "
@@ -250,7 +248,7 @@ def _run(model: Callable[..., Any], args: tuple[Any, ...], model_kwargs: dict[st
         start = time.perf_counter()
         try:
             runs[entry.label] = api.infer(model, *args, method=entry.method, **options,
-                                          **model_kwargs)
+                                          model_kwargs=model_kwargs)
         except PPLError as err:
             raise CompareError(f"compare: the run of entry {entry.label!r} failed: "
                                f"{type(err).__name__}: {err}\n(the {len(runs)} runs that "

@@ -32,48 +32,16 @@ import importlib
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from inference.config import RunConfig
 from inference.results import Posterior
 from inference.target import CONTINUOUS, PROGRAM
-from ppl.backend import BACKENDS
 from ppl.errors import PPLError
 
-__all__ = ["BackendRun", "NutsConfig", "Sites", "per_draw", "run_nuts", "tree_depth"]
-
-
-class NutsConfig(NamedTuple):
-    """Everything a backend needs to run the chains."""
-
-    num_warmup: int
-    """Adaptation transitions per chain (step size and mass matrix), discarded."""
-    num_samples: int
-    """Draws kept per chain."""
-    num_chains: int
-    """Independent chains."""
-    thin: int
-    """Transitions per kept draw."""
-    seed: int
-    """Master seed: the same seed gives identical draws."""
-    progress: bool
-    """Whether the backend shows its progress bar."""
-    chain_method: str
-    """"parallel" or "sequential", as asked by the caller. NumPyro: "parallel" runs the
-    chains vectorized (or by ``pmap`` with a device per chain); Pyro: always in sequence."""
-    executor: Executor | None
-    """Process-based executor for Pyro's chains (None: in sequence in this process)."""
-    init_values: Mapping[str, Any] | None
-    """Initial values of some or all latent sites (the rest: uniform in (−2, 2),
-    unconstrained)."""
-    target_accept_prob: float
-    """Step-size adaptation target (Stan's ``adapt_delta``)."""
-    max_tree_depth: int
-    """At most 2**max_tree_depth − 1 leapfrog steps per transition."""
-    dense_mass: bool
-    """Adapt a dense (full covariance) mass matrix instead of a diagonal one."""
+__all__ = ["BackendRun", "Sites", "per_draw", "run_nuts", "tree_depth"]
 
 
 class Sites(NamedTuple):
@@ -128,19 +96,6 @@ def per_draw(value: Any, n: int, shape: tuple[int, ...]) -> np.ndarray:
     raise ValueError(f"a value of shape {arr.shape} is not {n} draws of shape {shape}")
 
 
-def _check_config(backend: str, cfg: NutsConfig) -> None:
-    if backend not in BACKENDS:
-        raise PPLError(f"Unknown backend {backend!r}; expected one of {BACKENDS}.")
-    p = cfg.target_accept_prob
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p < 1.0:
-        raise PPLError(f"target_accept_prob must be a number in (0, 1); got {p!r}.")
-    d = cfg.max_tree_depth
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 1 <= d <= 30:
-        raise PPLError(f"max_tree_depth must be an integer in [1, 30]; got {d!r}.")
-    if not isinstance(cfg.dense_mass, bool):
-        raise PPLError(f"dense_mass must be True or False; got {cfg.dense_mass!r}.")
-
-
 def _check_sites(sites: Sites, init_values: Mapping[str, Any] | None) -> None:
     """NUTS moves continuous sites only: refuse program and discrete ones by name."""
     other = {n: k for n, k in sites.latents.items() if k != CONTINUOUS}
@@ -161,12 +116,12 @@ def _check_sites(sites: Sites, init_values: Mapping[str, Any] | None) -> None:
 
 
 def run_nuts(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
-             backend: str, cfg: NutsConfig) -> Posterior:
+             cfg: RunConfig) -> Posterior:
     """Run NUTS on ``model(*args, **kwargs)`` with ``backend``'s sampler; see
     :func:`inference.infer` (``method="nuts"``) for the arguments and the result.
 
     Warns with ``RunWarning`` when transitions diverged after warmup."""
-    _check_config(backend, cfg)
+    backend = cfg.backend
     impl: Any = importlib.import_module(f"inference._nuts_{backend}")
     ctx = impl.context() if hasattr(impl, "context") else contextlib.nullcontext()
     with ctx:
@@ -183,12 +138,12 @@ def run_nuts(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[s
                       f"{per_chain}); the draws may miss part of the posterior. "
                       "Reparameterize the model (e.g. non-centered: sample a standard "
                       "normal and scale it with ppl.deterministic) or raise "
-                      f"target_accept_prob (now {cfg.target_accept_prob}).",
+                      f"target_accept_prob (now {cfg.nuts.target_accept_prob}).",
                       RunWarning, stacklevel=3)
     attrs = {"plan": plan, "backend": backend, "chains": list(range(cfg.num_chains)),
              "seconds": [round(s, 3) for s in out.seconds], "chain_method": out.chain_method,
-             "num_divergent": divergent, "target_accept_prob": cfg.target_accept_prob,
-             "max_tree_depth": cfg.max_tree_depth, "dense_mass": cfg.dense_mass}
+             "num_divergent": divergent, "target_accept_prob": cfg.nuts.target_accept_prob,
+             "max_tree_depth": cfg.nuts.max_tree_depth, "dense_mass": cfg.nuts.dense_mass}
     return Posterior(method="nuts", samples=out.samples, stats=out.stats,
                      log_lik=out.log_lik, observed=sites.observed, priors={}, model=model,
                      args=tuple(args), kwargs=dict(kwargs), attrs=attrs)

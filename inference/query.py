@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,8 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from inference.api import METHODS, _check_nuts_options, _check_run_options, run_target
+from inference.api import check_model_call, run_target
+from inference.config import METHODS, RunConfig
 from inference.results import Posterior
 from inference.target import PROGRAM, Target, to_torch
 from ppl.errors import PPLError
@@ -42,12 +42,7 @@ __all__ = ["query"]
 def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[str] | None = None,
           given: Mapping[str, Any] | None = None, method: str = "auto", *,
           model_args: Sequence[Any] = (), model_kwargs: Mapping[str, Any] | None = None,
-          num_samples: int = 1000, num_warmup: int | None = None, num_chains: int = 4,
-          seed: int = 0, progress: bool = True, thin: int = 1,
-          chain_method: str = "parallel", executor: Executor | None = None,
-          blocks: list[tuple[str, Any]] | None = None,
-          backend: str = "pyro", target_accept_prob: float = 0.8, max_tree_depth: int = 10,
-          dense_mass: bool = False, **options: Any) -> Posterior:
+          **options: Any) -> Posterior:
     """The conditional distribution of ``targets`` given the ``given`` sites.
 
     Parameters
@@ -63,13 +58,12 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
     method : {"auto", "mcmc", "enumerate", "importance"}
         As in :func:`inference.infer`; ignored by forward queries, which always simulate.
         ``"auto"`` prints its plan in one line.
-    num_samples, num_warmup, num_chains, seed, progress, thin, chain_method, executor
-        As in :func:`inference.infer` (forward queries draw ``num_chains × num_samples``
-        independent simulations).
-    blocks, backend, target_accept_prob, max_tree_depth, dense_mass, **options
-        The Gibbs plan by hand, whose NUTS runs its NUTS blocks and their options, and the
-        other options of :func:`inference.infer` (``structure_weights``, ``program_moves``,
-        ``num_rungs``, ``max_time``, ...).
+    model_args, model_kwargs
+        The model's arguments when ``world_or_model`` is a model (any names).
+    **options
+        Run options, as in :func:`inference.infer` (``num_samples``, ``num_chains``,
+        ``seed``, ``program_moves``, ...; their defaults live in :mod:`inference.config`).
+        Forward queries draw ``num_chains × num_samples`` independent simulations.
 
     Returns
     -------
@@ -93,21 +87,17 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
     >>> fwd.samples["y"].shape
     (1, 200, 5)
     """
-    world = world_or_model if isinstance(world_or_model, World) else \
-        World(world_or_model, *model_args, **dict(model_kwargs or {}))
-    given = _parse_given(world, dict(given or {}))
-    targets = _targets(world, targets, given)
     if method not in METHODS or method == "nuts":
         raise PPLError(f"query takes method in {[m for m in METHODS if m != 'nuts']}; got "
                        f"{method!r} (the 'mcmc' plan runs NUTS on the continuous sites).")
-    _check_run_options(num_samples=num_samples, num_chains=num_chains, thin=thin,
-                       num_warmup=num_warmup, seed=seed)
-    nuts_options = {"target_accept_prob": target_accept_prob,
-                    "max_tree_depth": max_tree_depth, "dense_mass": dense_mass}
-    _check_nuts_options(nuts_options)
-    if backend not in ("pyro", "numpyro"):
-        raise PPLError(f"backend must be 'pyro' or 'numpyro'; got {backend!r}.")
-    run_options = _options(options)
+    config = RunConfig.build(caller="query", method=method, **options)
+    if isinstance(world_or_model, World):
+        world = world_or_model
+    else:
+        check_model_call(world_or_model, model_args, dict(model_kwargs or {}))
+        world = World(world_or_model, *model_args, **dict(model_kwargs or {}))
+    given = _parse_given(world, dict(given or {}))
+    targets = _targets(world, targets, given)
     evidence = set(given) | set(world.observed)
     upstream = set(targets) | {a for t in targets for a in world.ancestors(t)} - set(given)
     reached = {d for s in upstream for d in world.descendants(s)} & evidence
@@ -115,33 +105,15 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
         line = (f"forward: ancestral simulation of [{', '.join(targets)}]"
                 + (f" given [{', '.join(given)}]" if given else ""))
         print(line)
-        return _forward(world, targets, given, num_samples * num_chains, num_chains, seed,
-                        line)
+        return _forward(world, targets, given, config.num_samples * config.num_chains,
+                        config.num_chains, config.seed, line)
     data_sites = [s for s in given if not world.children(s)]
-    target = Target(world.model, world.args, world.kwargs, seed=seed, given=given,
+    target = Target(world.model, world.args, world.kwargs, seed=config.seed, given=given,
                     data_sites=data_sites)
-    post = run_target(target, method=method, num_samples=num_samples, num_warmup=num_warmup,
-                      num_chains=num_chains, seed=seed, progress=progress, thin=thin,
-                      chain_method=chain_method, executor=executor, blocks=blocks,
-                      nuts_options=nuts_options, backend=backend, **run_options)
+    post = run_target(target, config)
     post.attrs["query"] = (f"inference of [{', '.join(targets)}] given "
                            f"[{', '.join(sorted(evidence))}]")
     return post
-
-
-_OPTION_DEFAULTS: dict[str, Any] = {
-    "structure_weights": None, "init_values": None, "init_candidates": 100,
-    "program_moves": 10, "num_rungs": 1, "beta_min": 0.05, "max_time": None,
-    "num_particles": None}
-
-
-def _options(options: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(_OPTION_DEFAULTS))
-    if unknown:
-        raise PPLError(f"Unknown query option(s) {unknown}; model arguments go in "
-                       f"model_args/model_kwargs, inference options are {sorted(_OPTION_DEFAULTS)}"
-                       " and those of the signature.")
-    return {**_OPTION_DEFAULTS, **options}
 
 
 def _parse_given(world: World, given: dict[str, Any]) -> dict[str, Any]:

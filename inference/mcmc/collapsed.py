@@ -61,6 +61,7 @@ def score(fitter: ConstantFitter, view: ProgramLikelihood, phi: Program
     --------
     >>> import numpy as np, ppl
     >>> from ppl import dist
+    >>> from inference.config import McmcOptions
     >>> from inference.mcmc.gibbs import Gibbs
     >>> from inference.target import Target
     >>> prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=3)
@@ -69,7 +70,7 @@ def score(fitter: ConstantFitter, view: ProgramLikelihood, phi: Program
     ...     with ppl.plate("d", len(x)):
     ...         ppl.sample("y", dist.Normal(f(x), 0.1), obs=y)
     >>> x = np.linspace(0.0, 1.0, 6)
-    >>> kernel = Gibbs(Target(model, (x,), {"y": 2.0 * x}), collapsed=True)
+    >>> kernel = Gibbs(Target(model, (x,), {"y": 2.0 * x}), McmcOptions(collapsed=True))
     >>> state = kernel.init(np.random.default_rng(0))
     >>> view = kernel._view(kernel.blocks[0], state)
     >>> lin, _ = score(kernel._fitter(kernel.blocks[0]), view, prior.grammar.parse("(x * 1.0)"))

@@ -9,6 +9,7 @@ parallel processes by default (``spawn`` context, one torch thread each) or on a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import sys
@@ -23,39 +24,34 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from inference.config import RunConfig
 from inference.mcmc.gibbs import Gibbs
 from inference.mcmc.tempering import geometric_ladder, swap
 from inference.target import PROGRAM, Target
 from ppl.errors import PPLError
 
-__all__ = ["ChainResult", "ChainSpec", "run_chain", "run_chains", "show_progress"]
+__all__ = ["ChainResult", "ChainSpec", "make_specs", "run_chain", "run_chains"]
 
 
 class ChainSpec(NamedTuple):
     """Everything one chain needs (picklable, so it can run in another process)."""
 
     model: Callable[..., Any]
+    """The model."""
     args: tuple[Any, ...]
+    """Its positional arguments."""
     kwargs: dict[str, Any]
+    """Its keyword arguments."""
+    config: RunConfig
+    """The run's options (without the executor, which stays with the caller)."""
     chain: int
+    """This chain's index."""
     seed: np.random.SeedSequence
-    num_warmup: int
-    num_samples: int
-    thin: int
-    progress: bool
-    structure_weights: dict[str, float] | None
-    init_values: dict[str, Any] | None
-    max_time: float | None
-    init_candidates: int
-    program_moves: int
-    num_rungs: int = 1
-    beta_min: float = 0.05
-    blocks: list[tuple[str, Any]] | None = None
-    nuts_options: dict[str, Any] | None = None
+    """This chain's stream, spawned from the master seed."""
     given: dict[str, Any] | None = None
+    """Sites held at given values (query)."""
     data_sites: list[str] | None = None
-    backend: str = "pyro"
-    collapsed: bool = False
+    """Given sites that are observations (query)."""
 
 
 class ChainResult(NamedTuple):
@@ -74,11 +70,6 @@ class ChainResult(NamedTuple):
     """Seconds spent in this chain."""
     cut_short: bool
     """True when ``max_time`` stopped the chain early."""
-
-
-def show_progress(progress: bool) -> bool:
-    """Progress bars only on a terminal and never under CI."""
-    return bool(progress) and sys.stderr.isatty() and not os.environ.get("CI")
 
 
 def run_chain(spec: ChainSpec) -> ChainResult:
@@ -103,30 +94,29 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
     try:
         rng = np.random.default_rng(spec.seed)
         kernels = []
-        for beta in geometric_ladder(spec.num_rungs, spec.beta_min):
+        cfg = spec.config
+        for beta in geometric_ladder(cfg.mcmc.num_rungs, cfg.mcmc.beta_min):
             target = Target(spec.model, spec.args, spec.kwargs,
                             seed=int(spec.seed.generate_state(1)[0]), given=spec.given,
                             data_sites=spec.data_sites)
             target.beta = float(beta)
-            kernels.append(Gibbs(target, spec.structure_weights, spec.init_candidates,
-                                 spec.program_moves, blocks=spec.blocks,
-                                 nuts_options=spec.nuts_options, backend=spec.backend,
-                                 collapsed=spec.collapsed))
+            kernels.append(Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend))
         target = kernels[0].target
-        states = [k.init(rng, spec.init_values, spec.num_warmup) for k in kernels]
+        num_warmup, num_samples, thin = cfg.warmup, cfg.num_samples, cfg.thin
+        states = [k.init(rng, cfg.init_values, num_warmup) for k in kernels]
         draws = {name: [] for name in target.latents}
         pointwise = {name: [] for name in target.observed}
         if len(kernels) > 1:
             stats["swap_accepted"] = []
-        total = spec.num_warmup + spec.num_samples * spec.thin
+        total = num_warmup + num_samples * thin
         bar = tqdm(total=total, position=spec.chain, desc=f"chain {spec.chain}",
-                   disable=not spec.progress, leave=False)
+                   disable=not cfg.progress, leave=False)
         swaps = np.full(len(kernels) - 1, np.nan)
         for i in range(total):
-            if spec.max_time is not None and time.perf_counter() - start > spec.max_time:
+            if cfg.max_time is not None and time.perf_counter() - start > cfg.max_time:
                 bar.close()
                 return _result(spec, draws, stats, pointwise, None, start, True)
-            warm = i < spec.num_warmup
+            warm = i < num_warmup
             infos = []
             for k, kernel in enumerate(kernels):
                 states[k], info = kernel.step(rng, states[k], adapt=warm)
@@ -134,7 +124,7 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
             if len(kernels) > 1:
                 states, swaps = swap(rng, kernels, states, i % 2)
             bar.update()
-            if warm or (i - spec.num_warmup) % spec.thin:
+            if warm or (i - num_warmup) % thin:
                 continue
             _record(target, states[0], infos[0], draws, stats, pointwise)
             if len(kernels) > 1:
@@ -210,18 +200,12 @@ def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
 
 
 def make_specs(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
-               seed: int, num_chains: int, num_warmup: int, num_samples: int, thin: int,
-               progress: bool, structure_weights: dict[str, float] | None,
-               init_values: dict[str, Any] | None, max_time: float | None,
-               init_candidates: int = 100, program_moves: int = 10, num_rungs: int = 1,
-               beta_min: float = 0.05, blocks: list[tuple[str, Any]] | None = None,
-               nuts_options: dict[str, Any] | None = None, given: dict[str, Any] | None = None,
-               data_sites: list[str] | None = None, backend: str = "pyro",
-               collapsed: bool = False) -> list[ChainSpec]:
-    """One spec per chain, each with its own stream spawned from ``seed``."""
-    streams = np.random.SeedSequence(seed).spawn(num_chains)
-    return [ChainSpec(model, tuple(args), dict(kwargs), c, streams[c], num_warmup,
-                      num_samples, thin, show_progress(progress), structure_weights,
-                      init_values, max_time, init_candidates, program_moves, num_rungs,
-                      beta_min, blocks, nuts_options, given, data_sites, backend, collapsed)
-            for c in range(num_chains)]
+               config: RunConfig, given: dict[str, Any] | None = None,
+               data_sites: list[str] | None = None) -> list[ChainSpec]:
+    """One spec per chain, each with its own stream spawned from ``config.seed``."""
+    streams = np.random.SeedSequence(config.seed).spawn(config.num_chains)
+    chain_config = dataclasses.replace(config, executor=None,
+                                       progress=config.show_progress)
+    return [ChainSpec(model, tuple(args), dict(kwargs), chain_config, c, streams[c], given,
+                      data_sites)
+            for c in range(config.num_chains)]

@@ -28,17 +28,18 @@ the same with ``cache_size=0``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch.distributions import biject_to
 
+from inference.config import BACKENDS, McmcOptions, NutsOptions
 from inference.mcmc import collapsed as collapsed_mode
 from inference.mcmc.cache import LRU
 from inference.mcmc.fastlik import ProgramLikelihood
-from inference.mcmc.laplace import CACHE_SIZE, ConstantFitter
+from inference.mcmc.laplace import ConstantFitter
 from inference.mcmc.moves import MOVES, RandomChooser
 from inference.mcmc.nuts_block import NumpyroNutsBlock, NutsBlock
 from inference.mcmc.plan import make_plan
@@ -97,68 +98,59 @@ class Gibbs:
     Parameters
     ----------
     target : Target
-    structure_weights : mapping, optional
-        Probabilities of the structure moves (normalised); default
-        ``DEFAULT_STRUCTURE_WEIGHTS``.
-    init_candidates : int
-        The initial state is the best of this many valid random draws.
-    program_moves : int
-        Structure moves (each followed by a constant move when the program has constants)
-        per program site per sweep; one MALA move on the constants ends the block. With the
-        incremental likelihood (:mod:`inference.mcmc.fastlik`) these cost a program
-        evaluation each, not a model run.
-    refit : float
-        With the incremental likelihood, the probability that a structure move redraws all
-        constants from their Laplace fit (MOVES.md move 5), and that a constant move is a
-        Laplace independence move instead of a random walk.
-    blocks : sequence of (kernel, sites) pairs, optional
-        The plan (see :func:`make_plan`); default: ProgramMH per program site, NUTS on all
-        continuous sites, DiscreteMH per discrete site.
-    nuts_options : mapping, optional
-        ``target_accept_prob``, ``max_tree_depth``, ``dense_mass`` of the NUTS blocks.
+    options : McmcOptions
+        The kernel's options (:class:`~inference.config.McmcOptions`: structure moves per
+        sweep, their weights, initial candidates, the plan ``blocks``, ``refit``,
+        ``cache_size``, ``collapsed``); every default lives there.
+    nuts : NutsOptions
+        Options of the plan's NUTS blocks.
     backend : {"pyro", "numpyro"}
         Whose NUTS runs the NUTS blocks: Pyro's (:class:`~inference.mcmc.nuts_block.NutsBlock`)
         or NumPyro's (:class:`~inference.mcmc.nuts_block.NumpyroNutsBlock`).
-    cache_size : int
-        Capacity of each LRU cache (``CACHE_NAMES``); 0 turns caching off without changing
-        the chain. Hits and misses are counted in ``cache_stats``.
-    collapsed : bool
-        Program sites run the collapsed mode (:mod:`inference.mcmc.collapsed`): an
-        approximation that needs the incremental likelihood with Normal observations.
+
+    Examples
+    --------
+    >>> import numpy as np, ppl
+    >>> from ppl import dist
+    >>> from inference.config import McmcOptions
+    >>> from inference.target import Target
+    >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+    >>> def model(x, y=None):
+    ...     f = ppl.sample("f", prior)
+    ...     with ppl.plate("data", len(x)):
+    ...         ppl.sample("y", dist.Normal(f(x), 0.5), obs=y)
+    >>> x = np.linspace(-1, 1, 5)
+    >>> kernel = Gibbs(Target(model, (x,), {"y": x}), McmcOptions(program_moves=2))
+    >>> kernel.describe()
+    'Gibbs: ProgramMH[f]'
+    >>> rng = np.random.default_rng(0)
+    >>> state = kernel.init(rng)
+    >>> state, info = kernel.step(rng, state)
+    >>> bool(np.isfinite(state.log_joint))
+    True
     """
 
-    def __init__(self, target: Target, structure_weights: Mapping[str, float] | None = None,
-                 init_candidates: int = 100, program_moves: int = 1, refit: float = 0.5,
-                 blocks: Sequence[tuple[str, Any]] | None = None,
-                 nuts_options: Mapping[str, Any] | None = None, backend: str = "pyro",
-                 cache_size: int = CACHE_SIZE, collapsed: bool = False) -> None:
+    def __init__(self, target: Target, options: McmcOptions | None = None,
+                 nuts: NutsOptions | None = None, backend: str = "pyro") -> None:
+        options = McmcOptions() if options is None else options
         self.target = target
-        if backend not in ("pyro", "numpyro"):
-            raise PPLError(f"backend must be 'pyro' or 'numpyro'; got {backend!r}.")
+        if backend not in BACKENDS:
+            raise PPLError(f"backend must be one of {BACKENDS}; got {backend!r}.")
         self.backend = backend
-        if not isinstance(cache_size, int) or cache_size < 0:
-            raise PPLError(f"cache_size must be an integer >= 0; got {cache_size!r}.")
-        self.cache_size = cache_size
+        self.cache_size = options.cache_size
         self.cache_stats: dict[str, list[int]] = {name: [0, 0] for name in CACHE_NAMES}
         """[hits, misses] per cache."""
         self._outputs: dict[str, LRU] = {}
-        self.collapsed = bool(collapsed)
-        if not 0.0 <= refit <= 1.0:
-            raise PPLError(f"refit must be a probability in [0, 1]; got {refit!r}.")
-        self.refit = refit
+        self.collapsed = options.collapsed
+        self.refit = float(options.refit)
         self._fitters: dict[str, ConstantFitter] = {}
         """Laplace fits per program site (a cache: results depend only on their key)."""
-        if not isinstance(program_moves, int) or program_moves < 1:
-            raise PPLError(f"program_moves must be a positive integer; got {program_moves!r}.")
-        self.program_moves = program_moves
+        self.program_moves = options.program_moves
         self._views: dict[str, tuple[tuple[Any, ...], ProgramLikelihood | None]] = {}
         self._probes: dict[str, list[Program]] = {}
         self._probe_turn: dict[str, int] = {}
-        if not isinstance(init_candidates, int) or init_candidates < 1:
-            raise PPLError(f"init_candidates must be a positive integer; got "
-                           f"{init_candidates!r}.")
-        self.init_candidates = init_candidates
-        weights = dict(structure_weights or DEFAULT_STRUCTURE_WEIGHTS)
+        self.init_candidates = options.init_candidates
+        weights = dict(options.structure_weights or DEFAULT_STRUCTURE_WEIGHTS)
         unknown = set(weights) - set(MOVES)
         if unknown or not weights or any(not (w >= 0) for w in weights.values()) \
                 or sum(weights.values()) <= 0:
@@ -167,9 +159,9 @@ class Gibbs:
         self.move_names = list(weights)
         self.move_cum = np.cumsum([weights[k] for k in self.move_names])
         self.blocks = list(target.latents.values())
-        self.plan = make_plan(target.latents, blocks)
+        self.plan = make_plan(target.latents, options.blocks)
         block = NutsBlock if backend == "pyro" else NumpyroNutsBlock
-        self._nuts = [block(target, sites, **dict(nuts_options or {}))
+        self._nuts = [block(target, sites, NutsOptions() if nuts is None else nuts)
                       for kind, sites in self.plan if kind == "NUTS"]
 
     def describe(self) -> str:

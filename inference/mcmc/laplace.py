@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from inference.config import CACHE_SIZE
 from inference.mcmc.cache import LRU, MISSING, Canonical, canonical, shape_of
 from inference.mcmc.fastlik import ProgramLikelihood
 from ppl.errors import PPLError
@@ -55,8 +56,6 @@ INFLATION = 1.5
 LOG_2PI = math.log(2 * math.pi)
 BAD_RESIDUAL = 1e8
 """Residual used where the program is invalid (keeps the optimiser away, deterministically)."""
-CACHE_SIZE = 4096
-"""Default capacity of the fitter's caches (canonical forms, least-squares solves)."""
 
 
 class ConstantFit(NamedTuple):

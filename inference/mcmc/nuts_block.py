@@ -30,6 +30,7 @@ import torch
 from pyro.infer.mcmc import NUTS
 from torch.distributions import biject_to
 
+from inference.config import NutsOptions
 from inference.target import SiteInfo, Target
 
 __all__ = ["NutsBlock", "NutsInfo"]
@@ -108,13 +109,15 @@ class NutsBlock:
     (torch.float64, True)
     """
 
-    def __init__(self, target: Target, sites: Sequence[SiteInfo], target_accept_prob: float = 0.8,
-                 max_tree_depth: int = 10, dense_mass: bool = False) -> None:
+    def __init__(self, target: Target, sites: Sequence[SiteInfo],
+                 options: NutsOptions | None = None) -> None:
+        options = NutsOptions() if options is None else options
         self.target = target
         self.sites = list(sites)
         self.names = [s.name for s in sites]
-        self.options = {"target_accept_prob": target_accept_prob,
-                        "max_tree_depth": max_tree_depth, "full_mass": dense_mass}
+        self.options = {"target_accept_prob": options.target_accept_prob,
+                        "max_tree_depth": options.max_tree_depth,
+                        "full_mass": options.dense_mass}
 
     def describe(self) -> str:
         return f"NUTS[{', '.join(self.names)}]"

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import ppl
+from inference.config import McmcOptions
 from inference.mcmc.cache import LRU, MISSING, canonical, shape_of
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.gibbs import Gibbs
@@ -27,7 +28,8 @@ def model(x, y=None):
 
 
 def _kernel(cache_size=4096, seed=0):
-    kernel = Gibbs(Target(model, (X,), {"y": Y}), program_moves=10, cache_size=cache_size)
+    kernel = Gibbs(Target(model, (X,), {"y": Y}),
+                   McmcOptions(program_moves=10, cache_size=cache_size))
     rng = np.random.default_rng(seed)
     return kernel, kernel.init(rng), rng
 
@@ -106,7 +108,7 @@ def test_cached_values_equal_recomputation():
         state, _ = kernel.step(rng, state)
     b = kernel.blocks[0]
     view = kernel._view(b, state)
-    fresh = Gibbs(Target(model, (X,), {"y": Y}), cache_size=0)
+    fresh = Gibbs(Target(model, (X,), {"y": Y}), McmcOptions(program_moves=1, cache_size=0))
     fresh.target.check_fast([dict(state.values)])
     plain = fresh._view(b, state)
     fitter, plain_fitter = kernel._fitter(b), fresh._fitter(b)
@@ -156,7 +158,7 @@ def test_a_cache_keyed_without_the_constants_changes_the_chain(monkeypatch):
 @pytest.mark.parametrize("bad", [-1, 2.5, "big"])
 def test_cache_size_must_be_a_nonnegative_integer(bad):
     with pytest.raises(ppl.errors.PPLError, match="cache_size"):
-        Gibbs(Target(model, (X,), {"y": Y}), cache_size=bad)
+        Gibbs(Target(model, (X,), {"y": Y}), McmcOptions(cache_size=bad))
 
 
 def test_shape_ignores_constant_values():

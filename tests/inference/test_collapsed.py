@@ -18,6 +18,7 @@ from scipy import integrate
 import ppl
 from inference import infer
 from inference._arviz import az
+from inference.config import McmcOptions
 from inference.mcmc import collapsed, moves
 from inference.mcmc.cache import shape_of
 from inference.mcmc.exact import structures, transition_matrix
@@ -59,7 +60,8 @@ MODEL2 = make_model(PRIOR2)
 
 def _kernel(prior, x=X, y=Y, model=None):
     """A collapsed kernel after init, its program block, view and fitter."""
-    kernel = Gibbs(Target(model or make_model(prior), (x,), {"y": y}), collapsed=True)
+    kernel = Gibbs(Target(model or make_model(prior), (x,), {"y": y}),
+                   McmcOptions(program_moves=1, collapsed=True))
     state = kernel.init(np.random.default_rng(0))
     b = kernel.blocks[0]
     return kernel, kernel._view(b, state), kernel._fitter(b)

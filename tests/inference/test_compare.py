@@ -288,8 +288,9 @@ def test_a_future_nuts_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_infer(model: Any, *args: Any, method: str = "mcmc", backend: str = "pyro",
                    num_samples: int = 1000, num_warmup: int | None = None,
                    num_chains: int = 4, seed: int = 0, progress: bool = True,
-                   **kwargs: Any) -> Posterior:
-        calls.append({"method": method, "backend": backend, "kwargs": kwargs})
+                   model_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Posterior:
+        calls.append({"method": method, "backend": backend,
+                      "kwargs": {**kwargs, **(model_kwargs or {})}})
         rng = np.random.default_rng(seed)
         shape = (num_chains, num_samples)
         return Posterior(method=method, samples={"mu": rng.normal(size=shape)},
@@ -301,7 +302,6 @@ def test_a_future_nuts_entry(monkeypatch: pytest.MonkeyPatch) -> None:
                          observed={"y": NN_Y}, priors={})
 
     monkeypatch.setattr(api, "infer", fake_infer)
-    monkeypatch.setattr(api, "METHODS", (*api.METHODS, "nuts"))
     table = compare(normal_normal, y=NN_Y, methods=["mcmc", ("nuts", {"backend": "numpyro"})],
                     num_samples=200, num_chains=2)
     assert list(table.index) == ["mcmc", "nuts[numpyro]"]

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import ppl
+from inference.config import McmcOptions
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.gibbs import Gibbs
 from inference.target import Target
@@ -69,7 +70,7 @@ def scale_from_output_model(x, y=None):
 
 def _target(model):
     target = Target(model, (X,), {"y": Y})
-    gibbs = Gibbs(target, init_candidates=5)
+    gibbs = Gibbs(target, McmcOptions(init_candidates=5, program_moves=1))
     state = gibbs.init(np.random.default_rng(1))
     return target, state
 
@@ -126,7 +127,7 @@ def test_scorer_declines_subsampled_plates():
             ppl.sample("y", dist.Normal(f(x[idx]), 0.3), obs=y[idx])
 
     target = Target(model, (X,), {"y": Y})
-    Gibbs(target, init_candidates=3).init(np.random.default_rng(0))
+    Gibbs(target, McmcOptions(init_candidates=3, program_moves=1)).init(np.random.default_rng(0))
     assert not target.fast
 
 

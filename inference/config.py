@@ -1,0 +1,294 @@
+"""The one home of every run option: its default, its meaning and its validation.
+
+A run is described by one :class:`RunConfig`: the options every method shares (method,
+backend, draws, chains, seed, ...) plus one small record per method family:
+:class:`McmcOptions` (the Gibbs kernel of ``"mcmc"``/``"auto"``), :class:`NutsOptions`
+(``"nuts"`` and the Gibbs plan's NUTS blocks) and :class:`ImportanceOptions`. ``infer``,
+``query`` and ``compare`` take the same flat keyword options and build the record with
+:meth:`RunConfig.build`; the driver, the kernels and the NUTS bridges read the record, so
+no option is copied by hand between layers. "Where is the default of X?": here.
+
+Examples
+--------
+>>> cfg = RunConfig.build(method="mcmc", num_chains=2, program_moves=3)
+>>> cfg.num_chains, cfg.mcmc.program_moves, cfg.nuts.target_accept_prob
+(2, 3, 0.8)
+>>> cfg.warmup  # num_warmup defaults to num_samples
+1000
+>>> RunConfig.build(seed=-1)
+Traceback (most recent call last):
+...
+ppl.errors.PPLError: seed must be an integer >= 0; got -1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ppl.backend import BACKENDS
+from ppl.errors import PPLError
+
+__all__ = ["BACKENDS", "CACHE_SIZE", "METHODS", "ImportanceOptions", "McmcOptions",
+           "NutsOptions", "RunConfig", "check_bool", "check_int", "option_names"]
+
+METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts")
+"""Every value of ``method``."""
+
+CACHE_SIZE = 4096
+"""Default capacity of each LRU cache of the Gibbs kernel and of the Laplace fits."""
+
+
+def check_int(name: str, value: Any, low: int, none_ok: bool = False) -> None:
+    """Raise a PPLError unless ``value`` is an integer >= ``low`` (or None if allowed)."""
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise PPLError(f"{name} must be an integer >= {low}; got {value!r}.")
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Raise a PPLError unless ``value`` is True or False."""
+    if not isinstance(value, bool):
+        raise PPLError(f"{name} must be True or False; got {value!r}.")
+
+
+@dataclass(frozen=True)
+class NutsOptions:
+    """NUTS options: of ``method="nuts"`` and of the Gibbs plan's NUTS blocks.
+
+    Examples
+    --------
+    >>> NutsOptions(dense_mass=True).max_tree_depth
+    10
+    """
+
+    target_accept_prob: float = 0.8
+    """Step-size adaptation target (Stan's ``adapt_delta``), in (0, 1)."""
+    max_tree_depth: int = 10
+    """At most 2**max_tree_depth − 1 leapfrog steps per transition."""
+    dense_mass: bool = False
+    """Adapt a dense (full covariance) mass matrix instead of a diagonal one."""
+
+    def __post_init__(self) -> None:
+        p = self.target_accept_prob
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1:
+            raise PPLError(f"target_accept_prob must be a probability in (0, 1); got {p!r}.")
+        d = self.max_tree_depth
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 1 <= d <= 30:
+            raise PPLError(f"max_tree_depth must be an integer in [1, 30]; got {d!r}.")
+        check_bool("dense_mass", self.dense_mass)
+
+
+@dataclass(frozen=True)
+class McmcOptions:
+    """Options of the Metropolis-within-Gibbs kernel (``method="mcmc"`` or ``"auto"``).
+
+    Examples
+    --------
+    >>> McmcOptions().program_moves
+    10
+    >>> McmcOptions(program_moves=0)
+    Traceback (most recent call last):
+    ...
+    ppl.errors.PPLError: program_moves must be an integer >= 1; got 0.
+    """
+
+    program_moves: int = 10
+    """Structure moves per program site per sweep (each scored incrementally when the
+    model allows it: a program evaluation, not a model run)."""
+    structure_weights: Mapping[str, float] | None = None
+    """Probabilities of the structure moves (normalised); None: the kernel's defaults."""
+    init_candidates: int = 100
+    """Each chain starts at the best of this many valid random initial states."""
+    num_rungs: int = 1
+    """Parallel tempering rungs on the likelihood (1: no tempering)."""
+    beta_min: float = 0.05
+    """The hottest rung's β on the geometric ladder β_k = beta_min^(k/(K−1))."""
+    blocks: Sequence[tuple[str, Any]] | None = None
+    """The Gibbs plan by hand, e.g. ``[("ProgramMH", "f"), ("RW", ["sigma"])]``."""
+    collapsed: bool = False
+    """Score structures by Laplace evidence (an approximation, named as such)."""
+    refit: float = 0.5
+    """Probability that a structure move redraws the constants from their Laplace fit,
+    and that a constant move is a Laplace independence move instead of a random walk."""
+    cache_size: int = CACHE_SIZE
+    """Capacity of each LRU cache of the kernel; 0 turns caching off (same chain)."""
+
+    def __post_init__(self) -> None:
+        check_int("program_moves", self.program_moves, 1)
+        check_int("init_candidates", self.init_candidates, 1)
+        check_int("num_rungs", self.num_rungs, 1)
+        check_int("cache_size", self.cache_size, 0)
+        check_bool("collapsed", self.collapsed)
+        b = self.beta_min
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < 1:
+            raise PPLError(f"beta_min must be in (0, 1); got {b!r}.")
+        r = self.refit
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1:
+            raise PPLError(f"refit must be a probability in [0, 1]; got {r!r}.")
+        if self.collapsed and self.num_rungs != 1:
+            raise PPLError(f"collapsed=True is a mode with num_rungs=1; got num_rungs="
+                           f"{self.num_rungs!r}.")
+
+
+@dataclass(frozen=True)
+class ImportanceOptions:
+    """Options of ``method="importance"``.
+
+    Examples
+    --------
+    >>> ImportanceOptions(num_particles=500).num_particles
+    500
+    """
+
+    num_particles: int | None = None
+    """Particles drawn from the prior; None: 10 × num_samples × num_chains."""
+
+    def __post_init__(self) -> None:
+        check_int("num_particles", self.num_particles, 1, none_ok=True)
+
+
+_RECORDS: dict[str, type] = {"mcmc": McmcOptions, "nuts": NutsOptions,
+                             "importance": ImportanceOptions}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every option of one run. Build it with :meth:`build` from flat keyword options.
+
+    Examples
+    --------
+    >>> cfg = RunConfig.build(method="nuts", dense_mass=True, num_chains=1)
+    >>> cfg.method, cfg.nuts.dense_mass, cfg.backend
+    ('nuts', True, 'pyro')
+    """
+
+    method: str = "mcmc"
+    """One of :data:`METHODS`."""
+    backend: str = "pyro"
+    """Whose NUTS runs ("pyro" or "numpyro"): the whole model under ``"nuts"``, the NUTS
+    blocks under ``"mcmc"``/``"auto"``."""
+    num_samples: int = 1000
+    """Draws kept per chain."""
+    num_warmup: int | None = None
+    """Adaptive sweeps before the draws; None: :attr:`warmup` decides."""
+    num_chains: int = 4
+    """Independent chains."""
+    thin: int = 1
+    """Sweeps per kept draw."""
+    seed: int = 0
+    """Master seed: the same seed gives bitwise-identical draws."""
+    progress: bool = True
+    """tqdm bars per chain (only on a terminal, never with ``CI`` set)."""
+    chain_method: str = "parallel"
+    """Chains in processes ("parallel") or one after another ("sequential")."""
+    executor: Executor | None = None
+    """A process-based executor for the chains (overrides ``chain_method``)."""
+    init_values: Mapping[str, Any] | None = None
+    """Initial values of some or all latent sites."""
+    max_time: float | None = None
+    """Seconds per chain; a chain stops cleanly at the budget (with a warning)."""
+    mcmc: McmcOptions = field(default_factory=McmcOptions)
+    """The Gibbs kernel's options."""
+    nuts: NutsOptions = field(default_factory=NutsOptions)
+    """NUTS options."""
+    importance: ImportanceOptions = field(default_factory=ImportanceOptions)
+    """Importance sampling's options."""
+
+    SHARED: ClassVar[tuple[str, ...]] = (
+        "method", "backend", "num_samples", "num_warmup", "num_chains", "thin", "seed",
+        "progress", "chain_method", "executor", "init_values", "max_time")
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise PPLError(f"Unknown method {self.method!r}; expected one of {METHODS}.")
+        if self.backend not in BACKENDS or (self.backend != "pyro"
+                                            and self.method in ("enumerate", "importance")):
+            raise PPLError(f"backend must be one of {BACKENDS} ('numpyro' with method='nuts', "
+                           f"'mcmc' or 'auto'); got backend={self.backend!r} with "
+                           f"method={self.method!r}.")
+        check_int("num_samples", self.num_samples, 1)
+        check_int("num_warmup", self.num_warmup, 0, none_ok=True)
+        check_int("num_chains", self.num_chains, 1)
+        check_int("thin", self.thin, 1)
+        check_int("seed", self.seed, 0)
+        if self.chain_method not in ("parallel", "sequential"):
+            raise PPLError(f"chain_method must be 'parallel' or 'sequential'; got "
+                           f"{self.chain_method!r}.")
+        t = self.max_time
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))
+                              or not t > 0):
+            raise PPLError(f"max_time must be a positive number of seconds; got {t!r}.")
+        if self.init_values is not None and not isinstance(self.init_values, Mapping):
+            raise PPLError(f"init_values must map site names to values; got "
+                           f"{type(self.init_values).__name__}.")
+        if self.mcmc.collapsed and self.method not in ("mcmc", "auto"):
+            raise PPLError(f"collapsed=True is a mode of method='mcmc' with num_rungs=1; got "
+                           f"method={self.method!r}.")
+        if self.method == "nuts" and (self.max_time is not None or self.mcmc.num_rungs != 1):
+            raise PPLError("method='nuts' supports neither max_time nor num_rungs > 1.")
+
+    @property
+    def show_progress(self) -> bool:
+        """Whether to draw progress bars: asked for, on a terminal, and never under CI."""
+        return bool(self.progress) and sys.stderr.isatty() and not os.environ.get("CI")
+
+    @property
+    def warmup(self) -> int:
+        """The warmup sweeps: ``num_warmup``, by default ``num_samples``, at most 200 with a
+        time budget (so that a large num_samples, meaning "until the budget", does not
+        spend the budget on warmup)."""
+        if self.num_warmup is not None:
+            return int(self.num_warmup)
+        return self.num_samples if self.max_time is None else min(self.num_samples, 200)
+
+    @classmethod
+    def build(cls, caller: str = "infer", **options: Any) -> RunConfig:
+        """A validated RunConfig from flat keyword options (the names of
+        :func:`option_names`); an unknown name is a PPLError naming it."""
+        unknown = sorted(set(options) - set(option_names()))
+        if unknown:
+            raise PPLError(f"Unknown {caller} option {unknown[0]!r}; options are "
+                           f"{sorted(option_names())}.")
+        shared = {k: v for k, v in options.items() if k in cls.SHARED}
+        records = {name: rec(**{k: v for k, v in options.items()
+                                if k in _fields(rec)})
+                   for name, rec in _RECORDS.items()}
+        return cls(**shared, **records)
+
+    def options(self) -> dict[str, Any]:
+        """The flat keyword options that :meth:`build` turns back into this record."""
+        out = {k: getattr(self, k) for k in self.SHARED}
+        for name in _RECORDS:
+            out.update(dataclasses.asdict(getattr(self, name)))
+        return out
+
+    def replace(self, **options: Any) -> RunConfig:
+        """This record with some flat options changed (validated again)."""
+        return RunConfig.build(**{**self.options(), **options})
+
+
+def _fields(record: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(record))
+
+
+def option_names() -> tuple[str, ...]:
+    """Every flat keyword option of ``infer``, ``query`` and ``compare``.
+
+    Examples
+    --------
+    >>> "program_moves" in option_names() and "seed" in option_names()
+    True
+    """
+    names = list(RunConfig.SHARED)
+    for rec in _RECORDS.values():
+        names += _fields(rec)
+    return tuple(names)
