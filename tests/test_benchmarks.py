@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from benchmarks import nguyen
+from benchmarks import nguyen_protocol as protocol
 
 FIELDS = {"method", "problem", "seed", "budget", "noise", "n_points", "best_program",
           "best_sympy", "nrmse", "recovered", "recovered_by", "sympy_equal", "wall_time",
@@ -42,12 +43,12 @@ def test_reference_programs_fit_and_pass_the_check() -> None:
     program passes the recovery check (numerically, no sympy)."""
     import ppl
 
-    for problem in nguyen.PROBLEMS.values():
+    for problem in protocol.PROBLEMS.values():
         program = ppl.Grammar.load(problem.grammar).parse(problem.reference)
-        assert program.depth <= nguyen.MAX_DEPTH, problem.name
-        X, truth = nguyen.fresh_points(problem, 0)
+        assert program.depth <= protocol.MAX_DEPTH, problem.name
+        X, truth = protocol.fresh_points(problem, 0)
         env = {n: X[:, i] for i, n in enumerate(problem.inputs)}
-        assert nguyen.nrmse(program(**env), truth) < nguyen.EXACT_NRMSE, problem.name
+        assert protocol.nrmse(program(**env), truth) < protocol.EXACT_NRMSE, problem.name
 
 
 def test_write_section_keeps_the_rest_of_the_page(tmp_path: Path) -> None:

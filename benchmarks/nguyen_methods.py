@@ -1,0 +1,334 @@
+"""B1's methods (``benchmarks/nguyen.py``): one run of our engine, pyoperon or gplearn on
+one problem and seed, scored by the protocol's recovery check.
+
+Each runner takes ``(problem, seed, budget, noise)`` and returns the method's part of a
+record: its best program, the check's verdict, timings and its own search statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import sympy
+
+from benchmarks.nguyen_protocol import (
+    CONSTANT_NRMSE,
+    EXACT_NRMSE,
+    MAX_DEPTH,
+    N_POINTS,
+    NUM_WARMUP,
+    SIGMA_FLOOR,
+    SYMPY_CHECKS,
+    Problem,
+    check,
+    fresh_points,
+    make_data,
+    nrmse,
+    skeleton,
+    symbols,
+    sympy_equal,
+    target_expr,
+)
+
+
+def _text(expr: Any) -> str | None:
+    return None if expr is None else str(expr)
+
+
+# ---------------------------------------------------------------------- our engine
+def run_ours(problem: Problem, seed: int, budget: float, noise: float) -> dict[str, Any]:
+    import torch
+
+    import ppl
+    from inference import infer
+    from inference.api import RunWarning
+    from ppl import dist
+
+    torch.set_num_threads(1)
+    X, y, _ = make_data(problem, seed, noise)
+    X_fresh, truth = fresh_points(problem, seed)
+    scale = float(np.std(y))
+    floor = SIGMA_FLOOR * scale
+    prior = ppl.ProgramPrior(problem.grammar, inputs=list(problem.inputs), max_depth=MAX_DEPTH)
+
+    def model(*columns: Any, obs: Any = None) -> None:
+        f = ppl.sample("f", prior)
+        sigma = ppl.sample("sigma", dist.HalfNormal(scale))
+        with ppl.plate("data", N_POINTS):
+            ppl.sample("obs", dist.Normal(f(*columns), sigma + floor), obs=obs)
+
+    columns = [X[:, i].copy() for i in range(X.shape[1])]
+    start, cpu = time.perf_counter(), time.process_time()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post = infer(model, *columns, obs=y, method="mcmc", num_chains=1,
+                     chain_method="sequential", max_time=budget, num_samples=10**7,
+                     num_warmup=NUM_WARMUP, progress=False, seed=seed)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    cut = [str(w.message) for w in caught if issubclass(w.category, RunWarning)
+           and "max_time cut the run short" in str(w.message)]
+    other = [f"{w.category.__name__}: {w.message}" for w in caught
+             if not (issubclass(w.category, RunWarning)
+                     and "max_time cut the run short" in str(w.message))]
+    draws = post.samples["f"].reshape(-1)
+    lp = post.stats["lp"].reshape(-1)
+    best = draws[int(np.argmax(lp))]
+    env = {n: X_fresh[:, i] for i, n in enumerate(problem.inputs)}
+    syms = symbols(problem)
+
+    def as_sympy(p: Any) -> Any:
+        e = p.to_sympy()
+        return e.xreplace({s: syms[s.name] for s in e.free_symbols})
+
+    best_expr = as_sympy(best)
+    result = check(problem, best_expr, best(**env), truth, X_fresh)
+    top = post.programs("f", top=1, simplify=False).iloc[0]
+    p_true, checked = _posterior_true(problem, draws, lp, env, truth, X_fresh, as_sympy)
+    return {"best_program": str(best), "best_sympy": _text(best_expr), **result,
+            "wall_time": wall, "cpu_seconds": cpu,
+            "chain_seconds": float(post.attrs["seconds"][0]),
+            "num_draws": len(draws), "num_warmup": NUM_WARMUP,
+            "best_log_joint": float(lp.max()),
+            "top_program": str(top["program"]), "top_probability": float(top["probability"]),
+            "p_true": p_true, "distinct_programs": len({p.key for p in draws}),
+            "sympy_checked_programs": checked,
+            "sigma_median": float(np.median(post.samples["sigma"])) + floor,
+            "cut_short": bool(cut), "warnings": other[:5],
+            "settings": {"grammar": problem.grammar, "max_depth": MAX_DEPTH,
+                         "sigma": f"HalfNormal({scale:.4g}) + {floor:.3g}",
+                         "num_chains": 1, "program_moves": 10}}
+
+
+def _posterior_true(problem: Problem, draws: np.ndarray, lp: np.ndarray,
+                    env: dict[str, np.ndarray], truth: np.ndarray, X_fresh: np.ndarray,
+                    as_sympy: Callable[[Any], Any]) -> tuple[float, int]:
+    """Fraction of draws that recover the target by :func:`check`.
+
+    Without constants a program's key fixes its function, so each distinct key is checked
+    once (numerically; sympy only when the numeric check fails but the NRMSE is below 1e-2
+    or not finite, at most ``SYMPY_CHECKS`` keys, most frequent first). With constants each
+    draw's NRMSE is checked and each key's structure once (on its highest-lp draw)."""
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(draws):
+        groups.setdefault(p.key, []).append(i)
+    order = sorted(groups, key=lambda k: -len(groups[k]))
+    hits = np.zeros(len(draws), dtype=bool)
+    checked = 0
+    target = target_expr(problem)
+    target_skeleton = skeleton(target) if problem.constants else None
+    for key in order:
+        idx = np.asarray(groups[key])
+        if problem.constants:
+            ok = np.array([nrmse(draws[i](**env), truth) < CONSTANT_NRMSE for i in idx])
+            if not ok.any() or checked >= SYMPY_CHECKS:
+                continue
+            rep = draws[max(idx[ok], key=lambda i: lp[i])]
+            checked += 1
+            if skeleton(as_sympy(rep)) == target_skeleton:
+                hits[idx[ok]] = True
+            continue
+        rep = draws[idx[0]]
+        err = nrmse(rep(**env), truth)
+        if err < EXACT_NRMSE:
+            hits[idx] = True
+        elif (err < 1e-2 or not math.isfinite(err)) and checked < SYMPY_CHECKS:
+            checked += 1
+            if sympy_equal(as_sympy(rep), target):
+                hits[idx] = True
+    return float(hits.mean()), checked
+
+
+# ---------------------------------------------------------------------- pyoperon
+KOZA_OPERON = "add,sub,mul,div,sin,cos,exp,log"
+
+
+def _operon_no_constants(X: np.ndarray, y: np.ndarray, budget: float, seed: int
+                         ) -> tuple[Any, dict[str, Any]]:
+    """pyoperon's GP without constants, built from its lower-level bindings (the wrapper
+    cannot switch constants off): variable leaves carry weight 1 (a coefficient initialiser
+    fixed at 1, no mutation or local optimisation of coefficients), MSE without linear
+    scaling. Other settings are the wrapper's defaults (population 1000, tournament 5,
+    max length 50, max depth 10, crossover 1.0, mutation 0.25)."""
+    import pyoperon as op
+
+    D = np.asfortranarray(np.column_stack((X, y)))
+    ds = op.Dataset(D)
+    target = max(ds.Variables, key=lambda v: v.Index)
+    inputs = [v.Hash for v in sorted(ds.Variables, key=lambda v: v.Index)
+              if v.Hash != target.Hash]
+    problem = op.Problem(ds)
+    problem.TrainingRange = op.Range(0, ds.Rows)
+    problem.TestRange = op.Range(ds.Rows - 1, ds.Rows)
+    problem.Target = target
+    problem.InputHashes = inputs
+    config = 0
+    for name in (KOZA_OPERON + ",variable").split(","):
+        config |= int(getattr(op.NodeType, name.capitalize()))
+    problem.ConfigurePrimitiveSet(config)
+    pset = problem.PrimitiveSet
+    creator = op.BalancedTreeCreator(pset, inputs, 0.0)
+    ones = op.UniformIntCoefficientAnalyzer()
+    ones.ParameterizeDistribution(1, 1)
+    dtable = op.DispatchTable()
+    optimizer = op.LMOptimizer(dtable, problem, 0, 0)
+    evaluator = op.Evaluator(problem, dtable, op.MSE(), False)
+    evaluator.Budget = 2**62
+    comparison = op.SingleObjectiveComparison(0)
+    selector = op.TournamentSelector(comparison)
+    selector.TournamentSize = 5
+    reinserter = op.KeepBestReinserter(comparison)
+    crossover = op.SubtreeCrossover(0.9, 10, 50)
+    mutation = op.MultiMutation()
+    mutators = [op.ChangeVariableMutation(inputs), op.ChangeFunctionMutation(pset),
+                op.ReplaceSubtreeMutation(creator, ones, 10, 50),
+                op.InsertSubtreeMutation(creator, ones, 10, 50),
+                op.RemoveSubtreeMutation(pset)]
+    for m in mutators:
+        mutation.Add(m, 1.0)
+    coeff_optimizer = op.CoefficientOptimizer(optimizer)
+    generator = op.BasicOffspringGenerator(evaluator, crossover, mutation, selector, selector,
+                                           coeff_optimizer)
+    min_arity, _ = pset.FunctionArityLimits()
+    initializer = op.UniformLengthTreeInitializer(creator)
+    initializer.ParameterizeDistribution(min_arity + 1, 10)
+    initializer.MinDepth = 1
+    initializer.MaxDepth = 1000
+    cfg = op.GeneticAlgorithmConfig(generations=10**9, max_evaluations=2**62,
+                                    local_iterations=0, population_size=1000, pool_size=1000,
+                                    p_crossover=1.0, p_mutation=0.25, p_local=0.0,
+                                    p_lamarck=0.0, epsilon=1e-5, seed=seed,
+                                    max_time=max(1, round(budget)))
+    gp = op.GeneticProgrammingAlgorithm(cfg, problem, initializer, ones, generator, reinserter)
+    gp.Run(op.RandomGenerator(np.uint64(seed)), None, 1, False)
+    names = {h: f"v{i}" for i, h in enumerate(inputs)}
+    text = op.InfixFormatter.Format(gp.BestModel.Genotype, names, 17)
+    _keep = (mutators, creator, ones, evaluator)  # C++ objects held by pointer
+    del _keep
+    return text, {"generations": int(gp.Generation), "evaluations": int(evaluator.CallCount),
+                  "interface": "lower-level bindings, weights fixed at 1, no scaling"}
+
+
+def _operon_wrapper(X: np.ndarray, y: np.ndarray, budget: float, seed: int
+                    ) -> tuple[Any, dict[str, Any]]:
+    """pyoperon's scikit-learn wrapper as is (constants on, r2 with linear scaling)."""
+    from pyoperon.sklearn import SymbolicRegressor
+
+    est = SymbolicRegressor(allowed_symbols=KOZA_OPERON + ",constant,variable",
+                            max_time=max(1, round(budget)), n_threads=1,
+                            random_state=seed, generations=10**9, max_evaluations=10**12)
+    est.fit(X, y)
+    names = [f"v{i}" for i in range(X.shape[1])]
+    text = est.get_model_string(est.model_, precision=17, names=names)
+    return text, {"generations": int(est.stats_["generations"]),
+                  "evaluations": int(est.stats_["evaluation_count"]),
+                  "interface": "scikit-learn wrapper, defaults, max_time"}
+
+
+def run_pyoperon(problem: Problem, seed: int, budget: float, noise: float) -> dict[str, Any]:
+    X, y, _ = make_data(problem, seed, noise)
+    X_fresh, truth = fresh_points(problem, seed)
+    start, cpu = time.perf_counter(), time.process_time()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runner = _operon_wrapper if problem.constants else _operon_no_constants
+        text, info = runner(X, y, budget, seed)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    syms = symbols(problem)
+    local = {f"v{i}": syms[n] for i, n in enumerate(problem.inputs)}
+    try:
+        expr = sympy.sympify(text, locals=local)
+    except (sympy.SympifyError, TypeError, SyntaxError):
+        expr = None
+    result = check(problem, expr, None, truth, X_fresh)
+    return {"best_program": text, "best_sympy": _text(expr), **result, "wall_time": wall,
+            "cpu_seconds": cpu, **info,
+            "warnings": [f"{w.category.__name__}: {w.message}" for w in caught][:5]}
+
+
+# ---------------------------------------------------------------------- gplearn
+def _protected_exp(a: np.ndarray) -> np.ndarray:
+    """exp(a) for a < 100, else 0 (gplearn needs closed functions)."""
+    with np.errstate(over="ignore"):
+        return np.where(a < 100.0, np.exp(np.minimum(a, 100.0)), 0.0)
+
+
+GPLEARN_SYMPY: dict[str, Callable[..., Any]] = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b, "sin": sympy.sin, "cos": sympy.cos,
+    "log": lambda a: sympy.log(sympy.Abs(a)), "exp": sympy.exp,
+}
+"""gplearn's functions in sympy: its protections (x/0 → 1, log|x| with log(0) → 0, exp
+capped) are dropped except log's absolute value; the numeric check uses gplearn's own
+float64 execution, protections included."""
+
+
+def gplearn_sympy(program: Sequence[Any], names: Sequence[Any]) -> Any:
+    """gplearn's flattened prefix program (functions, feature indices, float constants at
+    full precision) as a sympy expression."""
+    pos = 0
+
+    def build() -> Any:
+        nonlocal pos
+        node = program[pos]
+        pos += 1
+        if hasattr(node, "arity"):
+            args = [build() for _ in range(node.arity)]
+            return GPLEARN_SYMPY[node.name](*args)
+        if isinstance(node, (int, np.integer)):
+            return names[int(node)]
+        return sympy.Float(float(node))
+
+    return build()
+
+
+def run_gplearn(problem: Problem, seed: int, budget: float, noise: float) -> dict[str, Any]:
+    from gplearn.functions import make_function
+    from gplearn.genetic import SymbolicRegressor
+
+    X, y, _ = make_data(problem, seed, noise)
+    X_fresh, truth = fresh_points(problem, seed)
+    exp = make_function(function=_protected_exp, name="exp", arity=1)
+    est = SymbolicRegressor(population_size=1000, generations=1, warm_start=True,
+                            function_set=("add", "sub", "mul", "div", "sin", "cos", "log",
+                                          exp),
+                            const_range=(-5.0, 5.0) if problem.constants else None,
+                            random_state=seed, n_jobs=1, verbose=0)
+    start, cpu = time.perf_counter(), time.process_time()
+    generations, stopped = 0, False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        while True:
+            t0 = time.perf_counter()
+            est.set_params(generations=generations + 1)
+            est.fit(X, y)
+            generations += 1
+            last = time.perf_counter() - t0
+            if len(est._programs) < generations:  # gplearn's own stopping criterion
+                stopped = True
+                break
+            if time.perf_counter() - start + last > budget:
+                break
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    syms = symbols(problem)
+    names = [syms[n] for n in problem.inputs]
+    program = est._program
+    try:
+        expr = gplearn_sympy(program.program, names)
+    except (KeyError, IndexError, TypeError, ValueError):
+        expr = None
+    with np.errstate(all="ignore"):
+        pred = np.asarray(program.execute(X_fresh), dtype=np.float64)
+    result = check(problem, expr, pred, truth, X_fresh)
+    return {"best_program": str(program), "best_sympy": _text(expr), **result,
+            "wall_time": wall, "cpu_seconds": cpu, "generations": generations,
+            "stopped_early": stopped,
+            "warnings": [f"{w.category.__name__}: {w.message}" for w in caught][:5]}
+
+
+RUNNERS: dict[str, Callable[[Problem, int, float, float], dict[str, Any]]] = {
+    "ours": run_ours, "pyoperon": run_pyoperon, "gplearn": run_gplearn}
