@@ -28,17 +28,21 @@ import numpy as np
 import ppl
 from inference import infer
 from inference._arviz import az
-from inference.mcmc import collapsed
+from inference.config import McmcOptions
+from inference.mcmc.blocks import collapsed, program
+from inference.mcmc.blocks.base import CACHE_NAMES
 from inference.mcmc.cache import LRU
-from inference.mcmc.gibbs import CACHE_NAMES, Gibbs
+from inference.mcmc.gibbs import Gibbs
 from inference.mcmc.laplace import ConstantFitter
 from inference.target import Target
 from ppl import dist
 
 ROOT = Path(__file__).resolve().parent.parent
 PRIOR = ppl.ProgramPrior("arith", inputs=["x"], max_depth=6)
-STRUCTURE = ("_structure", "_refit_structure")
-CONSTANT = ("_constant_rw", "_laplace_constants", "_mala")
+STRUCTURE = ("structure", "refit_structure")
+CONSTANT = ("constant_rw", "laplace_constants", "mala")
+"""The program block's update functions (module globals of ``inference.mcmc.blocks.program``,
+which looks them up at call time)."""
 
 
 def model(x: Any, y: Any = None) -> None:
@@ -106,22 +110,27 @@ class Throughput:
         return self.proposals / self.seconds
 
 
-def count_moves(kernel: Gibbs) -> dict[str, list[int]]:
-    """Wrap the kernel's update methods (on the instance) to count calls and acceptances."""
+@contextlib.contextmanager
+def count_moves() -> Iterator[dict[str, list[int]]]:
+    """Count calls and acceptances of the program block's updates while the block runs."""
     counts: dict[str, list[int]] = {}
-    for name in (*STRUCTURE, *CONSTANT):
+    saved = {name: getattr(program, name) for name in (*STRUCTURE, *CONSTANT)}
+    for name, fn in saved.items():
         tally = counts[name] = [0, 0]
-        method = getattr(kernel, name)
 
-        def wrapped(*args: Any, _method: Any = method, _tally: list[int] = tally,
+        def wrapped(*args: Any, _fn: Any = fn, _tally: list[int] = tally,
                     **kwargs: Any) -> Any:
-            out = _method(*args, **kwargs)
+            out = _fn(*args, **kwargs)
             _tally[0] += 1
-            _tally[1] += bool(out[2])
+            _tally[1] += bool(out[1].accepted)
             return out
 
-        setattr(kernel, name, wrapped)
-    return counts
+        setattr(program, name, wrapped)
+    try:
+        yield counts
+    finally:
+        for name, fn in saved.items():
+            setattr(program, name, fn)
 
 
 @contextlib.contextmanager
@@ -146,25 +155,27 @@ def make_kernel(variant: Variant, data: tuple[np.ndarray, np.ndarray], seed: int
     """A kernel of ``variant`` after ``init`` and ``warmup`` adaptive sweeps."""
     x, y = data
     target = Target(model, (x,), {"y": y}, seed=seed)
-    kernel = Gibbs(target, None, 100, program_moves, refit=variant.refit,
-                   cache_size=4096 if variant.cache else 0, collapsed=variant.collapsed)
+    kernel = Gibbs(target, McmcOptions(program_moves=program_moves, refit=variant.refit,
+                                       cache_size=4096 if variant.cache else 0,
+                                       collapsed=variant.collapsed))
     rng = np.random.default_rng(seed)
     state = kernel.init(rng)
     if not variant.fast:
         target.fast = False  # every proposal is now a Pyro trace
     if not variant.incremental:
-        kernel._view = lambda b, s: None  # type: ignore[method-assign]
+        kernel.workspace.view = lambda *a: None  # type: ignore[method-assign]
     if not variant.eval_cache:
-        kernel._view = without_eval_caches(kernel._view)  # type: ignore[method-assign]
+        kernel.workspace.view = without_eval_caches(  # type: ignore[method-assign]
+            kernel.workspace.view)
     for _ in range(warmup):
         state, _ = kernel.step(rng, state, adapt=True)
     return kernel, state, rng
 
 
 def without_eval_caches(view_of: Any) -> Any:
-    """``Gibbs._view`` whose views keep no log L and no outputs (same chain, no memo)."""
-    def wrapped(b: Any, state: Any) -> Any:
-        view = view_of(b, state)
+    """``Workspace.view`` whose views keep no log L and no outputs (same chain, no memo)."""
+    def wrapped(*args: Any) -> Any:
+        view = view_of(*args)
         if view is not None:
             view.lik, view.outputs = LRU(0), None
         return view
@@ -175,16 +186,15 @@ def throughput(variant: Variant, data: tuple[np.ndarray, np.ndarray], seed: int,
                warmup: int, sweeps: int, program_moves: int) -> Throughput:
     """Time ``sweeps`` non-adaptive sweeps after ``warmup`` adaptive ones."""
     kernel, state, rng = make_kernel(variant, data, seed, warmup, program_moves)
-    counts = count_moves(kernel)
-    before = {k: tuple(v) for k, v in kernel.cache_stats.items()}
+    before = {k: tuple(v) for k, v in kernel.workspace.stats.items()}
     sizes = 0
-    with count_solves() as solves, count_collapsed() as folded:
+    with count_moves() as counts, count_solves() as solves, count_collapsed() as folded:
         start = time.process_time()  # CPU seconds: other load on the machine does not count
         for _ in range(sweeps):
             state, _ = kernel.step(rng, state)
             sizes += state.values["f"].size
         seconds = time.process_time() - start
-    cache = {k: (kernel.cache_stats[k][0] - before[k][0], kernel.cache_stats[k][1]
+    cache = {k: (kernel.workspace.stats[k][0] - before[k][0], kernel.workspace.stats[k][1]
                  - before[k][1]) for k in CACHE_NAMES}
     return Throughput(variant, seconds, sweeps,
                       sum(counts[k][0] for k in STRUCTURE) + folded[0],
@@ -285,21 +295,6 @@ def example_default(out: Path) -> tuple[float, str]:
     return time.perf_counter() - start, done.stdout
 
 
-@contextlib.contextmanager
-def no_refits() -> Iterator[None]:
-    """Every Gibbs kernel built in this process gets ``refit=0`` (no Laplace proposals)."""
-    init = Gibbs.__init__
-
-    def patched(self: Gibbs, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **{**kwargs, "refit": 0.0})
-
-    Gibbs.__init__ = patched  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Gibbs.__init__ = init  # type: ignore[method-assign]
-
-
 def example_run(draws: int, seed: int, refit: bool = True, folded: bool = False
                 ) -> ExampleRun:
     """The example's model and data, 4 chains, ``draws`` warmup and samples each: in
@@ -308,10 +303,10 @@ def example_run(draws: int, seed: int, refit: bool = True, folded: bool = False
     sr = example()
     t, y = sr.make_data()
     start = time.perf_counter()
-    with contextlib.nullcontext() if refit else no_refits():
-        post = infer(sr.model, t, y=y, method="mcmc", seed=seed, num_chains=4,
-                     num_warmup=draws, num_samples=draws, progress=False,
-                     chain_method="parallel" if refit else "sequential", collapsed=folded)
+    post = infer(sr.model, t, y=y, method="mcmc", seed=seed, num_chains=4,
+                 num_warmup=draws, num_samples=draws, progress=False,
+                 chain_method="parallel" if refit else "sequential", collapsed=folded,
+                 **({} if refit else {"refit": 0.0}))
     seconds = time.perf_counter() - start
     grid = np.linspace(0.0, 6.0, 61)
     hits = np.vectorize(lambda p: sr.is_true_law(p, grid))(post.samples["f"])
@@ -333,15 +328,18 @@ class Profile:
 
 
 PARTS = {
-    "structure moves with a Laplace refit (`_refit_structure`)": ("gibbs.py", "_refit_structure"),
-    "structure moves, constants kept or drawn from the prior (`_structure`)":
-        ("gibbs.py", "_structure"),
-    "Laplace independence moves on the constants (`_laplace_constants`)":
-        ("gibbs.py", "_laplace_constants"),
-    "constant random walk (`_constant_rw`)": ("gibbs.py", "_constant_rw"),
-    "MALA on the constants (`_mala`)": ("gibbs.py", "_mala"),
-    "sigma's random walk, the whole model scored (`_continuous`)": ("gibbs.py", "_continuous"),
-    "rebuilding the incremental likelihood after sigma moved (`_view`)": ("gibbs.py", "_view"),
+    "structure moves with a Laplace refit (`refit_structure`)":
+        ("program.py", "refit_structure"),
+    "structure moves, constants kept or drawn from the prior (`structure`)":
+        ("program.py", "structure"),
+    "Laplace independence moves on the constants (`laplace_constants`)":
+        ("program.py", "laplace_constants"),
+    "constant random walk (`constant_rw`)": ("program.py", "constant_rw"),
+    "MALA on the constants (`mala`)": ("continuous.py", "mala"),
+    "sigma's random walk, the whole model scored (`random_walk`)":
+        ("continuous.py", "random_walk"),
+    "rebuilding the incremental likelihood after sigma moved (`Workspace.view`)":
+        ("base.py", "view"),
 }
 """The updates of one sweep (they partition ``Gibbs.step`` up to its own loop overhead)."""
 ACROSS = {

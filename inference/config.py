@@ -36,11 +36,16 @@ import numpy as np
 from ppl.backend import BACKENDS
 from ppl.errors import PPLError
 
-__all__ = ["BACKENDS", "CACHE_SIZE", "METHODS", "ImportanceOptions", "McmcOptions",
-           "NutsOptions", "RunConfig", "check_bool", "check_int", "option_names"]
+__all__ = ["BACKENDS", "CACHE_SIZE", "DEFAULT_STRUCTURE_WEIGHTS", "METHODS",
+           "ImportanceOptions", "McmcOptions", "NutsOptions", "RunConfig", "check_bool",
+           "check_int", "option_names"]
 
 METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts")
 """Every value of ``method``."""
+
+DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.5, "insert_delete": 0.25,
+                                                  "relabel": 0.25}
+"""Probabilities of the structure moves when ``structure_weights`` is not given."""
 
 CACHE_SIZE = 4096
 """Default capacity of each LRU cache of the Gibbs kernel and of the Laplace fits."""
@@ -105,7 +110,8 @@ class McmcOptions:
     """Structure moves per program site per sweep (each scored incrementally when the
     model allows it: a program evaluation, not a model run)."""
     structure_weights: Mapping[str, float] | None = None
-    """Probabilities of the structure moves (normalised); None: the kernel's defaults."""
+    """Probabilities of the structure moves (normalised); None:
+    :data:`DEFAULT_STRUCTURE_WEIGHTS`."""
     init_candidates: int = 100
     """Each chain starts at the best of this many valid random initial states."""
     num_rungs: int = 1
@@ -121,6 +127,11 @@ class McmcOptions:
     and that a constant move is a Laplace independence move instead of a random walk."""
     cache_size: int = CACHE_SIZE
     """Capacity of each LRU cache of the kernel; 0 turns caching off (same chain)."""
+
+    @property
+    def move_weights(self) -> dict[str, float]:
+        """``structure_weights``, or the defaults when not given."""
+        return dict(self.structure_weights or DEFAULT_STRUCTURE_WEIGHTS)
 
     def __post_init__(self) -> None:
         check_int("program_moves", self.program_moves, 1)

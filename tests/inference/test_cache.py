@@ -106,12 +106,12 @@ def test_cached_values_equal_recomputation():
     kernel, state, rng = _kernel()
     for _ in range(30):
         state, _ = kernel.step(rng, state)
-    b = kernel.blocks[0]
-    view = kernel._view(b, state)
+    b = kernel.target.latents["f"]
+    view = kernel.workspace.view(kernel.target, b, state.values)
     fresh = Gibbs(Target(model, (X,), {"y": Y}), McmcOptions(program_moves=1, cache_size=0))
     fresh.target.check_fast([dict(state.values)])
-    plain = fresh._view(b, state)
-    fitter, plain_fitter = kernel._fitter(b), fresh._fitter(b)
+    plain = fresh.workspace.view(fresh.target, b, state.values)
+    fitter, plain_fitter = kernel.workspace.fitter("f"), fresh.workspace.fitter("f")
     gen = np.random.default_rng(3)
     programs = [PRIOR.sample_program(gen) for _ in range(200)]
     programs += [_variants(p, gen) for p in programs]
@@ -124,9 +124,9 @@ def test_cached_values_equal_recomputation():
             c = phi.constants
             assert abs(cached.log_density(c) - recomputed.log_density(c)) <= 1e-12
             np.testing.assert_array_equal(cached.mean, recomputed.mean)
-    stats = kernel.cache_stats
+    stats = kernel.workspace.stats
     assert all(stats[name][0] > 0 for name in ("lik", "memo", "canonical", "solve"))
-    assert all(hits == 0 for hits, _ in fresh.cache_stats.values())
+    assert all(hits == 0 for hits, _ in fresh.workspace.stats.values())
 
 
 def _chain(cache_size, sweeps=40):
@@ -136,7 +136,7 @@ def _chain(cache_size, sweeps=40):
         state, info = kernel.step(rng, state, adapt=i < 20)
         out.append((state.values["f"], float(state.values["sigma"]), state.log_joint,
                     info.move, info.accepted))
-    return out, kernel.cache_stats
+    return out, kernel.workspace.stats
 
 
 def test_the_cache_never_changes_the_chain():

@@ -1,4 +1,4 @@
-"""The collapsed mode (inference.mcmc.collapsed): Laplace evidence, exact stationarity of
+"""The collapsed mode (inference.mcmc.blocks.collapsed): Laplace evidence, exact stationarity of
 the structure moves against the collapsed target (P1), a run against the enumerated
 collapsed target (P2), and its preconditions.
 
@@ -19,7 +19,8 @@ import ppl
 from inference import infer
 from inference._arviz import az
 from inference.config import McmcOptions
-from inference.mcmc import collapsed, moves
+from inference.mcmc import moves
+from inference.mcmc.blocks import collapsed
 from inference.mcmc.cache import shape_of
 from inference.mcmc.exact import structures, transition_matrix
 from inference.mcmc.gibbs import Gibbs
@@ -63,8 +64,9 @@ def _kernel(prior, x=X, y=Y, model=None):
     kernel = Gibbs(Target(model or make_model(prior), (x,), {"y": y}),
                    McmcOptions(program_moves=1, collapsed=True))
     state = kernel.init(np.random.default_rng(0))
-    b = kernel.blocks[0]
-    return kernel, kernel._view(b, state), kernel._fitter(b)
+    site = kernel.target.latents["f"]
+    return (kernel, kernel.workspace.view(kernel.target, site, state.values),
+            kernel.workspace.fitter("f"))
 
 
 def _programs(prior):

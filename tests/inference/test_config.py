@@ -16,8 +16,14 @@ import pytest
 
 import ppl
 from inference import compare, infer, query
-from inference.config import (CACHE_SIZE, ImportanceOptions, McmcOptions, NutsOptions,
-                              RunConfig, option_names)
+from inference.config import (
+    CACHE_SIZE,
+    ImportanceOptions,
+    McmcOptions,
+    NutsOptions,
+    RunConfig,
+    option_names,
+)
 from ppl import dist
 from ppl.errors import PPLError
 
@@ -73,7 +79,7 @@ def test_a_clashing_argument_left_out_gets_the_model_kwargs_hint() -> None:
 
 
 def test_model_arguments_are_checked_before_anything_runs() -> None:
-    with pytest.raises(PPLError, match="cannot be called with these arguments.*unexpected"):
+    with pytest.raises(PPLError, match=r"cannot be called with these arguments.*unexpected"):
         infer(clashing, X, model_kwargs={**CLASH, "z": 1.0}, y=X)
     with pytest.raises(PPLError, match="given twice"):
         infer(clashing, X, model_kwargs={**CLASH, "y": X}, y=X)

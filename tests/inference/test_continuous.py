@@ -1,10 +1,11 @@
 """P3 (TESTING.md): the continuous blocks of ``method="mcmc"`` on known posteriors.
 
 Continuous sites get either Pyro's NUTS inside the Gibbs sweep (the default plan,
-inference/mcmc/nuts_block.py) or an adaptive random walk per site in unconstrained space (an
-``RW`` block, ``Gibbs._continuous``); both are checked. Each case has an analytic posterior; a
-run passes when every checked quantity has |mean − truth| < 4·MCSE and |sd − truth| <
-4·MCSE_sd (MCSE from ArviZ), R-hat ≤ 1.01, and bulk and tail ESS ≥ 400 over 4 chains.
+inference/mcmc/nuts_block.py) or an adaptive random walk per site in unconstrained space
+(an ``RW`` block, ``inference.mcmc.blocks.continuous``); both are checked. Each case has an
+analytic posterior; a run passes when every checked quantity has |mean − truth| < 4·MCSE
+and |sd − truth| < 4·MCSE_sd (MCSE from ArviZ), R-hat ≤ 1.01, and bulk and tail ESS ≥ 400
+over 4 chains.
 
 Broken twins (CONVENTIONS 12), for each kernel: the same check must reject a kernel that drops
 the Jacobian of the unconstrained transform (Beta–Bernoulli, where the support is (0, 1)), and
@@ -25,7 +26,9 @@ from scipy import stats
 import ppl
 from inference import infer
 from inference._arviz import az
-from inference.mcmc import gibbs, nuts_block
+from inference.mcmc import nuts_block
+from inference.mcmc.blocks import continuous
+from inference.mcmc.blocks.base import Context, GibbsState, MoveInfo, accept, adapt
 from inference.target import Target
 from ppl import dist
 
@@ -218,19 +221,19 @@ def test_default_plan_is_nuts() -> None:
     assert post.stats["diverging"].shape == (1, 20)
 
 
-def _continuous_without_jacobian(self: gibbs.Gibbs, rng: np.random.Generator,
-                                 state: gibbs.GibbsState, b: Any, adapt: bool
-                                 ) -> tuple[gibbs.GibbsState, float, bool, int]:
-    """``Gibbs._continuous`` with the log-abs-det-Jacobian ratio dropped (a wrong kernel)."""
-    t = torch.distributions.biject_to(b.fn.support)
-    u = t.inv(state.values[b.name])
-    u2 = u + state.step_size[b.name] * torch.as_tensor(rng.standard_normal(tuple(u.shape)),
-                                                        dtype=u.dtype)
-    out = self._accept(rng, state, b.name, t(u2), 0.0)
-    if adapt:
-        gibbs._adapt(out[0].step_size, b.name, out[1], 0.44 if u.numel() == 1 else 0.234,
-                     state.iteration)
-    return out
+def _walk_without_jacobian(rng: np.random.Generator, ctx: Context, state: GibbsState,
+                           site: Any, adapting: bool) -> tuple[GibbsState, MoveInfo]:
+    """``continuous.random_walk`` with the log-abs-det-Jacobian ratio dropped (a wrong
+    kernel)."""
+    t = torch.distributions.biject_to(site.fn.support)
+    u = t.inv(state.values[site.name])
+    u2 = u + state.step_size[site.name] * torch.as_tensor(rng.standard_normal(tuple(u.shape)),
+                                                           dtype=u.dtype)
+    new, info = accept(rng, ctx.target, state, site.name, t(u2), 0.0)
+    if adapting:
+        adapt(new.step_size, site.name, info.alpha, 0.44 if u.numel() == 1 else 0.234,
+              state.iteration)
+    return new, info
 
 
 def _potential_without_jacobian(self: Any, params: Any) -> torch.Tensor:
@@ -242,7 +245,7 @@ def _potential_without_jacobian(self: Any, params: Any) -> torch.Tensor:
 @pytest.mark.parametrize("kernel", ["RW", "NUTS"])
 def test_broken_twin_missing_jacobian(monkeypatch: pytest.MonkeyPatch, kernel: str) -> None:
     """Without the Jacobian the chain samples p ∝ Beta(4, 18) instead of Beta(5, 19)."""
-    monkeypatch.setattr(gibbs.Gibbs, "_continuous", _continuous_without_jacobian)
+    monkeypatch.setattr(continuous, "random_walk", _walk_without_jacobian)
     monkeypatch.setattr(nuts_block._Potential, "__call__", _potential_without_jacobian)
     checks = run(CASES[1].values[0], kernel=kernel)
     assert abs(checks[0].mean_z) > Z_MAX, checks[0]

@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pytest
 
+from inference.config import DEFAULT_STRUCTURE_WEIGHTS
 from inference.mcmc.exact import proposal_paths, transition_matrix
-from inference.mcmc.gibbs import DEFAULT_STRUCTURE_WEIGHTS
 from inference.mcmc.moves import MOVES, Proposal, insert_delete, regenerate, relabel
 from ppl import Grammar, ProgramPrior
 

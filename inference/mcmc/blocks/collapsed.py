@@ -19,6 +19,9 @@ The sweep is a partially collapsed Gibbs sampler (structure | θ with c integrat
 c | S, θ, then θ | S, c). It is exact when the Laplace approximation is (a program linear in
 its constants, Normal observations, Normal constant prior); otherwise it samples an
 approximation of the posterior, and every result it produces says so.
+
+The block (``step``) makes ``program_moves`` collapsed structure moves, then draws the
+constants from N(c*, H⁻¹) given the structure and the other sites.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from inference.mcmc.blocks.base import BlockInfo, Context, GibbsState, pick_move
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.laplace import ConstantFitter, Evidence
 from inference.mcmc.moves import MOVES, RandomChooser
+from inference.target import SiteInfo
 from ppl.program import Program
 
-__all__ = ["APPROXIMATION", "DRAW_TRIES", "CollapsedStep", "draw_constants", "score",
+__all__ = ["APPROXIMATION", "DRAW_TRIES", "CollapsedStep", "draw_constants", "score", "step",
            "structure_move"]
 
 APPROXIMATION = "collapsed: Laplace"
@@ -72,9 +77,10 @@ def score(fitter: ConstantFitter, view: ProgramLikelihood, phi: Program
     >>> x = np.linspace(0.0, 1.0, 6)
     >>> kernel = Gibbs(Target(model, (x,), {"y": 2.0 * x}), McmcOptions(collapsed=True))
     >>> state = kernel.init(np.random.default_rng(0))
-    >>> view = kernel._view(kernel.blocks[0], state)
-    >>> lin, _ = score(kernel._fitter(kernel.blocks[0]), view, prior.grammar.parse("(x * 1.0)"))
-    >>> sq, _ = score(kernel._fitter(kernel.blocks[0]), view, prior.grammar.parse("(x * x)"))
+    >>> view = kernel.workspace.view(kernel.target, kernel.target.latents["f"], state.values)
+    >>> fitter = kernel.workspace.fitter("f")
+    >>> lin, _ = score(fitter, view, prior.parse("(x * 1.0)"))
+    >>> sq, _ = score(fitter, view, prior.parse("(x * x)"))
     >>> bool(lin > sq)
     True
     """
@@ -125,3 +131,37 @@ def structure_move(rng: np.random.Generator, fitter: ConstantFitter,
         return CollapsedStep(None, alpha, False)
     phi2 = draw_constants(rng, view, prop.program, ev)
     return CollapsedStep(phi2, alpha, phi2 is None)
+
+
+def step(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
+         adapting: bool) -> tuple[GibbsState, BlockInfo]:
+    """The collapsed block of program site ``site`` (module docstring)."""
+    view = ctx.workspace.view(ctx.target, site, state.values)
+    if view is None or not view.normal:
+        # init checked the model fits the pattern; a view that fails its verification at
+        # this state (round-off on an extreme program) skips the block this sweep only:
+        # the next move of another site rebuilds it
+        return state, BlockInfo((0.0,), 1)
+    fitter = ctx.workspace.fitter(site.name)
+    weights = ctx.options.move_weights
+    alphas: list[float] = []
+    invalid = 0
+    first: tuple[str, bool] | None = None
+    for _ in range(ctx.options.program_moves):
+        name = pick_move(rng, weights)
+        out = structure_move(rng, fitter, view, state.values[site.name], name)
+        alphas.append(out.alpha)
+        invalid += out.invalid
+        if out.program is not None:
+            state = state._replace(values=dict(state.values, **{site.name: out.program}),
+                                   log_joint=view.log_joint(out.program))
+        first = first or (name, out.program is not None)
+    phi = state.values[site.name]
+    _, ev = score(fitter, view, phi)
+    if ev.posterior is not None:
+        phi2 = draw_constants(rng, view, phi, ev)
+        if phi2 is not None:
+            state = state._replace(values=dict(state.values, **{site.name: phi2}),
+                                   log_joint=view.log_joint(phi2))
+    move, accepted = first or ("", False)
+    return state, BlockInfo(tuple(alphas), invalid, move, accepted)

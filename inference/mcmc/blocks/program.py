@@ -1,0 +1,195 @@
+"""The program block: structure moves and constant moves of one program site.
+
+One block update (``step``) makes ``options.program_moves`` structure moves, each drawn
+from :data:`STRUCTURE_MOVES` with probabilities ``options.structure_weights`` and followed,
+when the program has constants, by one constant move (a Laplace independence move with
+probability ``refit`` when the incremental likelihood exists, else a random walk on one
+constant); one MALA move on all constants ends the block
+(:func:`inference.mcmc.blocks.continuous.mala`). Every move is an exact MH update with its
+Hastings ratio (MOVES.md).
+
+A new structure move (a neural proposal, say) is one function with the signature of
+:data:`StructureMove` plus one entry in :data:`STRUCTURE_MOVES`; ``structure_weights``
+then selects it by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Mapping
+
+import numpy as np
+
+from inference.mcmc.blocks.base import (
+    INVALID,
+    REJECTED,
+    BlockInfo,
+    Context,
+    GibbsState,
+    MoveInfo,
+    accept,
+    adapt,
+    pick_move,
+)
+from inference.mcmc.blocks.continuous import mala
+from inference.mcmc.fastlik import ProgramLikelihood
+from inference.mcmc.moves import MOVES, RandomChooser
+from inference.target import SiteInfo
+from ppl.errors import PPLError
+from ppl.program import Program
+
+__all__ = ["STRUCTURE_MOVES", "StructureMove", "check_structure_weights", "constant_rw",
+           "constants_log_q", "draw_constants", "laplace_constants", "refit_structure", "step",
+           "structure", "tree_move"]
+
+StructureMove = Callable[[np.random.Generator, Context, GibbsState, SiteInfo,
+                          "ProgramLikelihood | None"], tuple[GibbsState, MoveInfo]]
+"""``move(rng, ctx, state, site, view) -> (state, info)``: one exact MH update of the
+program at ``site`` (``view``: its incremental likelihood, or None)."""
+
+def structure(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
+              name: str, view: ProgramLikelihood | None = None
+              ) -> tuple[GibbsState, MoveInfo]:
+    """The tree move ``name`` of :data:`inference.mcmc.moves.MOVES` with the constants
+    kept or drawn from their prior; ratio log q(φ | φ') − log q(φ' | φ) (MOVES.md 1–3)."""
+    prop = MOVES[name](RandomChooser(rng), site.fn, state.values[site.name])
+    if prop is None:
+        return state, REJECTED
+    scored = view.log_joint(prop.program) if view is not None else None
+    return accept(rng, ctx.target, state, site.name, prop.program,
+                  prop.log_q_rev - prop.log_q_fwd, scored)
+
+
+def draw_constants(rng: np.random.Generator, ctx: Context, view: ProgramLikelihood,
+                   site: SiteInfo, phi: Program) -> tuple[Program | None, float]:
+    """All constants of φ's shape redrawn from its Laplace fit (or the prior when the fit
+    fails), with log q of the draw; (None, 0) when the draw has a non-finite density."""
+    k = len(phi.constants)
+    if k == 0:
+        return phi, 0.0
+    fit = ctx.workspace.fitter(site.name).fit(phi, view)
+    if fit is None:
+        c = np.array([site.fn.constant_prior.sample(rng) for _ in range(k)])
+        return phi.with_constants(c), _prior_log_q(site, c)
+    c = fit.sample(rng)
+    log_q = fit.log_density(c)
+    if not (np.all(np.isfinite(c)) and math.isfinite(log_q)):
+        return None, 0.0  # rejected: the forward density must be finite
+    return phi.with_constants(c), log_q
+
+
+def constants_log_q(ctx: Context, view: ProgramLikelihood, site: SiteInfo,
+                    phi: Program) -> float:
+    """log q of φ's own constants under the proposal of its shape (the reverse density)."""
+    c = phi.constants
+    if not len(c):
+        return 0.0
+    fit = ctx.workspace.fitter(site.name).fit(phi, view)
+    return _prior_log_q(site, c) if fit is None else fit.log_density(c)
+
+
+def _prior_log_q(site: SiteInfo, c: np.ndarray) -> float:
+    return float(sum(site.fn.constant_prior.log_prob(float(x)) for x in c))
+
+
+def refit_structure(rng: np.random.Generator, ctx: Context, state: GibbsState,
+                    site: SiteInfo, name: str, view: ProgramLikelihood
+                    ) -> tuple[GibbsState, MoveInfo]:
+    """MOVES.md move 5: a structure move (constants integrated out of its densities),
+    then every constant of the new shape drawn from its Laplace fit."""
+    phi: Program = state.values[site.name]
+    prop = MOVES[name](RandomChooser(rng), site.fn, phi, structural=True)
+    if prop is None:
+        return state, REJECTED
+    phi2, log_q_c2 = draw_constants(rng, ctx, view, site, prop.program)
+    if phi2 is None:
+        return state, INVALID
+    ratio = (prop.log_q_rev + constants_log_q(ctx, view, site, phi)
+             - prop.log_q_fwd - log_q_c2)
+    return accept(rng, ctx.target, state, site.name, phi2, ratio, view.log_joint(phi2))
+
+
+def tree_move(name: str) -> StructureMove:
+    """The structure move of table entry ``name``: with the incremental likelihood, a
+    Laplace refit (:func:`refit_structure`) with probability ``refit``, else the plain
+    tree move (:func:`structure`)."""
+    def move(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
+             view: ProgramLikelihood | None) -> tuple[GibbsState, MoveInfo]:
+        if view is not None and rng.random() < ctx.options.refit:
+            return refit_structure(rng, ctx, state, site, name, view)
+        return structure(rng, ctx, state, site, name, view)
+    move.__name__ = move.__qualname__ = f"tree_move_{name}"
+    return move
+
+
+STRUCTURE_MOVES: dict[str, StructureMove] = {name: tree_move(name) for name in MOVES}
+"""The move table of the program block: name → structure move."""
+
+
+def laplace_constants(rng: np.random.Generator, ctx: Context, state: GibbsState,
+                      site: SiteInfo, view: ProgramLikelihood
+                      ) -> tuple[GibbsState, MoveInfo]:
+    """Independence move: all constants of the current shape from its Laplace fit."""
+    phi: Program = state.values[site.name]
+    phi2, log_q_c2 = draw_constants(rng, ctx, view, site, phi)
+    if phi2 is None:
+        return state, INVALID
+    ratio = constants_log_q(ctx, view, site, phi) - log_q_c2
+    return accept(rng, ctx.target, state, site.name, phi2, ratio, view.log_joint(phi2))
+
+
+def constant_rw(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
+                adapting: bool, view: ProgramLikelihood | None = None
+                ) -> tuple[GibbsState, MoveInfo]:
+    """Symmetric Gaussian random walk on one constant, scale ``step_size["<site>.rw"]``."""
+    phi: Program = state.values[site.name]
+    c = phi.constants
+    key = f"{site.name}.rw"
+    c[int(rng.integers(len(c)))] += state.step_size[key] * rng.standard_normal()
+    phi2 = phi.with_constants(c)
+    scored = view.log_joint(phi2) if view is not None else None
+    new, info = accept(rng, ctx.target, state, site.name, phi2, 0.0, scored)
+    if adapting:
+        adapt(new.step_size, key, info.alpha, 0.44, state.iteration)
+    return new, info
+
+
+def step(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
+         adapting: bool) -> tuple[GibbsState, BlockInfo]:
+    """One update of the program at ``site`` (module docstring)."""
+    options = ctx.options
+    weights = options.move_weights
+    alphas: list[float] = []
+    invalid = 0
+    first: tuple[str, bool] | None = None
+    view = ctx.workspace.view(ctx.target, site, state.values)
+    for _ in range(options.program_moves):
+        name = pick_move(rng, weights)
+        state, info = STRUCTURE_MOVES[name](rng, ctx, state, site, view)
+        alphas.append(info.alpha)
+        invalid += info.invalid
+        if first is None:
+            first = (name, info.accepted)
+        if len(state.values[site.name].constants):
+            if view is not None and rng.random() < options.refit:
+                state, info = laplace_constants(rng, ctx, state, site, view)
+            else:
+                state, info = constant_rw(rng, ctx, state, site, adapting, view)
+            alphas.append(info.alpha)
+            invalid += info.invalid
+    if len(state.values[site.name].constants):
+        state, info = mala(rng, ctx, state, site, adapting, view)
+        alphas.append(info.alpha)
+        invalid += info.invalid
+    move, accepted = first or ("", False)
+    return state, BlockInfo(tuple(alphas), invalid, move, accepted)
+
+
+def check_structure_weights(weights: Mapping[str, float], allowed: Collection[str]) -> None:
+    """Raise a PPLError unless ``weights`` maps names in ``allowed`` to weights >= 0, not
+    all zero."""
+    unknown = set(weights) - set(allowed)
+    if unknown or not weights or any(not (w >= 0) for w in weights.values()) \
+            or sum(weights.values()) <= 0:
+        raise PPLError(f"structure_weights must map moves {sorted(allowed)} to "
+                       f"weights >= 0 (not all zero); got {weights}.")
