@@ -71,9 +71,9 @@ def score(fitter: ConstantFitter, view: ProgramLikelihood, phi: Program
     >>> x = np.linspace(0.0, 1.0, 6)
     >>> kernel = Gibbs(Target(model, (x,), {"y": 2.0 * x}), collapsed=True)
     >>> state = kernel.init(np.random.default_rng(0))
-    >>> view = kernel._view(kernel.blocks[0], state)
-    >>> lin, _ = score(kernel._fitter(kernel.blocks[0]), view, prior.grammar.parse("(x * 1.0)"))
-    >>> sq, _ = score(kernel._fitter(kernel.blocks[0]), view, prior.grammar.parse("(x * x)"))
+    >>> view = kernel.view(kernel.blocks[0], state)
+    >>> lin, _ = score(ConstantFitter(), view, prior.grammar.parse("(x * 1.0)"))
+    >>> sq, _ = score(ConstantFitter(), view, prior.grammar.parse("(x * x)"))
     >>> bool(lin > sq)
     True
     """

@@ -294,7 +294,7 @@ class Gibbs:
         alphas: list[float] = []
         invalid = 0
         first: tuple[str, bool] | None = None
-        view = self._view(b, state)
+        view = self.view(b, state)
         for _ in range(self.program_moves):
             name = self.move_names[int(np.searchsorted(
                 self.move_cum, rng.random() * self.move_cum[-1], side="right"))]
@@ -333,9 +333,10 @@ class Gibbs:
             return state._replace(values=values, log_joint=lj), alpha, True, 0
         return state, alpha, False, 0
 
-    def _view(self, b: Any, state: GibbsState) -> ProgramLikelihood | None:
-        """The incremental likelihood of program site ``b`` given the other sites' current
-        values (rebuilt only when one of them changed)."""
+    def view(self, b: Any, state: GibbsState) -> ProgramLikelihood | None:
+        """The incremental likelihood of program site ``b`` (a ``SiteInfo`` of ``blocks``)
+        given the other sites' values in ``state``, rebuilt only when one of them changed;
+        None when the model has none (the fast path is off or the pattern does not apply)."""
         others = tuple(v for k, v in state.values.items() if k != b.name)
         cached = self._views.get(b.name)
         if cached is not None and len(cached[0]) == len(others) and all(
@@ -360,7 +361,7 @@ class Gibbs:
         for b in self.blocks:
             if b.kind != PROGRAM:
                 continue
-            view = self._view(b, state)
+            view = self.view(b, state)
             if view is None or not view.normal:
                 raise PPLError(
                     f"collapsed=True needs program site '{b.name}' to be observed only "
@@ -378,7 +379,7 @@ class Gibbs:
         """``program_moves`` collapsed structure moves, then the constants redrawn from
         N(c*, H⁻¹) given the structure and the other sites (:mod:`inference.mcmc.collapsed`).
         """
-        view = self._view(b, state)
+        view = self.view(b, state)
         if view is None or not view.normal:
             # init checked the model fits the pattern; a view that fails its verification at
             # this state (round-off on an extreme program) skips the block this sweep only:

@@ -105,10 +105,10 @@ def test_cached_values_equal_recomputation():
     for _ in range(30):
         state, _ = kernel.step(rng, state)
     b = kernel.blocks[0]
-    view = kernel._view(b, state)
+    view = kernel.view(b, state)
     fresh = Gibbs(Target(model, (X,), {"y": Y}), cache_size=0)
     fresh.target.check_fast([dict(state.values)])
-    plain = fresh._view(b, state)
+    plain = fresh.view(b, state)
     fitter, plain_fitter = kernel._fitter(b), fresh._fitter(b)
     gen = np.random.default_rng(3)
     programs = [PRIOR.sample_program(gen) for _ in range(200)]

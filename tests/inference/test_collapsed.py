@@ -17,7 +17,7 @@ from scipy import integrate
 
 import ppl
 from inference import infer
-from inference._arviz import az
+from inference.arviz import az
 from inference.mcmc import collapsed, moves
 from inference.mcmc.cache import shape_of
 from inference.mcmc.exact import structures, transition_matrix
@@ -62,11 +62,11 @@ def _kernel(prior, x=X, y=Y, model=None):
     kernel = Gibbs(Target(model or make_model(prior), (x,), {"y": y}), collapsed=True)
     state = kernel.init(np.random.default_rng(0))
     b = kernel.blocks[0]
-    return kernel, kernel._view(b, state), kernel._fitter(b)
+    return kernel, kernel.view(b, state), kernel._fitter(b)
 
 
 def _programs(prior):
-    return [Program._make(prior.grammar, p, v, prior.inputs) for p, v in structures(prior)]
+    return [Program.unchecked(prior.grammar, p, v, prior.inputs) for p, v in structures(prior)]
 
 
 # ---------------------------------------------------------------- the Laplace evidence

@@ -24,7 +24,7 @@ from scipy import stats
 
 import ppl
 from inference import infer
-from inference._arviz import az
+from inference.arviz import az
 from inference.mcmc import gibbs, nuts_block
 from inference.target import Target
 from ppl import dist

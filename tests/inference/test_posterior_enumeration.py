@@ -16,7 +16,7 @@ import pytest
 
 import ppl
 from inference import infer
-from inference._arviz import az
+from inference.arviz import az
 from inference.mcmc import driver, gibbs, moves
 from ppl import dist
 from tests.stats.discrete import empirical, gtest_pvalue, tv_distance, tv_null_quantile
