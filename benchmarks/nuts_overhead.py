@@ -38,7 +38,7 @@ from benchmarks._report import replace_sections
 from benchmarks.posteriordb import MODELS, RAW, reference
 from benchmarks.prior_costs import machine
 from inference import infer
-from inference._arviz import az
+from inference.arviz import az
 
 HEADING = "## B3. Continuous models: our front end against the raw libraries"
 GOAL = 0.9

@@ -30,7 +30,7 @@ from scipy import stats
 
 import ppl
 from inference import query
-from inference._arviz import az
+from inference.arviz import az
 from ppl import dist
 
 FIGURE = "reverse_query.png"

@@ -30,7 +30,7 @@ import numpy as np
 
 import ppl
 from inference import infer
-from inference._arviz import az
+from inference.arviz import az
 from ppl import dist
 
 N0, RATE, NOISE = 2.0, 0.8, 0.05

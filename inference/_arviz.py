@@ -77,7 +77,7 @@ def prior_to_attrs(prior: ProgramPrior) -> dict[str, Any]:
     """A JSON-able record of a ProgramPrior (grammar text included)."""
     cp = prior.constant_prior
     return {"grammar_text": prior.grammar.text, "grammar_name": prior.grammar.name,
-            "weights": prior.grammar._overrides, "inputs": list(prior.inputs),
+            "weights": prior.grammar.weight_overrides, "inputs": list(prior.inputs),
             "input_probs": prior.input_probs.tolist(), "max_depth": prior.max_depth,
             "max_size": prior.max_size, "constant_prior": [cp.family, cp.a, cp.b]}
 

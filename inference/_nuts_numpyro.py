@@ -24,7 +24,7 @@ from numpyro.infer.util import log_density
 import ppl
 from inference.config import RunConfig
 from inference.nuts import BackendRun, Sites, tree_depth
-from inference.target import CONTINUOUS, DISCRETE, PROGRAM, Target, check_arguments
+from inference.target import CONTINUOUS, DISCRETE, PROGRAM, check_arguments, check_observed
 from ppl.errors import DataError, PPLError
 from ppl.prior import ProgramPrior
 
@@ -141,7 +141,7 @@ def discover(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[s
             continue
         if site["is_observed"]:
             if type(site["fn"]).__name__ != "Unit":  # a factor is not observed data
-                observed[name] = np.asarray(Target._check_observed(name, site))
+                observed[name] = np.asarray(check_observed(name, site))
         else:
             latents[name] = _kind(site)
     nesting = max([-f.dim for s in tr.values() if s["type"] == "sample"

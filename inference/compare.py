@@ -408,7 +408,7 @@ def program_tv(post: Posterior, ref: Posterior, site: str | None = None) -> floa
     >>> program_tv(exact, exact)
     0.0
     """
-    site = post._program_site(site)
+    site = post.program_site(site)
     if site not in ref.priors:
         raise PPLError(f"'{site}' is not a program site of the reference posterior; its "
                        f"program sites: {list(ref.priors)}.")

@@ -77,7 +77,31 @@ class Posterior:
                 f"chains={self.num_chains}, draws={self.num_draws})")
 
     # ------------------------------------------------------------------ programs
-    def _program_site(self, site: str | None) -> str:
+    def program_site(self, site: str | None = None) -> str:
+        """The name of a program site of this posterior: ``site`` itself once checked, or,
+        when ``site`` is None, the only program site (an error when there are several).
+
+        Raises
+        ------
+        PPLError
+            When ``site`` is not a program site, or is None and the posterior has no
+            program site or more than one.
+
+        Examples
+        --------
+        >>> import numpy as np, ppl
+        >>> from ppl import dist
+        >>> from inference import infer
+        >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> def model(x, y=None):
+        ...     f = ppl.sample("f", prior)
+        ...     with ppl.plate("data", len(x)):
+        ...         ppl.sample("y", dist.Normal(f(x), 0.1), obs=y)
+        >>> x = np.linspace(-1, 1, 8)
+        >>> post = infer(model, x, y=x + 1.0, method="enumerate")
+        >>> post.program_site(), post.program_site("f")
+        ('f', 'f')
+        """
         names = list(self.priors)
         if site is None:
             if len(names) != 1:
@@ -101,7 +125,7 @@ class Posterior:
         (sympy), ``constants`` (median and central ``prob`` interval of each constant,
         from the draws of that most frequent tree).
         """
-        site = self._program_site(site)
+        site = self.program_site(site)
         draws = self.samples[site].reshape(-1)
         lp = self.stats["lp"].reshape(-1) if "lp" in self.stats else np.full(len(draws), np.nan)
         groups: dict[str, list[int]] = {}
@@ -139,7 +163,7 @@ class Posterior:
         >>> str(law), float(law(2.0))
         ('(x + 1)', 3.0)
         """
-        site = self._program_site(site)
+        site = self.program_site(site)
         table = self.programs(site, top=1, simplify=False)
         law: Program = table["program"][0]
         return law

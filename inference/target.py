@@ -25,7 +25,8 @@ from ppl.errors import DataError, PPLError
 from ppl.prior import ProgramPrior
 from ppl.scoring import Scorer, Unsupported
 
-__all__ = ["SiteInfo", "Target", "check_arguments", "discovery_value", "to_torch"]
+__all__ = ["SiteInfo", "Target", "check_arguments", "check_observed", "discovery_value",
+           "to_torch"]
 
 PROGRAM, CONTINUOUS, DISCRETE = "program", "continuous", "discrete"
 
@@ -80,6 +81,35 @@ def check_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
     for name, value in [(f"'{k}'", v) for k, v in kwargs.items()] + \
             [(f"argument {i}", a) for i, a in enumerate(args)]:
         _check_argument(name, value)
+
+
+def check_observed(name: str, site: Mapping[str, Any]) -> Any:
+    """The value of the observed trace site ``site`` (named ``name``), after checking it:
+    :class:`~ppl.errors.DataError` when it is empty, holds NaN or infinite values, or its
+    shape differs from its distribution's batch + event shape (data that would broadcast).
+
+    Examples
+    --------
+    >>> import pyro.distributions as dist
+    >>> site = {"value": torch.tensor([0.5, 1.0]), "fn": dist.Normal(torch.zeros(2), 1.0)}
+    >>> check_observed("y", site)
+    tensor([0.5000, 1.0000])
+    """
+    value = site["value"]
+    arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+    if arr.size == 0:
+        raise DataError(f"Observed site '{name}' is empty.")
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        raise DataError(f"Observed site '{name}' has {bad} NaN or infinite value(s); "
+                        "drop or impute them before inference.")
+    fn = site["fn"]
+    want = tuple(fn.batch_shape) + tuple(fn.event_shape)
+    if tuple(arr.shape) != want:
+        raise DataError(f"Observed site '{name}' has shape {tuple(arr.shape)} but its "
+                        f"distribution has shape {want}: the data would be broadcast. "
+                        "Reshape the data (e.g. y.reshape(-1)) to match.")
+    return value
 
 
 class Target:
@@ -137,7 +167,7 @@ class Target:
             if site["is_observed"]:
                 if type(site["fn"]).__name__ == "Unit" or site["infer"].get("_deterministic"):
                     continue  # a factor or a deterministic value, not observed data
-                self.observed[name] = self._check_observed(name, site)
+                self.observed[name] = check_observed(name, site)
             else:
                 self.latents[name] = self._classify(name, site)
 
@@ -158,24 +188,6 @@ class Target:
             except (ValueError, RuntimeError, TypeError, IndexError, ZeroDivisionError) as err:
                 raise DataError(f"Running the model on its data failed: {err}\nCheck that "
                                 "observed data match their distributions' shapes.") from err
-
-    @staticmethod
-    def _check_observed(name: str, site: Mapping[str, Any]) -> Any:
-        value = site["value"]
-        arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
-        if arr.size == 0:
-            raise DataError(f"Observed site '{name}' is empty.")
-        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
-            bad = int(np.sum(~np.isfinite(arr)))
-            raise DataError(f"Observed site '{name}' has {bad} NaN or infinite value(s); "
-                            "drop or impute them before inference.")
-        fn = site["fn"]
-        want = tuple(fn.batch_shape) + tuple(fn.event_shape)
-        if tuple(arr.shape) != want:
-            raise DataError(f"Observed site '{name}' has shape {tuple(arr.shape)} but its "
-                            f"distribution has shape {want}: the data would be broadcast. "
-                            "Reshape the data (e.g. y.reshape(-1)) to match.")
-        return value
 
     @staticmethod
     def _classify(name: str, site: Mapping[str, Any]) -> SiteInfo:

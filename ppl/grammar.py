@@ -461,6 +461,34 @@ class Grammar:
         """The grammar's name (file name for loaded grammars)."""
         return self._name
 
+    @property
+    def weight_overrides(self) -> dict[str, float]:
+        """The ``weights`` given at construction (a copy): alias or ``"rule.alias"`` -> raw
+        weight, replacing the file's ``// @weight`` annotations; ``{}`` when none were given.
+        ``Grammar(g.text, g.weight_overrides, name=g.name)`` rebuilds ``g``.
+
+        Examples
+        --------
+        >>> g = Grammar.load("arith").with_weights({"sin": 2.0})
+        >>> g.weight_overrides
+        {'sin': 2.0}
+        >>> Grammar.load("arith").weight_overrides
+        {}
+        """
+        return dict(self._overrides)
+
+    @property
+    def value_patterns(self) -> dict[str, str]:
+        """The regular expression of each value terminal (a copy), keyed by terminal name:
+        what an input name or a constant of a leaf must match to be written in this grammar.
+
+        Examples
+        --------
+        >>> Grammar.load("koza").value_patterns
+        {'NAME': '[a-z_][a-z0-9_]*'}
+        """
+        return dict(self._compiled.value_patterns)
+
     def __repr__(self) -> str:
         return (f"Grammar({self._name!r}, {len(self.productions)} productions, "
                 f"ρ={self.spectral_radius:.3g})")

@@ -199,7 +199,8 @@ class ProgramPrior(TorchDistribution):
                              "least one input.")
         if len(set(names)) != len(names):
             raise PriorError(f"Input names repeat: {names}.")
-        patterns = {p.value_terminal: self.grammar._compiled.value_patterns[p.value_terminal]
+        value_patterns = self.grammar.value_patterns
+        patterns = {p.value_terminal: value_patterns[p.value_terminal]
                     for p in self.grammar.productions
                     if p.op.kind == KIND_INPUT and p.value_terminal}
         keywords = {piece for p in self.grammar.productions for kind, piece in p.template
@@ -294,7 +295,7 @@ class ProgramPrior(TorchDistribution):
         """One exact draw φ ~ π₀ using ``rng``."""
         prods, values = self.tables.sample(rng, self.grammar.start, self.max_depth,
                                            self.max_size, self._leaf)
-        return Program._make(self.grammar, tuple(prods), tuple(values), self.inputs)
+        return Program.unchecked(self.grammar, tuple(prods), tuple(values), self.inputs)
 
     def sample_subtree(self, rng: np.random.Generator, nonterminal: int,
                        depth_budget: int | None, size_budget: int | None
@@ -419,7 +420,7 @@ class ProgramPrior(TorchDistribution):
             When the space is infinite (constants, or recursion without limits).
         """
         for prods, values, lp, _ in self.tables.enumerate(self._input_logp):
-            yield (Program._make(self.grammar, prods, values, self.inputs),
+            yield (Program.unchecked(self.grammar, prods, values, self.inputs),
                    lp - self.log_normalizer)
 
     def support_size(self) -> int:

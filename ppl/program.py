@@ -68,14 +68,20 @@ class Program:
         self._validate()
 
     @classmethod
-    def _make(cls, grammar: Grammar, prods: tuple[int, ...], values: tuple[Any, ...],
-              inputs: tuple[str, ...]) -> Program:
-        """Build without validation (library-internal: the caller guarantees validity)."""
+    def unchecked(cls, grammar: Grammar, prods: tuple[int, ...], values: tuple[Any, ...],
+                  inputs: tuple[str, ...]) -> Program:
+        """``Program(grammar, prods, values, inputs)`` without its validation, for code that
+        builds trees known to be valid (samplers, moves); the tuples are kept as given.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> f = Grammar.load("arith").parse("(x + 1.0)")
+        >>> Program.unchecked(f.grammar, f.prods, f.values, f.inputs) == f
+        True
+        """
         self = object.__new__(cls)
-        self._grammar = grammar
-        self._prods = prods
-        self._values = values
-        self._inputs = inputs
+        self._grammar, self._prods, self._values, self._inputs = grammar, prods, values, inputs
         self._cache = {}
         return self
 
@@ -230,8 +236,8 @@ class Program:
     def replace(self, i: int, prods: tuple[int, ...], values: tuple[Any, ...]) -> Program:
         """The program with node ``i``'s subtree replaced (the caller keeps types valid)."""
         j = int(self.ends()[i])
-        return Program._make(self._grammar, self._prods[:i] + prods + self._prods[j:],
-                             self._values[:i] + values + self._values[j:], self._inputs)
+        return Program.unchecked(self._grammar, self._prods[:i] + prods + self._prods[j:],
+                                 self._values[:i] + values + self._values[j:], self._inputs)
 
     # ------------------------------------------------------------------ constants
     def _constant_slots(self) -> list[int]:
@@ -266,7 +272,7 @@ class Program:
         new = list(self._values)
         for i, v in zip(slots, vals, strict=True):
             new[i] = float(v)
-        out = Program._make(self._grammar, self._prods, tuple(new), self._inputs)
+        out = Program.unchecked(self._grammar, self._prods, tuple(new), self._inputs)
         for k in ("heights", "ends", "node_depths", "cslots", "key", "code"):
             if k in self._cache:
                 out._cache[k] = self._cache[k]
@@ -432,7 +438,7 @@ class Program:
         return f"Program({str(self)!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Program._make, (self._grammar, self._prods, self._values, self._inputs))
+        return (Program.unchecked, (self._grammar, self._prods, self._values, self._inputs))
 
     # ------------------------------------------------------------------ conversions
     def to_sympy(self) -> Any:

@@ -152,5 +152,5 @@ def canonical(program: Program) -> Canonical:
             idx = (const_index[i],) if i in const_index else ()
             stack.append((str(p.id), (prods[i],), (values[i],), idx))
     _, new_prods, new_values, perm = stack[0]
-    out = Program._make(program.grammar, new_prods, new_values, program.inputs)
+    out = Program.unchecked(program.grammar, new_prods, new_values, program.inputs)
     return Canonical(out, shape_of(out), np.asarray(perm, dtype=np.int64))

@@ -69,8 +69,10 @@ class _ScriptedChooser:
             if self.structural:
                 return [((p, v), prior.subtree_log_prob(p, v, False) - log_mass)
                         for p, v in structures(prior, nonterminal, depth_budget, size_budget)]
+            input_logp = {n: prior.input_log_prob(n) for n in prior.inputs
+                          if prior.input_log_prob(n) > -math.inf}
             return [((p, v), lp - log_mass) for p, v, lp, _ in prior.tables.enumerate(
-                prior._input_logp, nonterminal, depth_budget, size_budget)]
+                input_logp, nonterminal, depth_budget, size_budget)]
         out: tuple[tuple[int, ...], tuple[Any, ...]] = self._choose(
             ("subtree", id(prior), nonterminal, depth_budget, size_budget), make)
         return out
@@ -119,7 +121,7 @@ def structures(prior: ProgramPrior, nonterminal: int | None = None,
             return memo[(a, b, s)]
         out: list[tuple[tuple[int, ...], tuple[Any, ...]]] = []
         for r, p in enumerate(g.productions):
-            if p.lhs != a or prior._prod_logp[r] == -math.inf:
+            if p.lhs != a or g.probs[r] == 0:
                 continue
             if p.op.kind == KIND_INPUT:
                 out += [((r,), (n,)) for n in prior.inputs if prior.input_log_prob(n) > -math.inf]

@@ -152,7 +152,7 @@ def relabel(chooser: Chooser, prior: ProgramPrior, phi: Program,
     value = chooser.leaf_value(prior, r2) if has_value else None
     prods = phi.prods[:v] + (r2,) + phi.prods[v + 1:]
     values = phi.values[:v] + (value,) + phi.values[v + 1:]
-    phi2 = Program._make(prior.grammar, prods, values, phi.inputs)
+    phi2 = Program.unchecked(prior.grammar, prods, values, phi.inputs)
     base = -math.log(len(cands)) - math.log(len(options))
     return Proposal(phi2, base + leaf_log_prob(prior, r2, value, structural),
                     base + leaf_log_prob(prior, r, phi.values[v], structural))

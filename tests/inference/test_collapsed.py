@@ -17,7 +17,7 @@ from scipy import integrate
 
 import ppl
 from inference import infer
-from inference._arviz import az
+from inference.arviz import az
 from inference.config import McmcOptions
 from inference.mcmc import moves
 from inference.mcmc.blocks import collapsed
@@ -70,7 +70,7 @@ def _kernel(prior, x=X, y=Y, model=None):
 
 
 def _programs(prior):
-    return [Program._make(prior.grammar, p, v, prior.inputs) for p, v in structures(prior)]
+    return [Program.unchecked(prior.grammar, p, v, prior.inputs) for p, v in structures(prior)]
 
 
 # ---------------------------------------------------------------- the Laplace evidence

@@ -27,7 +27,7 @@ from stats.discrete import empirical, tv_distance, tv_null_quantile
 
 import ppl
 from inference import Posterior, api, compare, infer, plot_compare
-from inference._arviz import az
+from inference.arviz import az
 from inference.compare import COLUMNS, CompareError, _loo, max_smd, program_tv
 from ppl import dist
 from ppl.errors import PPLError

@@ -25,7 +25,7 @@ from scipy import stats
 
 import ppl
 from inference import infer
-from inference._arviz import az
+from inference.arviz import az
 from inference.mcmc import nuts_block
 from inference.mcmc.blocks import continuous
 from inference.mcmc.blocks.base import Context, GibbsState, MoveInfo, accept, adapt

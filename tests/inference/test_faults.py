@@ -21,8 +21,8 @@ from scipy import stats
 
 import ppl
 from inference import Posterior, api, infer
-from inference._arviz import az
 from inference.api import RunWarning
+from inference.arviz import az
 from inference.mcmc import driver
 from ppl import dist
 from ppl.errors import DataError, InitializationError, PPLError

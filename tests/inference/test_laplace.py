@@ -17,7 +17,7 @@ from scipy.special import logsumexp
 
 import ppl
 from inference import infer
-from inference._arviz import az
+from inference.arviz import az
 from inference.mcmc.blocks import program
 from inference.mcmc.laplace import shape_of
 from ppl import dist

@@ -19,7 +19,7 @@ from scipy import integrate, stats
 
 import ppl
 from inference import infer
-from inference._arviz import az
+from inference.arviz import az
 from inference.mcmc import nuts_block
 from ppl import dist
 from tests.stats.discrete import empirical, gtest_pvalue, tv_distance, tv_null_quantile

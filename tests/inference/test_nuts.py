@@ -21,8 +21,8 @@ from scipy import stats
 
 import ppl
 from inference import Posterior, infer, load
-from inference._arviz import az
 from inference._nuts_pyro import RecordingNUTS
+from inference.arviz import az
 from ppl import dist
 from ppl.errors import DataError, PPLError
 

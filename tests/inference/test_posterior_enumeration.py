@@ -16,7 +16,7 @@ import pytest
 
 import ppl
 from inference import infer
-from inference._arviz import az
+from inference.arviz import az
 from inference.mcmc import driver, moves
 from inference.mcmc.blocks import program
 from ppl import dist

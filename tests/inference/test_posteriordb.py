@@ -33,8 +33,8 @@ from benchmarks.posteriordb import (
     reference,
 )
 from inference import Posterior, infer
-from inference._arviz import az
 from inference.api import RunWarning
+from inference.arviz import az
 
 BACKENDS = ["pyro", "numpyro"]
 QUIET: dict[str, Any] = {"method": "nuts", "progress": False, "chain_method": "sequential",

@@ -20,7 +20,7 @@ import torch
 
 import ppl
 from inference import infer, query
-from inference._arviz import az
+from inference.arviz import az
 from inference.target import Target
 from ppl import dist
 

@@ -27,7 +27,7 @@ from scipy.special import logsumexp
 
 import ppl
 from inference import Posterior, infer, load
-from inference._arviz import az
+from inference.arviz import az
 from ppl import dist
 from ppl.errors import PPLError
 
