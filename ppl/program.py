@@ -160,12 +160,8 @@ class Program:
         return reads
 
     def with_inputs(self, inputs: Sequence[str]) -> Program:
-        """The same tree with another positional order of inputs (``program(*inputs)``).
-
-        Raises
-        ------
-        ProgramError
-            When the tree reads a name that is not in ``inputs``.
+        """The same tree with another positional order of inputs (``program(*inputs)``);
+        a ProgramError when the tree reads a name that is not in ``inputs``.
 
         Examples
         --------
