@@ -38,9 +38,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from inference.results import Posterior
-from inference.target import CONTINUOUS, PROGRAM
 from ppl.backend import BACKENDS
 from ppl.errors import PPLError
+from ppl.trace import CONTINUOUS, PROGRAM
 
 __all__ = ["BackendRun", "NutsConfig", "Sites", "per_draw", "run_nuts", "tree_depth"]
 
