@@ -97,7 +97,7 @@ def run_raw_pyro(name: str, size: Size, seed: int) -> tuple[float, dict[str, Any
     from pyro.infer import MCMC, NUTS
     from pyro.infer.autoguide.initialization import init_to_uniform
 
-    from inference.target import discovery_value
+    from ppl.trace import discovery_value
 
     def init(site: dict[str, Any]) -> Any:  # what a Pyro user writes for an improper prior
         try:

@@ -24,9 +24,7 @@ from numpyro.infer.util import log_density
 import ppl
 from inference.config import RunConfig
 from inference.nuts import BackendRun, Sites, tree_depth
-from inference.target import CONTINUOUS, DISCRETE, PROGRAM, check_arguments, check_observed
-from ppl.errors import DataError, PPLError
-from ppl.prior import ProgramPrior
+from ppl.trace import check_arguments, check_observed, data_errors, max_plate_nesting, sites_of
 
 __all__ = ["CHAIN_METHOD", "context", "discover", "run", "scorer", "to_jax"]
 
@@ -49,7 +47,7 @@ def context() -> Iterator[None]:
 
 def to_jax(value: Any) -> Any:
     """Numeric numpy arrays, torch tensors and lists of numbers become float64 jax arrays
-    (as :func:`~inference.target.to_torch` makes float64 tensors); anything else is
+    (as :func:`ppl.backend.to_torch` makes float64 tensors); anything else is
     unchanged. Call inside :func:`context`."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
@@ -69,15 +67,6 @@ def _improper_value(site: Mapping[str, Any]) -> Any:
         return None
     transform = biject_to(fn.support)
     return transform(jnp.zeros(transform.inverse_shape(fn.shape())))
-
-
-def _kind(site: Mapping[str, Any]) -> str:
-    fn = site["fn"]
-    while hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    if isinstance(getattr(fn, "prior", None), ProgramPrior):
-        return PROGRAM
-    return DISCRETE if site["fn"].support.is_discrete else CONTINUOUS
 
 
 class _Concrete(Exception):
@@ -118,35 +107,25 @@ def _abstract_trace(model: Callable[..., Any], args: tuple[Any, ...],
 
 def discover(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
              seed: int) -> Sites:
-    """The model's sites from one NumPyro trace (inside :func:`context`); data checked as
-    :class:`~inference.target.Target` checks them. The trace is staged, not executed, when
-    it can be (:func:`_abstract_trace`); otherwise the model runs eagerly."""
+    """The model's sites from one NumPyro trace (inside :func:`context`), classified and
+    their data checked by :mod:`ppl.trace`, as :class:`~inference.target.Target` does.
+    The trace is staged, not executed, when it can be (:func:`_abstract_trace`); otherwise
+    the model runs eagerly."""
     check_arguments(args, kwargs)
     jargs = tuple(to_jax(a) for a in args)
     jkwargs = {k: to_jax(v) for k, v in kwargs.items()}
     try:
         tr = _abstract_trace(model, jargs, jkwargs, seed)
     except _Concrete:
-        try:
+        with data_errors():
             tr = _site_trace(model, jargs, jkwargs, seed)
-        except PPLError:
-            raise
-        except (ValueError, RuntimeError, TypeError, IndexError, ZeroDivisionError) as err:
-            raise DataError(f"Running the model on its data failed: {err}\nCheck that "
-                            "observed data match their distributions' shapes.") from err
-    latents: dict[str, str] = {}
-    observed: dict[str, np.ndarray] = {}
-    for name, site in tr.items():
-        if site["type"] != "sample":
-            continue
-        if site["is_observed"]:
-            if type(site["fn"]).__name__ != "Unit":  # a factor is not observed data
-                observed[name] = np.asarray(check_observed(name, site))
-        else:
-            latents[name] = _kind(site)
-    nesting = max([-f.dim for s in tr.values() if s["type"] == "sample"
-                   for f in s["cond_indep_stack"] if f.dim is not None] + [0])
-    return Sites(latents, observed, jargs, jkwargs, nesting)
+    sites = sites_of(tr)
+    for site in sites.values():
+        if site.observed:
+            check_observed(site)
+    return Sites({n: s.kind for n, s in sites.items() if s.latent},
+                 {n: np.asarray(s.value) for n, s in sites.items() if s.observed},
+                 jargs, jkwargs, max_plate_nesting(tr))
 
 
 def _chain_method(cfg: RunConfig) -> str:

@@ -19,20 +19,19 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyro
 import torch
-from pyro import poutine
 from pyro.infer import MCMC, NUTS
-from pyro.infer.autoguide.initialization import InitMessenger, init_to_uniform, init_to_value
+from pyro.infer.autoguide.initialization import init_to_uniform, init_to_value
 from pyro.poutine.util import site_is_subsample
 
 from inference.config import RunConfig
 from inference.nuts import BackendRun, Sites, per_draw, tree_depth
-from inference.target import Target, discovery_value
+from inference.target import Target
 from ppl.errors import PPLError
+from ppl.trace import discovery_value, seeded, trace_model
 
 __all__ = ["RecordingNUTS", "context", "discover", "run"]
 
 _MCMC: Any = MCMC  # untyped in Pyro
-_InitMessenger: Any = InitMessenger
 STATS = ("acceptance_rate", "diverging", "energy", "n_steps", "step_size")
 
 
@@ -108,18 +107,12 @@ def _init_value(site: Mapping[str, Any]) -> Any:
 def discover(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
              seed: int) -> Sites:
     """The model's sites by :class:`~inference.target.Target` (numpy arrays become
-    float64 tensors; data are checked)."""
+    float64 tensors; data are checked), with the plate depth of its discovery run."""
     target = Target(model, args, kwargs, seed=seed)
     observed = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
                 for k, v in target.observed.items()}
-    with torch.random.fork_rng(), pyro.validation_enabled(False):
-        torch.manual_seed(seed)
-        tr = poutine.trace(_InitMessenger(discovery_value)(model)).get_trace(
-            *target.args, **target.kwargs)
-    nesting = max([-f.dim for s in tr.nodes.values() if s["type"] == "sample"
-                   for f in s["cond_indep_stack"] if f.dim is not None] + [0])
     return Sites({n: s.kind for n, s in target.latents.items()}, observed, target.args,
-                 target.kwargs, nesting)
+                 target.kwargs, target.max_plate_nesting)
 
 
 class _Chain(NamedTuple):
@@ -140,15 +133,14 @@ class _ChainOut(NamedTuple):
 
 
 def _run_chain(job: _Chain) -> _ChainOut:
-    """One chain of Pyro's NUTS, seeded inside ``fork_rng`` (the caller's torch state is
-    untouched)."""
+    """One chain of Pyro's NUTS in a seeded quiet run (:func:`ppl.trace.seeded`: the
+    caller's torch state is untouched; ``MCMC`` turns Pyro's validation off anyway)."""
     cfg = job.config
     init = _init_value if cfg.init_values is None else init_to_value(
         values={k: torch.as_tensor(v, dtype=torch.float64) for k, v in cfg.init_values.items()},
         fallback=_init_value)
     start = time.perf_counter()
-    with torch.random.fork_rng(), context():  # context() again: in a spawned process
-        torch.manual_seed(job.seed)
+    with seeded(job.seed), context():  # context() again: in a spawned process
         kernel = RecordingNUTS(job.model, target_accept_prob=cfg.nuts.target_accept_prob,
                                max_tree_depth=cfg.nuts.max_tree_depth,
                                full_mass=cfg.nuts.dense_mass,
@@ -202,11 +194,7 @@ class _NotVectorizable(Exception):
 
 
 def _draw_trace(model: Callable[..., Any], sites: Sites, values: Mapping[str, Any]) -> Any:
-    with pyro.validation_enabled(False):
-        tr = poutine.trace(poutine.condition(model, data=dict(values))).get_trace(
-            *sites.args, **sites.kwargs)
-        tr.compute_log_prob()
-    return tr
+    return trace_model(model, sites.args, sites.kwargs, data=values, log_prob=True)
 
 
 def _parts(tr: Any, observed: Mapping[str, Any], n: int | None = None

@@ -17,8 +17,9 @@ from inference.mcmc.driver import ChainResult, make_specs, run_chains
 from inference.mcmc.gibbs import Gibbs
 from inference.nuts import run_nuts
 from inference.results import Posterior, load
-from inference.target import PROGRAM, Target
+from inference.target import Target
 from ppl.errors import PPLError
+from ppl.trace import PROGRAM
 
 __all__ = ["RunWarning", "check_model_call", "infer", "load", "run_target", "split_options"]
 

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from inference.target import CONTINUOUS, DISCRETE, PROGRAM, Target
+from inference.target import Target
 from ppl.errors import PPLError
+from ppl.trace import CONTINUOUS, DISCRETE, PROGRAM
 
 __all__ = ["enumerate_posterior"]
 
@@ -24,10 +25,13 @@ __all__ = ["enumerate_posterior"]
 def _support(site: Any) -> list[Any]:
     if site.kind == PROGRAM:
         return [p for p, _ in site.fn.enumerate()]
-    if site.kind == DISCRETE and not site.shape:
+    finite = getattr(site.fn, "has_enumerate_support", False)
+    if site.kind == DISCRETE and finite and not site.shape:
         return list(site.fn.enumerate_support(expand=False).reshape(-1))
+    what = ("continuous" if site.kind == CONTINUOUS else
+            "a vector of discretes" if finite else "discrete with an infinite support")
     raise PPLError(f"method='enumerate' needs every latent site finite; site '{site.name}' is "
-                   f"{'continuous' if site.kind == CONTINUOUS else 'a vector of discretes'}.")
+                   f"{what}.")
 
 
 def enumerate_posterior(target: Target, num_draws: int, num_chains: int,

@@ -8,14 +8,11 @@ import warnings
 from typing import Any
 
 import numpy as np
-import pyro
-import torch
-from pyro import poutine
-from pyro.poutine.util import site_is_subsample
 
 from inference._arviz import az
-from inference.target import PROGRAM, Target
+from inference.target import Target
 from ppl.errors import PPLError
+from ppl.trace import PROGRAM, log_joint, seeded, trace_model
 
 __all__ = ["importance_posterior"]
 
@@ -25,18 +22,15 @@ def importance_posterior(target: Target, num_particles: int, num_draws: int, num
     """Draw ``num_particles`` from the prior, weight by the likelihood, resample."""
     particles: list[dict[str, Any]] = []
     log_w = np.empty(num_particles)
-    log_joint = np.empty(num_particles)
+    joint = np.empty(num_particles)
     pointwise = []
-    with torch.random.fork_rng(), pyro.validation_enabled(False):
-        torch.manual_seed(seed)
+    with seeded(seed):
         for i in range(num_particles):
-            tr = poutine.trace(target.conditioned()).get_trace(*target.args, **target.kwargs)
-            tr.compute_log_prob()
+            tr = trace_model(target.conditioned(), target.args, target.kwargs, log_prob=True)
             lw = sum(float(tr.nodes[n]["log_prob_sum"]) for n in target.observed)
             log_w[i] = lw if math.isfinite(lw) else -math.inf
-            lj = sum(float(s["log_prob_sum"]) for s in tr.nodes.values()
-                     if s["type"] == "sample" and not site_is_subsample(s))
-            log_joint[i] = lj if math.isfinite(lj) else -math.inf
+            lj = log_joint(tr)
+            joint[i] = lj if math.isfinite(lj) else -math.inf
             particles.append({n: tr.nodes[n]["value"] for n in target.latents})
             pointwise.append({n: tr.nodes[n]["log_prob"].detach().cpu().numpy().astype(float)
                               for n in target.observed})
@@ -65,6 +59,6 @@ def importance_posterior(target: Target, num_particles: int, num_draws: int, num
                 picks.shape + tuple(site.shape))
     log_lik = {n: np.stack([pointwise[i][n] for i in picks.reshape(-1)]).reshape(
         picks.shape + pointwise[0][n].shape) for n in target.observed}
-    return {"samples": samples, "stats": {"lp": log_joint[picks], "log_weight": log_w[picks]},
+    return {"samples": samples, "stats": {"lp": joint[picks], "log_weight": log_w[picks]},
             "log_lik": log_lik,
             "ess": ess, "khat": float(np.asarray(khat))}

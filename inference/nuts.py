@@ -38,8 +38,8 @@ import numpy as np
 
 from inference.config import RunConfig
 from inference.results import Posterior
-from inference.target import CONTINUOUS, PROGRAM
 from ppl.errors import PPLError
+from ppl.trace import CONTINUOUS, PROGRAM
 
 __all__ = ["BackendRun", "Sites", "per_draw", "run_nuts", "tree_depth"]
 

@@ -22,18 +22,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pyro
 import torch
-from pyro import poutine
-from pyro.poutine.util import site_is_subsample
 
 from inference.api import check_model_call, run_target
 from inference.config import METHODS, RunConfig
 from inference.results import Posterior
-from inference.target import PROGRAM, Target, to_torch
+from inference.target import Target, to_torch
 from ppl.errors import PPLError
 from ppl.prior import ProgramPrior
 from ppl.program import Program
+from ppl.trace import PROGRAM, log_joint, seeded, trace_model
 from ppl.world import World
 
 __all__ = ["query"]
@@ -178,16 +176,12 @@ def _targets(world: World, targets: str | Sequence[str] | None, given: Mapping[s
 def _forward(world: World, targets: list[str], given: Mapping[str, Any], n: int,
              num_chains: int, seed: int, plan: str) -> Posterior:
     """``n`` independent runs of the model with the given sites clamped."""
-    model = poutine.condition(world.model, data=dict(given)) if given else world.model
     draws: dict[str, list[Any]] = {t: [] for t in targets}
     lp = np.empty(n)
-    with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
-        torch.default_generator.manual_seed(seed)
+    with seeded(seed):
         for i in range(n):
-            tr = poutine.trace(model).get_trace(*world.args, **world.kwargs)
-            tr.compute_log_prob()
-            total = sum(float(s["log_prob_sum"]) for s in tr.nodes.values()
-                        if s["type"] == "sample" and not site_is_subsample(s))
+            tr = trace_model(world.model, world.args, world.kwargs, data=given, log_prob=True)
+            total = log_joint(tr)
             lp[i] = total if math.isfinite(total) else -math.inf
             for t in targets:
                 value: Any = tr.nodes[t]["value"]

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyro
 import torch
 from pyro import poutine
 
@@ -22,10 +21,11 @@ from inference._arviz import (
     prior_to_attrs,
     to_json_attr,
 )
-from inference.target import to_torch
+from ppl.backend import to_torch
 from ppl.errors import PPLError
 from ppl.prior import ProgramPrior
 from ppl.program import Program
+from ppl.trace import seeded, trace_model
 
 __all__ = ["Posterior", "load"]
 
@@ -262,11 +262,9 @@ class Posterior:
         picks = [(c, d) for c in range(chains) for d in range(draws)][::step]
         out: dict[str, list[np.ndarray]] = {}
         free = poutine.uncondition(model)
-        with torch.random.fork_rng(), pyro.validation_enabled(False):
-            torch.manual_seed(seed)
+        with seeded(seed):
             for c, d in picks:
-                tr = poutine.trace(poutine.condition(free, data=self._latent_draw(c, d))
-                                   ).get_trace(*args, **kwargs)
+                tr = trace_model(free, args, kwargs, data=self._latent_draw(c, d))
                 for name in self.observed:
                     value: Any = tr.nodes[name]["value"]
                     out.setdefault(name, []).append(np.asarray(value.detach().numpy()))

@@ -4,6 +4,10 @@
 observed), checks the observed data, and then scores any assignment of the latent sites by
 replaying the model under ``poutine.condition``. Invalid programs (nan/inf outputs) give a
 log joint of −inf, which the kernels count and reject.
+
+Finding, classifying and checking the sites is :func:`ppl.trace.discover`, the run
+:class:`ppl.World` makes too; the site kinds ``PROGRAM``, ``CONTINUOUS`` and ``DISCRETE`` are
+those of :mod:`ppl.trace`, re-exported here.
 """
 
 from __future__ import annotations
@@ -16,19 +20,24 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer.autoguide.initialization import InitMessenger
 from pyro.poutine.util import site_is_subsample
-from torch.distributions import biject_to
 
 from ppl.backend import to_torch
-from ppl.errors import DataError, PPLError
-from ppl.prior import ProgramPrior
+from ppl.errors import DataError
 from ppl.scoring import Scorer, Unsupported
+from ppl.trace import (
+    CONTINUOUS,
+    DISCRETE,
+    PROGRAM,
+    Site,
+    base_distribution,
+    check_arguments,
+    data_errors,
+    discover,
+    trace_model,
+)
 
-__all__ = ["SiteInfo", "Target", "check_arguments", "check_observed", "discovery_value",
-           "to_torch"]
-
-PROGRAM, CONTINUOUS, DISCRETE = "program", "continuous", "discrete"
+__all__ = ["CONTINUOUS", "DISCRETE", "PROGRAM", "SiteInfo", "Target", "to_torch"]
 
 
 class SiteInfo(NamedTuple):
@@ -37,50 +46,19 @@ class SiteInfo(NamedTuple):
     name: str
     """Site name."""
     kind: str
-    """"program", "continuous" or "discrete"."""
+    """"program", "continuous" or "discrete" (:mod:`ppl.trace`)."""
     fn: Any
-    """The site's distribution in the discovery trace."""
+    """The site's distribution in the discovery trace (for a program site, its
+    ProgramPrior)."""
     shape: tuple[int, ...]
     """Shape of the site's value (() for programs)."""
 
-
-def discovery_value(site: Mapping[str, Any]) -> Any:
-    """A value for a latent site while finding the model's sites: a draw of its
-    distribution, or, for one that cannot sample (``ImproperUniform``), a point drawn
-    uniformly in (−2, 2) in the unconstrained space of its support."""
-    fn = site["fn"]
-    try:
-        return fn.sample()
-    except NotImplementedError:
-        transform = biject_to(fn.support)
-        shape = transform.inverse_shape(fn.shape())
-        return transform(torch.rand(shape, dtype=torch.float64) * 4.0 - 2.0)
-
-
-def _check_argument(name: str, value: Any) -> None:
-    """Model arguments that are numeric arrays must be non-empty and finite."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if not isinstance(value, (np.ndarray, list, tuple)):
-        return
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        return
-    if arr.size == 0:
-        raise DataError(f"Model {name} is empty: there is nothing to condition on.")
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.sum(~np.isfinite(arr)))
-        raise DataError(f"Model {name} has {bad} NaN or infinite value(s); drop or impute "
-                        "them before inference.")
-
-
-def check_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    """Raise :class:`~ppl.errors.DataError` naming the first model argument that is an
-    empty or non-finite numeric array."""
-    for name, value in [(f"'{k}'", v) for k, v in kwargs.items()] + \
-            [(f"argument {i}", a) for i, a in enumerate(args)]:
-        _check_argument(name, value)
+    @classmethod
+    def of(cls, site: Site) -> SiteInfo:
+        """The SiteInfo of a latent :class:`ppl.trace.Site`."""
+        if site.kind == PROGRAM:
+            return cls(site.name, PROGRAM, base_distribution(site.fn), ())
+        return cls(site.name, site.kind, site.fn, site.shape)
 
 
 def check_observed(name: str, site: Mapping[str, Any]) -> Any:
@@ -123,8 +101,8 @@ class Target:
         The model's arguments; numpy arrays become float64 tensors. Observed sites are the
         ones the model passes ``obs=``.
     seed : int
-        Seed of the discovery run (under ``torch.random.fork_rng``, so the global torch RNG
-        is untouched).
+        Seed of the discovery run (:func:`ppl.trace.discover`: a seeded quiet run, so the
+        global torch RNG is untouched).
     given : mapping, optional
         Values of sites the query conditions on, beyond the model's ``obs=`` sites (see
         :func:`inference.query`): ``given_obs`` (numeric values of sites without children:
@@ -154,53 +132,23 @@ class Target:
         """Whether the scoring fast path is on (see :meth:`check_fast`)."""
         self.beta = 1.0
         """Likelihood temperature: scores are log prior + beta · log likelihood."""
-        trace = self._discover(seed)
-        missing = sorted(set(given) - set(trace.nodes))
+        with data_errors():
+            found = discover(model, self.args, self.kwargs, seed=seed, data=self.given_obs,
+                             fixed=self.fixed)
+        missing = sorted(set(given) - set(found.trace.nodes))
         if missing:
+            names = [n for n, s in found.trace.nodes.items() if s["type"] == "sample"]
             raise DataError(f"Given site(s) {missing} are not sites of the model; its sites "
-                            f"are {[n for n, s in trace.nodes.items() if s['type'] == 'sample']}.")
-        self.latents: dict[str, SiteInfo] = {}
-        self.observed: dict[str, Any] = {}
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site) or name in self.fixed:
-                continue
-            if site["is_observed"]:
-                if type(site["fn"]).__name__ == "Unit" or site["infer"].get("_deterministic"):
-                    continue  # a factor or a deterministic value, not observed data
-                self.observed[name] = check_observed(name, site)
-            else:
-                self.latents[name] = self._classify(name, site)
-
-    def _discover(self, seed: int) -> Any:
-        with torch.random.fork_rng(), pyro.validation_enabled(False):
-            torch.manual_seed(seed)
-            try:
-                try:
-                    return poutine.trace(self.conditioned()).get_trace(*self.args,
-                                                                       **self.kwargs)
-                except NotImplementedError:  # a distribution that cannot sample (improper)
-                    torch.manual_seed(seed)
-                    init: Any = InitMessenger(discovery_value)  # type: ignore[no-untyped-call]
-                    return poutine.trace(init(self.conditioned())).get_trace(*self.args,
-                                                                             **self.kwargs)
-            except PPLError:
-                raise
-            except (ValueError, RuntimeError, TypeError, IndexError, ZeroDivisionError) as err:
-                raise DataError(f"Running the model on its data failed: {err}\nCheck that "
-                                "observed data match their distributions' shapes.") from err
-
-    @staticmethod
-    def _classify(name: str, site: Mapping[str, Any]) -> SiteInfo:
-        fn = site["fn"]
-        while hasattr(fn, "base_dist") and not isinstance(fn, ProgramPrior):
-            fn = fn.base_dist
-        if isinstance(fn, ProgramPrior):
-            return SiteInfo(name, PROGRAM, fn, ())
-        shape = tuple(site["value"].shape)
-        if getattr(site["fn"], "has_enumerate_support", False) and \
-                site["fn"].support.is_discrete:
-            return SiteInfo(name, DISCRETE, site["fn"], shape)
-        return SiteInfo(name, CONTINUOUS, site["fn"], shape)
+                            f"are {names}.")
+        self.latents: dict[str, SiteInfo] = {
+            name: SiteInfo.of(site) for name, site in found.sites.items() if site.latent}
+        """Latent site -> what inference needs to know of it, in execution order."""
+        self.observed: dict[str, Any] = {
+            name: site.value for name, site in found.sites.items() if site.observed}
+        """Observed site -> its data (checked: finite, non-empty, of its distribution's
+        shape)."""
+        self.max_plate_nesting = found.max_plate_nesting
+        """How many batch dimensions the model's plates use."""
 
     # ------------------------------------------------------------------ scoring
     def conditioned(self, values: Mapping[str, Any] | None = None) -> Callable[..., Any]:
@@ -211,10 +159,7 @@ class Target:
     def trace(self, values: Mapping[str, Any]) -> Any:
         """The model's Pyro trace with the latent sites set to ``values`` (log probs
         computed)."""
-        with pyro.validation_enabled(False):
-            tr = poutine.trace(self.conditioned(values)).get_trace(*self.args, **self.kwargs)
-            tr.compute_log_prob()
-        return tr
+        return trace_model(self.conditioned(values), self.args, self.kwargs, log_prob=True)
 
     def _trace_terms(self, values: Mapping[str, Any]) -> tuple[Any, Any]:
         """(Σ latent log probs, Σ observed log probs and factors) of a Pyro trace, as

@@ -5,14 +5,15 @@ model then calls the program like a function.
 
 Examples
 --------
->>> import torch, pyro
+>>> import torch
 >>> import ppl
 >>> from ppl import dist
+>>> from ppl.trace import trace_model
 >>> def model(x, y=None):
 ...     s = ppl.sample("s", dist.HalfNormal(1.0))
 ...     with ppl.plate("data", len(x)):
 ...         return ppl.sample("y", dist.Normal(x, s), obs=y)
->>> tr = pyro.poutine.trace(model).get_trace(torch.zeros(3))
+>>> tr = trace_model(model, (torch.zeros(3),))
 >>> sorted(tr.nodes)[-2:]
 ['s', 'y']
 """

@@ -13,10 +13,11 @@ function of its parents. The graph answers the questions inference asks of a mod
 structure: which sites a site depends on, which factors change when it changes (its Markov
 blanket), and what the model's log density is at given values.
 
-Dependencies are found by provenance tracking (:mod:`ppl._tracer`), which follows values
-through the model's tensor arithmetic and through calls of program-valued sites. The graph is
-that of the traced run: World assumes that the model's structure (which sites exist, what
-they read) does not depend on the values drawn.
+The sites are found, classified and their data checked by :func:`ppl.trace.discover`, the
+discovery run inference makes too. Dependencies are found by provenance tracking
+(:mod:`ppl._tracer`), which follows values through the model's tensor arithmetic and through
+calls of program-valued sites. The graph is that of the traced run: World assumes that the
+model's structure (which sites exist, what they read) does not depend on the values drawn.
 """
 
 from __future__ import annotations
@@ -24,91 +25,47 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import networkx as nx
 import numpy as np
-import pyro
 import torch
 from pyro import poutine
-from pyro.poutine.util import site_is_subsample
 
 from ppl import backend
 from ppl._tracer import ProvenanceTracer
 from ppl.backend import to_torch
-from ppl.errors import DataError, ModelError, PPLError, SiteError
+from ppl.errors import ModelError, PPLError, SiteError
 from ppl.prior import ProgramPrior
 from ppl.program import BoundProgram, Program
+from ppl.trace import (
+    DETERMINISTIC,
+    FACTOR,
+    PROGRAM,
+    Site,
+    base_distribution,
+    discover,
+    log_joint,
+    seeded,
+    sites_of,
+    trace_model,
+)
 
 __all__ = ["World"]
 
-PROGRAM, CONTINUOUS, DISCRETE = "program", "continuous", "discrete"
-DETERMINISTIC, STATEMENT = "deterministic", "factor"
 SEED = 0
-"""Seed of the traced run (under ``torch.random.fork_rng``: the global RNG is untouched)."""
+"""Seed of the traced run (a seeded quiet run, :func:`ppl.trace.seeded`: the global RNG is
+untouched)."""
 
 
-class _Site(NamedTuple):
-    """One sample site of the traced run (a factor statement too, with kind "factor")."""
-
-    name: str
-    kind: str
-    observed: bool
-    shape: tuple[int, ...]
-    plates: tuple[str, ...]
-    fn: Any
-    value: Any
-    parents: tuple[str, ...]
-
-
-_WRAPPERS = frozenset({"Independent", "ExpandedDistribution", "MaskedDistribution"})
-
-
-def _base(fn: Any) -> Any:
-    """The distribution under Independent/Expanded/Masked wrappers (HalfNormal stays)."""
-    while type(fn).__name__ in _WRAPPERS and hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    return fn
-
-
-def _is_discrete(fn: Any) -> bool:
-    try:
-        return bool(fn.support.is_discrete)
-    except (AttributeError, NotImplementedError):
-        return False
-
-
-def _classify(site: Mapping[str, Any]) -> str:
-    base = _base(site["fn"])
-    if site["is_observed"] and type(base).__name__ == "Unit":
-        return STATEMENT
-    if site["infer"].get("_deterministic", False):
-        return DETERMINISTIC
-    if isinstance(base, ProgramPrior) or isinstance(site["value"], (Program, BoundProgram)):
-        return PROGRAM
-    return DISCRETE if _is_discrete(site["fn"]) else CONTINUOUS
-
-
-def _label(site: _Site) -> str:
+def _label(site: Site) -> str:
     """Short description of a site's distribution, e.g. "Normal", "ProgramPrior(arith)"."""
-    if site.kind in (DETERMINISTIC, STATEMENT):
+    if site.kind in (DETERMINISTIC, FACTOR):
         return site.kind
-    base = _base(site.fn)
+    base = base_distribution(site.fn)
     if isinstance(base, ProgramPrior):
         return f"ProgramPrior({base.grammar.name.removesuffix('.lark')})"
     return type(base).__name__
-
-
-def _check_observed(site: _Site) -> None:
-    value = site.value
-    if not isinstance(value, torch.Tensor):
-        return
-    if value.numel() == 0:
-        raise DataError(f"Observed site '{site.name}' is empty.")
-    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-        bad = int((~torch.isfinite(value)).sum())
-        raise DataError(f"Observed site '{site.name}' has {bad} NaN or infinite value(s); "
-                        "drop or impute them.")
 
 
 class World:
@@ -121,7 +78,9 @@ class World:
         backend. Observed sites are those given ``obs=``.
     *args, **kwargs
         The model's arguments; numpy arrays and lists of numbers become float64 tensors.
-        Latent sites take values drawn from the model (seed 0, the global RNG untouched).
+        Latent sites take values drawn from the model (seed 0, the global RNG untouched; a
+        site that cannot sample, such as ``ImproperUniform``, takes a point of its support:
+        :func:`ppl.trace.discover`).
 
     Attributes
     ----------
@@ -139,7 +98,8 @@ class World:
     ModelError
         When the model raises while it is traced.
     DataError
-        When observed data are empty or not finite.
+        When observed data are empty, not finite, or of another shape than their
+        distribution (:func:`ppl.trace.check_observed`).
 
     Examples
     --------
@@ -167,18 +127,18 @@ class World:
         self.model = model
         self.args = tuple(to_torch(a) for a in args)
         self.kwargs = {k: to_torch(v) for k, v in kwargs.items()}
-        trace = self._run("Tracing", lambda: poutine.trace(model).get_trace(*self.args,
-                                                                            **self.kwargs))
-        parents = self._trace_parents(trace)
-        self._records: dict[str, _Site] = {}
-        order = [n for n, s in trace.nodes.items()
-                 if s["type"] == "sample" and not site_is_subsample(s)]
-        for name in order:
-            self._records[name] = self._record(trace.nodes[name], order, parents[name])
+        found = self._run("Tracing", lambda: discover(model, self.args, self.kwargs,
+                                                      seed=SEED))
+        self._records: dict[str, Site] = found.sites
+        parents = self._trace_parents(found.trace)
+        order = list(self._records)
+        self._parents: dict[str, tuple[str, ...]] = {
+            name: tuple(n for n in order if n in parents[name]) for name in order}
+        """Site (or factor statement) -> the sites it reads directly, in execution order."""
         self.graph: nx.Graph = self._build_graph()
         self._dag: nx.DiGraph = nx.DiGraph()
         self._dag.add_nodes_from(self.sites)
-        self._dag.add_edges_from((p, s) for s in self.sites for p in self._records[s].parents)
+        self._dag.add_edges_from((p, s) for s in self.sites for p in self._parents[s])
 
     # ------------------------------------------------------------------ tracing
     @property
@@ -187,12 +147,10 @@ class World:
         return str(getattr(self.model, "__qualname__", None) or repr(self.model))
 
     def _run(self, what: str, run: Callable[[], Any]) -> Any:
-        """``run()`` with the Pyro backend, seed :data:`SEED` and Pyro's validation off;
-        a failure of the model becomes a :class:`ModelError` naming it."""
+        """``run()`` with the Pyro backend in a seeded quiet run (seed :data:`SEED`); a
+        failure of the model becomes a :class:`ModelError` naming it."""
         try:
-            with backend.use("pyro"), torch.random.fork_rng(), \
-                    pyro.validation_enabled(False):
-                torch.manual_seed(SEED)
+            with backend.use("pyro"), seeded(SEED):
                 return run()
         except PPLError:
             raise
@@ -211,29 +169,12 @@ class World:
                 poutine.replay(self.model, trace=trace)(*self.args, **self.kwargs)
 
         self._run("Tracing the dependencies of", run)
-        names = [n for n, s in trace.nodes.items()
-                 if s["type"] == "sample" and not site_is_subsample(s)]
+        names = list(self._records)
         if list(tracer.parents) != names:
             raise ModelError(f"The model '{self.model_name}' made different sites when replayed "
                              f"({list(tracer.parents)} instead of {names}): World needs a "
                              "model whose sites do not depend on the values drawn.")
         return tracer.parents
-
-    @staticmethod
-    def _record(site: Mapping[str, Any], order: list[str], parents: frozenset[str]) -> _Site:
-        kind = _classify(site)
-        value = site["value"]
-        record = _Site(
-            name=site["name"], kind=kind,
-            observed=bool(site["is_observed"]) and kind not in (DETERMINISTIC, STATEMENT),
-            shape=tuple(value.shape) if isinstance(value, torch.Tensor) else (),
-            plates=tuple(f.name for f in sorted(site["cond_indep_stack"],
-                                                key=lambda f: -(f.dim or 0))),
-            fn=site["fn"], value=value,
-            parents=tuple(n for n in order if n in parents))
-        if record.observed:
-            _check_observed(record)
-        return record
 
     def _build_graph(self) -> nx.Graph:
         graph = nx.Graph()
@@ -242,22 +183,22 @@ class World:
             graph.add_node(s, kind="variable", site_type=r.kind, observed=r.observed,
                            shape=r.shape, plates=r.plates, distribution=_label(r))
         for r in self._records.values():
-            name = r.name if r.kind == STATEMENT else f"p({r.name})"
+            name = r.name if r.kind == FACTOR else f"p({r.name})"
             if name in graph:
                 raise ModelError(f"The factor of site '{r.name}' would be named {name!r}, "
                                  "which is also a site's name: rename that site.")
-            graph.add_node(name, kind="factor", site=None if r.kind == STATEMENT else r.name,
-                           parents=r.parents, distribution=_label(r))
-            if r.kind != STATEMENT:
+            graph.add_node(name, kind="factor", site=None if r.kind == FACTOR else r.name,
+                           parents=self._parents[r.name], distribution=_label(r))
+            if r.kind != FACTOR:
                 graph.add_edge(name, r.name, role="site")
-            graph.add_edges_from(((name, p) for p in r.parents), role="parent")
+            graph.add_edges_from(((name, p) for p in self._parents[r.name]), role="parent")
         return graph
 
     # ------------------------------------------------------------------ sites
     @property
     def sites(self) -> list[str]:
         """Every site (variable) in execution order; factor statements are not sites."""
-        return [n for n, r in self._records.items() if r.kind != STATEMENT]
+        return [n for n, r in self._records.items() if r.kind != FACTOR]
 
     @property
     def observed(self) -> list[str]:
@@ -268,7 +209,7 @@ class World:
     def latent(self) -> list[str]:
         """The latent sites: neither observed nor deterministic, in execution order."""
         return [n for n, r in self._records.items()
-                if not r.observed and r.kind not in (DETERMINISTIC, STATEMENT)]
+                if not r.observed and r.kind not in (DETERMINISTIC, FACTOR)]
 
     @property
     def factors(self) -> list[str]:
@@ -276,9 +217,9 @@ class World:
         ``factor`` statements."""
         return [n for n, d in self.graph.nodes(data=True) if d["kind"] == "factor"]
 
-    def _site(self, name: str) -> _Site:
+    def _site(self, name: str) -> Site:
         record = self._records.get(name) if isinstance(name, str) else None
-        if record is None or record.kind == STATEMENT:
+        if record is None or record.kind == FACTOR:
             hint = (f" '{name}' is a factor statement, a factor node of .graph, not a site."
                     if record is not None else "")
             raise SiteError(f"The model '{self.model_name}' has no site {name!r}; its sites are "
@@ -303,7 +244,7 @@ class World:
 
     def parents(self, site: str) -> set[str]:
         """The sites the site's distribution (or deterministic value) reads directly."""
-        return set(self._site(site).parents)
+        return set(self._parents[self._site(site).name])
 
     def children(self, site: str) -> set[str]:
         """The sites that read the site directly (factor statements are not sites)."""
@@ -342,14 +283,14 @@ class World:
         while stack:
             s = stack.pop()
             for r in self._records.values():
-                if s in r.parents and self._factor_name(r.name) not in found:
+                if s in self._parents[r.name] and self._factor_name(r.name) not in found:
                     found.add(self._factor_name(r.name))
                     if r.kind == DETERMINISTIC:
                         stack.append(r.name)
         return [f for f in self.factors if f in found]
 
     def _factor_name(self, name: str) -> str:
-        return name if self._records[name].kind == STATEMENT else f"p({name})"
+        return name if self._records[name].kind == FACTOR else f"p({name})"
 
     def markov_blanket(self, site: str) -> set[str]:
         """The sites whose values, with the site's own, fix every factor of
@@ -379,8 +320,8 @@ class World:
             s = stack.pop()
             r = self._records[s]
             if r.kind == DETERMINISTIC:
-                stack.extend(p for p in r.parents if p not in members)
-                members.update(r.parents)
+                stack.extend(p for p in self._parents[r.name] if p not in members)
+                members.update(self._parents[r.name])
             else:
                 blanket.add(s)
         return blanket - {site}
@@ -407,21 +348,15 @@ class World:
         """
         data = self._check_values(values)
 
-        def run() -> Any:
-            tr = poutine.trace(poutine.condition(self.model, data=data)).get_trace(
-                *self.args, **self.kwargs)
-            tr.compute_log_prob()
-            return tr
-
-        trace = self._run("Scoring", run)
-        sites = {n: s for n, s in trace.nodes.items()
-                 if s["type"] == "sample" and not site_is_subsample(s)}
+        trace = self._run("Scoring", lambda: trace_model(self.model, self.args, self.kwargs,
+                                                         data=data, log_prob=True))
+        sites = sites_of(trace)
         if set(sites) != set(self._records):
             raise ModelError(f"At these values the model '{self.model_name}' made the sites "
                              f"{list(sites)}, not those of the traced run ({list(self._records)})"
                              ": World needs a model whose sites do not depend on the values "
                              "drawn.")
-        total = sum(float(s["log_prob_sum"]) for s in sites.values())
+        total = log_joint(trace)
         return -math.inf if math.isnan(total) else total
 
     def _check_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -481,11 +416,12 @@ class World:
         width = max(len(f) for f in self.factors) if self.factors else 0
         for r in self._records.values():
             factor = self._factor_name(r.name)
-            given = f" | {', '.join(r.parents)}" if r.parents else ""
-            if r.kind == STATEMENT:
-                text, tags = f"factor({', '.join(r.parents)})", "factor statement"
+            reads = ", ".join(self._parents[r.name])
+            given = f" | {reads}" if reads else ""
+            if r.kind == FACTOR:
+                text, tags = f"factor({reads})", "factor statement"
             elif r.kind == DETERMINISTIC:
-                text = f"{r.name} = deterministic({', '.join(r.parents)})"
+                text = f"{r.name} = deterministic({reads})"
                 tags = ", ".join(["deterministic"] + ([f"shape {r.shape}"] if r.shape else []))
             else:
                 text = f"{r.name} ~ {_label(r)}{given}"

@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 from inference.config import RunConfig
 from inference.mcmc.gibbs import Gibbs
 from inference.mcmc.tempering import geometric_ladder, swap
-from inference.target import PROGRAM, Target
+from inference.target import Target
 from ppl.errors import PPLError
+from ppl.trace import PROGRAM
 
 __all__ = ["ChainResult", "ChainSpec", "make_specs", "run_chain", "run_chains"]
 

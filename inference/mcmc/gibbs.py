@@ -43,8 +43,9 @@ from inference.mcmc.blocks.base import BlockInfo, Context, GibbsState, Workspace
 from inference.mcmc.moves import MOVES
 from inference.mcmc.nuts_block import NumpyroNutsBlock, NutsBlock
 from inference.mcmc.plan import make_plan
-from inference.target import CONTINUOUS, PROGRAM, SiteInfo, Target
+from inference.target import SiteInfo, Target
 from ppl.errors import InitializationError, PPLError
+from ppl.trace import CONTINUOUS, PROGRAM
 
 __all__ = ["BLOCK_STEPS", "FAST_CHECKS", "INIT_TRIES", "Gibbs", "GibbsInfo", "GibbsState"]
 

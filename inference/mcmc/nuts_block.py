@@ -14,8 +14,9 @@ transition per sweep), and is frozen afterwards, so the sampling phase is an exa
 sweeps, Pyro's cached potential is cleared before every transition.
 
 Randomness: Pyro's NUTS draws momenta and directions from the global torch RNG; each
-transition runs under ``torch.random.fork_rng`` seeded from the chain's generator, so the
-chain stays bitwise reproducible and the caller's torch RNG is untouched.
+transition runs in a seeded quiet run (:func:`ppl.trace.seeded`) whose seed comes from the
+chain's generator, so the chain stays bitwise reproducible and the caller's torch RNG is
+untouched.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-import pyro
 import torch
 from pyro.infer.mcmc import NUTS
 from torch.distributions import biject_to
 
 from inference.config import NutsOptions
 from inference.target import SiteInfo, Target
+from ppl.trace import seeded
 
 __all__ = ["NutsBlock", "NutsInfo"]
 
@@ -132,8 +133,7 @@ class NutsBlock:
                       **self.options)
         kernel.initial_params = {n: potential.transforms[n].inv(values[n]).detach()
                                  for n in self.names}
-        with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
-            torch.default_generator.manual_seed(seed)  # the step-size search draws momenta
+        with seeded(seed):  # the step-size search draws momenta
             kernel.setup(warmup_steps=num_warmup)  # type: ignore[no-untyped-call]
         return kernel
 
@@ -148,8 +148,7 @@ class NutsBlock:
         n_div = len(kernel._divergences)
         mean_before = kernel._mean_accept_prob
         step_size = float(kernel.step_size)
-        with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
-            torch.default_generator.manual_seed(int(rng.integers(2**63)))
+        with seeded(int(rng.integers(2**63))):
             new = kernel.sample(params)
         n = kernel._t - kernel._warmup_steps if kernel._t > kernel._warmup_steps else kernel._t
         accept = kernel._mean_accept_prob * n - mean_before * (n - 1)

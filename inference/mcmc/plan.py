@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from inference.target import CONTINUOUS, DISCRETE, PROGRAM, SiteInfo
+from inference.target import SiteInfo
 from ppl.errors import PPLError
+from ppl.trace import CONTINUOUS, DISCRETE, PROGRAM
 
 __all__ = ["BLOCK_KERNELS", "make_plan"]
 
@@ -28,7 +29,8 @@ def make_plan(latents: Mapping[str, SiteInfo], blocks: Sequence[tuple[str, Any]]
     ``DiscreteMH`` per discrete site, in the model's order. By hand, ``blocks`` is a
     sequence of ``(kernel, sites)`` pairs with kernel in :data:`BLOCK_KERNELS` and sites a
     name or a list of names; NUTS and RW take only continuous sites (no program or discrete
-    site in a gradient block), ProgramMH only programs, DiscreteMH only discrete sites.
+    site in a gradient block), ProgramMH only programs, DiscreteMH only discrete sites with
+    a finite support (a Poisson site has no kernel: an error).
 
     Examples
     --------
@@ -42,6 +44,11 @@ def make_plan(latents: Mapping[str, SiteInfo], blocks: Sequence[tuple[str, Any]]
     ...
     ppl.errors.PPLError: Block NUTS cannot update program site 'f': ...
     """
+    for s in latents.values():
+        if s.kind == DISCRETE and not getattr(s.fn, "has_enumerate_support", False):
+            raise PPLError(f"Discrete site {s.name!r} ({type(s.fn).__name__}) has no finite "
+                           "support to propose from, so no Gibbs block can update it; give it "
+                           "a finite support (e.g. Categorical) or use method='importance'.")
     if blocks is None:
         plan: list[tuple[str, list[SiteInfo]]] = []
         continuous = [s for s in latents.values() if s.kind == CONTINUOUS]

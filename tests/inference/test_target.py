@@ -3,7 +3,8 @@
 Pyro records ``deterministic`` values as observed sample sites (flagged
 ``infer["_deterministic"]``); they are derived quantities, not data, so they must not become
 observed sites (nor enter the log-likelihood). A latent site whose distribution cannot sample
-(``ImproperUniform``, a flat prior) must still be discovered.
+(``ImproperUniform``, a flat prior) must still be discovered. Target and ``ppl.World`` find
+and classify sites with the same code (:mod:`ppl.trace`), so they agree.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 import ppl
 from benchmarks.posteriordb import kilpisjarvi, reference
-from inference.target import CONTINUOUS, Target
+from inference.mcmc.plan import make_plan
+from inference.target import Target
 from ppl import dist
+from ppl.errors import PPLError
+from ppl.trace import CONTINUOUS, DISCRETE
 
 Y = np.array([0.5, 1.5])
 
@@ -40,3 +45,38 @@ def test_improper_prior_is_discovered() -> None:
     assert {n: s.kind for n, s in target.latents.items()} == {
         "alpha": CONTINUOUS, "beta": CONTINUOUS, "sigma": CONTINUOUS}
     assert list(target.observed) == ["y"]
+
+
+TINY = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+X = np.linspace(0.0, 1.0, 4)
+
+
+def mixed_model(x: Any, y: Any = None) -> None:
+    f = ppl.sample("f", TINY)
+    sigma = ppl.sample("sigma", dist.HalfNormal(1.0))
+    ppl.sample("k", dist.Categorical(torch.tensor([0.5, 0.5])))
+    with ppl.plate("data", len(x)):
+        mean = ppl.deterministic("mean", f(x))
+        ppl.sample("y", dist.Normal(mean, sigma), obs=y)
+    ppl.factor("penalty", -sigma)
+
+
+def test_target_and_world_see_the_same_sites() -> None:
+    """Both discover the model with ppl.trace: same latent sites, kinds and data."""
+    world = ppl.World(mixed_model, X, y=X)
+    target = Target(mixed_model, (X,), {"y": X})
+    assert {n: s.kind for n, s in target.latents.items()} == {
+        n: world.kind(n) for n in world.latent}
+    assert list(target.observed) == world.observed == ["y"]
+    assert target.latents["f"].fn is TINY and target.latents["f"].shape == ()
+    assert target.max_plate_nesting == 1
+
+
+def test_a_discrete_site_without_a_finite_support_has_no_gibbs_block() -> None:
+    def model() -> None:
+        ppl.sample("n", dist.Poisson(3.0))
+
+    target = Target(model, (), {})
+    assert target.latents["n"].kind == DISCRETE
+    with pytest.raises(PPLError, match=r"'n' \(Poisson\) has no finite support"):
+        make_plan(target.latents)

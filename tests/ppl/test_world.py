@@ -315,6 +315,19 @@ def test_a_model_that_raises_is_a_model_error() -> None:
 def test_bad_data_is_a_data_error() -> None:
     with pytest.raises(DataError, match="'y' has 1 NaN"):
         ppl.World(program_model, X, y=np.where(X > 0.9, np.nan, Y))
+    with pytest.raises(DataError, match=r"'y' has shape \(10, 1\) but its distribution"):
+        ppl.World(program_model, X, y=Y.reshape(-1, 1))
+
+
+def test_an_improper_prior_is_traced() -> None:
+    """A site that cannot sample takes a point of its support (ppl.trace.discover)."""
+    def flat(y: Any = None) -> None:
+        s = ppl.sample("s", dist.ImproperUniform(dist.constraints.positive, (), ()))
+        ppl.sample("y", dist.Normal(0.0, s), obs=y)
+
+    world = ppl.World(flat, y=torch.tensor(0.5))
+    assert world.latent == ["s"] and float(world.value("s")) > 0
+    assert world.parents("y") == {"s"}
 
 
 @pytest.mark.parametrize("call,match", [

@@ -21,9 +21,10 @@ from inference.config import McmcOptions, NutsOptions
 from inference.mcmc.cache import LRU
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.laplace import ConstantFitter
-from inference.target import PROGRAM, SiteInfo, Target
+from inference.target import SiteInfo, Target
 from ppl.errors import PPLError
 from ppl.program import Program
+from ppl.trace import PROGRAM
 
 __all__ = ["CACHE_NAMES", "INVALID", "PROBE_SEED", "REJECTED", "BlockInfo", "Context",
            "GibbsState", "MoveInfo", "Workspace", "accept", "adapt", "pick_move"]

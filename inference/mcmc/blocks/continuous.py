@@ -26,8 +26,9 @@ from inference.mcmc.blocks.base import (
     adapt,
 )
 from inference.mcmc.fastlik import ProgramLikelihood
-from inference.target import DISCRETE, PROGRAM, SiteInfo
+from inference.target import SiteInfo
 from ppl.program import BoundProgram, Program
+from ppl.trace import DISCRETE, PROGRAM
 
 __all__ = ["draw_initial", "grad", "mala", "random_walk", "step", "unconstrained_shape"]
 
