@@ -157,8 +157,9 @@ def evaluate_shares(stats: pstats.Stats) -> dict[str, float]:
     total = cum("evaluate")
     ops = sum(v[3] for (f, _, _), v in table.items() if f == "ops.py")
     errstate = cum("__enter__", "_ufunc_config.py") + cum("__exit__", "_ufunc_config.py")
-    parts = {"binding inputs (`_bind`)": cum("_bind"),
-             "broadcasting the result (`_broadcast`)": cum("_broadcast"),
+    parts = {"binding inputs (`ppl.evaluate.bind`)": cum("bind", "evaluate.py"),
+             "broadcasting the result (`ppl.evaluate.broadcast`)": cum("broadcast",
+                                                                         "evaluate.py"),
              "the `np.errstate` context": errstate,
              "the operators themselves (`ppl/ops.py`)": ops}
     return {k: v / total for k, v in parts.items()}

@@ -37,6 +37,23 @@ class Posterior:
 
     ``samples[site]`` has shape (chain, draw, ...); program sites hold Program objects.
     Build one with :func:`inference.infer`; restore a saved one with :func:`load`.
+
+    Examples
+    --------
+    >>> import numpy as np, ppl
+    >>> from ppl import dist
+    >>> from inference import infer
+    >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+    >>> def model(x, y=None):
+    ...     f = ppl.sample("f", prior)
+    ...     with ppl.plate("data", len(x)):
+    ...         ppl.sample("y", dist.Normal(f(x), 0.5), obs=y)
+    >>> x = np.linspace(-1, 1, 8)
+    >>> post = infer(model, x, y=x + 1.0, method="enumerate")
+    >>> post
+    Posterior(method='enumerate', sites=['f'], chains=4, draws=1000)
+    >>> post.samples["f"].shape, post.log_lik["y"].shape
+    ((4, 1000), (4, 1000, 8))
     """
 
     def __init__(self, *, method: str, samples: dict[str, np.ndarray],
@@ -66,10 +83,46 @@ class Posterior:
 
     @property
     def num_chains(self) -> int:
+        """Number of chains C: ``samples[site]`` has shape (C, draws, ...).
+
+        Examples
+        --------
+        >>> import numpy as np, ppl
+        >>> from ppl import dist
+        >>> from inference import infer
+        >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> def model(x, y=None):
+        ...     f = ppl.sample("f", prior)
+        ...     with ppl.plate("data", len(x)):
+        ...         ppl.sample("y", dist.Normal(f(x), 0.5), obs=y)
+        >>> x = np.linspace(-1, 1, 8)
+        >>> post = infer(model, x, y=x + 1.0, method="enumerate")
+        >>> post.num_chains
+        4
+        >>> infer(model, x, y=x + 1.0, method="enumerate", num_chains=1).num_chains
+        1
+        """
         return int(next(iter(self.stats.values())).shape[0]) if self.stats else 0
 
     @property
     def num_draws(self) -> int:
+        """Number of kept draws per chain.
+
+        Examples
+        --------
+        >>> import numpy as np, ppl
+        >>> from ppl import dist
+        >>> from inference import infer
+        >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> def model(x, y=None):
+        ...     f = ppl.sample("f", prior)
+        ...     with ppl.plate("data", len(x)):
+        ...         ppl.sample("y", dist.Normal(f(x), 0.5), obs=y)
+        >>> x = np.linspace(-1, 1, 8)
+        >>> post = infer(model, x, y=x + 1.0, method="enumerate", num_samples=50)
+        >>> post.num_draws, post.samples["f"].shape
+        (50, (4, 50))
+        """
         return int(next(iter(self.stats.values())).shape[1]) if self.stats else 0
 
     def __repr__(self) -> str:
@@ -124,6 +177,24 @@ class Posterior:
         fraction of draws), ``count``, ``log_joint`` (mean over its draws), ``simplified``
         (sympy), ``constants`` (median and central ``prob`` interval of each constant,
         from the draws of that most frequent tree).
+
+        Examples
+        --------
+        >>> import numpy as np, ppl
+        >>> from ppl import dist
+        >>> from inference import infer
+        >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> def model(x, y=None):
+        ...     f = ppl.sample("f", prior)
+        ...     with ppl.plate("data", len(x)):
+        ...         ppl.sample("y", dist.Normal(f(x), 0.5), obs=y)
+        >>> x = np.linspace(-1, 1, 8)
+        >>> post = infer(model, x, y=x + 1.0, method="enumerate")
+        >>> table = post.programs(top=2)
+        >>> [(str(p), round(pr, 3)) for p, pr in zip(table["program"], table["probability"])]
+        [('(x + 1)', 0.988), ('1', 0.01)]
+        >>> table["simplified"][0]
+        'x + 1.0'
         """
         site = self.program_site(site)
         draws = self.samples[site].reshape(-1)
@@ -192,7 +263,31 @@ class Posterior:
     # ------------------------------------------------------------------ ArviZ
     def to_arviz(self, posterior_predictive: bool = False, seed: int = 0) -> Any:
         """An ``arviz.InferenceData`` with posterior, sample_stats, log_likelihood,
-        observed_data (and posterior_predictive when asked; needs the model)."""
+        observed_data (and posterior_predictive when asked; needs the model).
+
+        A program site becomes integer codes into a table of its tree shapes (JSON, in the
+        posterior's attributes) and the variables ``<site>_size``, ``<site>_depth`` and
+        ``<site>_log_prior`` (and ``<site>_n_constants``, ``<site>_constants`` when its
+        programs have constants): nothing is pickled.
+
+        Examples
+        --------
+        >>> import numpy as np, ppl
+        >>> from ppl import dist
+        >>> from inference import infer
+        >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> def model(x, y=None):
+        ...     f = ppl.sample("f", prior)
+        ...     with ppl.plate("data", len(x)):
+        ...         ppl.sample("y", dist.Normal(f(x), 0.5), obs=y)
+        >>> x = np.linspace(-1, 1, 8)
+        >>> post = infer(model, x, y=x + 1.0, method="enumerate")
+        >>> idata = post.to_arviz()
+        >>> list(idata.posterior.data_vars)
+        ['f', 'f_size', 'f_depth', 'f_log_prior']
+        >>> idata.log_likelihood["y"].shape
+        (4, 1000, 8)
+        """
         posterior: dict[str, np.ndarray] = {}
         attrs: dict[str, Any] = {"ppl_method": self.method}
         priors = {}
@@ -228,7 +323,24 @@ class Posterior:
 
     def summary(self, **kwargs: Any) -> pd.DataFrame:
         """``arviz.summary`` of the numeric sites and program statistics (size, depth,
-        number of constants, log prior)."""
+        number of constants, log prior).
+
+        Examples
+        --------
+        >>> import numpy as np, ppl
+        >>> from ppl import dist
+        >>> from inference import infer
+        >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> def model(x, y=None):
+        ...     f = ppl.sample("f", prior)
+        ...     with ppl.plate("data", len(x)):
+        ...         ppl.sample("y", dist.Normal(f(x), 0.5), obs=y)
+        >>> x = np.linspace(-1, 1, 8)
+        >>> post = infer(model, x, y=x + 1.0, method="enumerate")
+        >>> table = post.summary()
+        >>> table.index.tolist(), round(float(table.loc["f_depth", "mean"]), 2)
+        (['f_size', 'f_depth', 'f_log_prior'], 1.99)
+        """
         if not self.samples:
             return pd.DataFrame()
         idata = self.to_arviz()
@@ -280,6 +392,24 @@ class Posterior:
         central ``prob`` interval (``lower``, ``upper``) over the draws whose prediction is
         finite, and ``valid``, the fraction of such draws (a posterior program can be
         invalid at a new input, e.g. x/x at 0).
+
+        Examples
+        --------
+        >>> import numpy as np, ppl
+        >>> from ppl import dist
+        >>> from inference import infer
+        >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> def model(x, y=None):
+        ...     f = ppl.sample("f", prior)
+        ...     with ppl.plate("data", len(x)):
+        ...         ppl.sample("y", dist.Normal(f(x), 0.5), obs=y)
+        >>> x = np.linspace(-1, 1, 8)
+        >>> post = infer(model, x, y=x + 1.0, method="enumerate")
+        >>> table = post.predict(np.array([0.0, 2.0]), num_draws=100)
+        >>> table[["site", "mean", "valid"]].round(1)
+          site  mean  valid
+        0    y   1.0    1.0
+        1    y   3.0    1.0
         """
         draws = self._predictive(*args, seed=seed, num_draws=num_draws, model=model, **kwargs)
         frames = []
@@ -299,12 +429,51 @@ class Posterior:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str) -> None:
-        """Write the result to NetCDF; :func:`load` restores it (programs included)."""
+        """Write the result to NetCDF; :func:`load` restores it (programs included).
+
+        Examples
+        --------
+        >>> import numpy as np, ppl
+        >>> from ppl import dist
+        >>> from inference import infer
+        >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> def model(x, y=None):
+        ...     f = ppl.sample("f", prior)
+        ...     with ppl.plate("data", len(x)):
+        ...         ppl.sample("y", dist.Normal(f(x), 0.5), obs=y)
+        >>> x = np.linspace(-1, 1, 8)
+        >>> post = infer(model, x, y=x + 1.0, method="enumerate")
+        >>> import os, tempfile
+        >>> from inference import load
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     post.save(os.path.join(folder, "post.nc"))
+        ...     back = load(os.path.join(folder, "post.nc"))
+        >>> back.best(), back.num_draws
+        (Program('(x + 1)'), 1000)
+        """
         self.to_arviz().to_netcdf(str(path))
 
     @classmethod
     def from_arviz(cls, idata: Any) -> Posterior:
-        """Rebuild a Posterior from InferenceData written by :meth:`to_arviz`."""
+        """Rebuild a Posterior from InferenceData written by :meth:`to_arviz`.
+
+        Examples
+        --------
+        >>> import numpy as np, ppl
+        >>> from ppl import dist
+        >>> from inference import infer
+        >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> def model(x, y=None):
+        ...     f = ppl.sample("f", prior)
+        ...     with ppl.plate("data", len(x)):
+        ...         ppl.sample("y", dist.Normal(f(x), 0.5), obs=y)
+        >>> x = np.linspace(-1, 1, 8)
+        >>> post = infer(model, x, y=x + 1.0, method="enumerate")
+        >>> from inference import Posterior
+        >>> back = Posterior.from_arviz(post.to_arviz())
+        >>> back.method, back.best(), round(float(back.programs()["probability"][0]), 3)
+        ('enumerate', Program('(x + 1)'), 0.988)
+        """
         priors = {site: prior_from_attrs(rec)
                   for site, rec in from_json_attr(idata, "ppl_priors").items()}
         samples: dict[str, np.ndarray] = {}
@@ -337,7 +506,30 @@ class Posterior:
 
 
 def load(path: str) -> Posterior:
-    """Read a result written by :meth:`Posterior.save`."""
+    """Read a result written by :meth:`Posterior.save`.
+
+    Examples
+    --------
+    >>> import numpy as np, ppl
+    >>> from ppl import dist
+    >>> from inference import infer
+    >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
+    >>> def model(x, y=None):
+    ...     f = ppl.sample("f", prior)
+    ...     with ppl.plate("data", len(x)):
+    ...         ppl.sample("y", dist.Normal(f(x), 0.5), obs=y)
+    >>> x = np.linspace(-1, 1, 8)
+    >>> post = infer(model, x, y=x + 1.0, method="enumerate")
+    >>> import os, tempfile
+    >>> from inference import load
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     post.save(os.path.join(folder, "post.nc"))
+    ...     back = load(os.path.join(folder, "post.nc"))
+    >>> back
+    Posterior(method='enumerate', sites=['f'], chains=4, draws=1000)
+    >>> back.programs(top=1)["program"][0]
+    Program('(x + 1)')
+    """
     idata = az.from_netcdf(str(path))  # type: ignore[no-untyped-call]
     return Posterior.from_arviz(idata)
 

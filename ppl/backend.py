@@ -60,7 +60,25 @@ class _NoDistribution(PPLError, AttributeError):
 
 
 class _Dist:
-    """``ppl.dist.X`` is ``pyro.distributions.X`` or ``numpyro.distributions.X``."""
+    """``ppl.dist.X`` is ``pyro.distributions.X`` or ``numpyro.distributions.X``.
+
+    ``ppl.dist`` is the one instance: the name resolves in the active backend's distribution
+    module each time it is read.
+
+    Examples
+    --------
+    >>> import ppl
+    >>> ppl.dist.Normal
+    <class 'pyro.distributions.torch.Normal'>
+    >>> with ppl.backend.use("numpyro"):
+    ...     ppl.dist.Normal
+    <class 'numpyro.distributions.continuous.Normal'>
+    >>> try:
+    ...     ppl.dist.Nope
+    ... except ppl.PPLError as err:             # an AttributeError too
+    ...     print(err)
+    The pyro backend has no distribution 'Nope'.
+    """
 
     _modules: ClassVar[dict[str, str]] = {"pyro": "pyro.distributions",
                                           "numpyro": "numpyro.distributions"}

@@ -175,7 +175,16 @@ class Grammar:
         return cls(text, weights)
 
     def with_weights(self, weights: Mapping[str, float]) -> Grammar:
-        """Return the same grammar with other weight overrides (merged over the current)."""
+        """Return the same grammar with other weight overrides (merged over the current).
+
+        Examples
+        --------
+        >>> g = Grammar.load("tiny").with_weights({"sin": 0.0})    # add, mul, sin, var, one
+        >>> g.probs.round(3).tolist()
+        [0.222, 0.222, 0.0, 0.278, 0.278]
+        >>> g.with_weights({"var": 5.0}).weight_overrides
+        {'sin': 0.0, 'var': 5.0}
+        """
         return Grammar(self._text, {**self._overrides, **weights}, name=self._name)
 
     def _apply_overrides(self, raw: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
@@ -265,7 +274,15 @@ class Grammar:
         return {n: int(depth[a]) for a, n in enumerate(self.nonterminals)}
 
     def mean_matrix(self) -> np.ndarray:
-        """M[A, B] = Σ_{r ∈ R(A)} w(r) · (number of B among r's children)."""
+        """M[A, B] = Σ_{r ∈ R(A)} w(r) · (number of B among r's children).
+
+        Examples
+        --------
+        >>> Grammar.load("boolean").nonterminals
+        ('rule', 'feature', 'threshold')
+        >>> Grammar.load("boolean").mean_matrix()[0]   # a rule's expected children
+        array([0.6, 0.4, 0.4])
+        """
         n = len(self.nonterminals)
         m = np.zeros((n, n))
         for p in self.productions:
@@ -397,7 +414,14 @@ class Grammar:
 
     # ------------------------------------------------------------------ printing
     def format(self, prods: tuple[int, ...], values: tuple[Any, ...]) -> str:
-        """Program text of a preorder production sequence (iterative; any depth)."""
+        """Program text of a preorder production sequence (iterative; any depth).
+
+        Examples
+        --------
+        >>> g = Grammar.load("tiny")                  # productions: add, mul, sin, var, one
+        >>> g.format((0, 3, 2, 4), (None, "x", None, None))
+        '(x + sin(1))'
+        """
         stack: list[str] = []
         productions = self.productions
         sep = " " if self._compiled.spaced else ""
@@ -453,12 +477,24 @@ class Grammar:
     # ------------------------------------------------------------------ misc
     @property
     def text(self) -> str:
-        """The Lark grammar text."""
+        """The Lark grammar text.
+
+        Examples
+        --------
+        >>> print(Grammar.load("tiny").text.splitlines()[5])
+        e: "(" e "+" e ")"  -> add   // @weight 2
+        """
         return self._text
 
     @property
     def name(self) -> str:
-        """The grammar's name (file name for loaded grammars)."""
+        """The grammar's name (file name for loaded grammars).
+
+        Examples
+        --------
+        >>> Grammar.load("tiny").name, Grammar.from_string('start: "1" -> one').name
+        ('tiny.lark', '<string>')
+        """
         return self._name
 
     @property

@@ -35,7 +35,20 @@ def _lib() -> Any:
 
 
 def sample(name: str, fn: Any, obs: Any = None, **kwargs: Any) -> Any:
-    """A random choice named ``name`` from distribution ``fn`` (observed if ``obs`` given)."""
+    """A random choice named ``name`` from distribution ``fn`` (observed if ``obs`` given).
+
+    Examples
+    --------
+    >>> import torch, ppl
+    >>> from ppl import dist
+    >>> from ppl.trace import trace_model
+    >>> def model(x, y=None):
+    ...     f = ppl.sample("f", ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2))
+    ...     return ppl.sample("y", dist.Normal(f(x), 0.1), obs=y)
+    >>> tr = trace_model(model, (torch.tensor(0.0),), {"y": torch.tensor(1.0)})
+    >>> type(tr.nodes["f"]["value"]).__name__, tr.nodes["y"]["value"]
+    ('Program', tensor(1.))
+    """
     scorer = active_scorer()
     if scorer is not None:
         return scorer.sample(name, fn, obs)
@@ -46,21 +59,54 @@ def sample(name: str, fn: Any, obs: Any = None, **kwargs: Any) -> Any:
 
 def plate(name: str, size: int, subsample_size: int | None = None, dim: int | None = None
           ) -> Any:
-    """Conditionally independent repetitions (vectorised), as ``pyro.plate``."""
+    """Conditionally independent repetitions (vectorised), as ``pyro.plate``.
+
+    Examples
+    --------
+    >>> import ppl
+    >>> from ppl import dist
+    >>> def model():
+    ...     with ppl.plate("data", 3):
+    ...         return ppl.sample("z", dist.Normal(0.0, 1.0))
+    >>> model().shape
+    torch.Size([3])
+    """
     if active_scorer() is not None:
         return active_scorer().plate(size, subsample_size)  # type: ignore[union-attr]
     return _lib().plate(name, size, subsample_size=subsample_size, dim=dim)
 
 
 def deterministic(name: str, value: Any) -> Any:
-    """Record a deterministic value of the model under ``name``."""
+    """Record a deterministic value of the model under ``name``.
+
+    Examples
+    --------
+    >>> import torch, ppl
+    >>> from ppl import dist
+    >>> from ppl.trace import trace_model
+    >>> def model():
+    ...     s = ppl.sample("s", dist.Normal(0.0, 1.0), obs=torch.tensor(3.0))
+    ...     ppl.deterministic("s2", s ** 2)
+    >>> trace_model(model).nodes["s2"]["value"]
+    tensor(9.)
+    """
     if active_scorer() is not None:
         return value
     return _lib().deterministic(name, value)
 
 
 def factor(name: str, log_factor: Any) -> Any:
-    """Add ``log_factor`` to the model's log density."""
+    """Add ``log_factor`` to the model's log density.
+
+    Examples
+    --------
+    >>> import torch, ppl
+    >>> from ppl.trace import trace_model
+    >>> def model():
+    ...     ppl.factor("penalty", torch.tensor(-1.5))
+    >>> trace_model(model).log_prob_sum()
+    tensor(-1.5000)
+    """
     scorer = active_scorer()
     if scorer is not None:
         return scorer.factor(name, log_factor)
@@ -68,7 +114,18 @@ def factor(name: str, log_factor: Any) -> Any:
 
 
 def param(name: str, init_value: Any = None, **kwargs: Any) -> Any:
-    """A learnable parameter (the backend's ``param``)."""
+    """A learnable parameter (the backend's ``param``).
+
+    Examples
+    --------
+    >>> import pyro, torch, ppl
+    >>> pyro.clear_param_store()
+    >>> ppl.param("w", torch.tensor(0.5))
+    tensor(0.5000, requires_grad=True)
+    >>> list(pyro.get_param_store().keys())
+    ['w']
+    >>> pyro.clear_param_store()
+    """
     if active_scorer() is not None:
         raise Unsupported("param sites live in the backend's parameter store")
     return _lib().param(name, init_value, **kwargs)

@@ -245,20 +245,49 @@ class ProgramPrior(TorchDistribution):
 
     def exchangeable(self) -> tuple[tuple[int, ...], ...]:
         """For each production, the other positive-weight productions with the same
-        left-hand side and the same sequence of child nonterminals (relabel targets)."""
+        left-hand side and the same sequence of child nonterminals (relabel targets).
+
+        Examples
+        --------
+        >>> p = ProgramPrior("tiny", inputs=["x"], max_depth=2)   # add, mul, sin, var, one
+        >>> p.exchangeable()                   # add <-> mul, var <-> one; sin has no twin
+        ((1,), (0,), (), (4,), (3,))
+        """
         return self._exchangeable
 
     def recursive(self) -> tuple[tuple[int, ...], ...]:
         """For each nonterminal A, its positive-weight productions with A among the children
-        (the productions an insert move can wrap a subtree of A in)."""
+        (the productions an insert move can wrap a subtree of A in).
+
+        Examples
+        --------
+        >>> ProgramPrior("tiny", inputs=["x"], max_depth=2).recursive()    # e: add, mul, sin
+        ((0, 1, 2),)
+        """
         return self._recursive
 
     def input_log_prob(self, name: str) -> float:
-        """log q(name) of an input leaf's value (−inf for an unknown input)."""
+        """log q(name) of an input leaf's value (−inf for an unknown input).
+
+        Examples
+        --------
+        >>> p = ProgramPrior("arith", inputs={"x": 3.0, "y": 1.0}, max_depth=3)
+        >>> round(p.input_log_prob("x"), 4), p.input_log_prob("z")           # log(3/4)
+        (-0.2877, -inf)
+        """
         return self._input_logp.get(name, -math.inf)
 
     def sample_leaf_value(self, rng: np.random.Generator, production: int) -> Any:
-        """A leaf's value from its prior: an input name, a constant, or None."""
+        """A leaf's value from its prior: an input name, a constant, or None.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = ProgramPrior("arith", inputs=["x"], max_depth=3)   # 8: var, 9: const
+        >>> rng = np.random.default_rng(0)
+        >>> p.sample_leaf_value(rng, 8), round(p.sample_leaf_value(rng, 9), 4)
+        ('x', -0.1321)
+        """
         return self._leaf(rng, production)
 
     # ------------------------------------------------------------------ sampling
@@ -281,6 +310,14 @@ class ProgramPrior(TorchDistribution):
             numpy object array of n Programs.
         rng : numpy Generator or int, optional
             Randomness; default: a seed drawn from torch's global RNG (Pyro's convention).
+
+        Examples
+        --------
+        >>> p = ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> p.sample(rng=3)
+        Program('(x * 1)')
+        >>> p.sample((3,), rng=1)
+        array([Program('x'), Program('(1 * x)'), Program('1')], dtype=object)
         """
         gen = as_generator(rng)
         shape = tuple(sample_shape)
@@ -292,7 +329,15 @@ class ProgramPrior(TorchDistribution):
         return out.reshape(shape)
 
     def sample_program(self, rng: np.random.Generator) -> Program:
-        """One exact draw φ ~ π₀ using ``rng``."""
+        """One exact draw φ ~ π₀ using ``rng``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> p.sample_program(np.random.default_rng(3))
+        Program('(x * 1)')
+        """
         prods, values = self.tables.sample(rng, self.grammar.start, self.max_depth,
                                            self.max_size, self._leaf)
         return Program.unchecked(self.grammar, tuple(prods), tuple(values), self.inputs)
@@ -301,7 +346,16 @@ class ProgramPrior(TorchDistribution):
                        depth_budget: int | None, size_budget: int | None
                        ) -> tuple[tuple[int, ...], tuple[Any, ...]]:
         """T ~ p_b(· | A): a subtree of ``nonterminal`` from the prior restricted to depth ≤
-        ``depth_budget`` and size ≤ ``size_budget`` (None: the prior's own limit)."""
+        ``depth_budget`` and size ≤ ``size_budget`` (None: the prior's own limit).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> prods, values = p.sample_subtree(np.random.default_rng(3), 0, 2, None)
+        >>> prods, values, p.grammar.format(prods, values)
+        ((1, 3, 4), (None, 'x', None), '(x * 1)')
+        """
         prods, values = self.tables.sample(rng, nonterminal, depth_budget, size_budget,
                                            self._leaf)
         return tuple(prods), tuple(values)
@@ -350,6 +404,15 @@ class ProgramPrior(TorchDistribution):
         """Σ_u log w(r_u) + Σ log q(input) + Σ log p_c(c): the unnormalised log prior.
 
         It is −inf for an input name the prior does not know or a zero-weight production.
+
+        Examples
+        --------
+        >>> import math
+        >>> p = ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> round(p.rule_log_prob(p.grammar.parse("sin(x)")), 4)  # log w(sin) + log w(var)
+        -3.6889
+        >>> round(math.log(1 / 10) + math.log(2.5 / 10), 4)
+        -3.6889
         """
         return self.subtree_log_prob(program.prods, program.values)
 
@@ -360,6 +423,15 @@ class ProgramPrior(TorchDistribution):
         ``subtree_log_prob(T) - tables.log_mass(A, b, s)`` is log p_b(T | A), the density of
         :meth:`sample_subtree`. With ``constants=False`` the constants' densities are left
         out: the probability of the tree's structure with its constants integrated out.
+
+        Examples
+        --------
+        >>> p = ProgramPrior("arith", inputs=["x"], max_depth=2)
+        >>> f = p.grammar.parse("(x * 2.0)")
+        >>> round(p.subtree_log_prob(f.prods, f.values), 4)   # + log N(2.0; 0, 1)
+        -8.2942
+        >>> round(p.subtree_log_prob(f.prods, f.values, constants=False), 4)
+        -5.3753
         """
         total = 0.0
         prods_table = self.grammar.productions
@@ -375,7 +447,16 @@ class ProgramPrior(TorchDistribution):
         return total
 
     def log_density(self, program: Program) -> float:
-        """log π₀(φ) under the limits, as a float (−inf outside the support)."""
+        """log π₀(φ) under the limits, as a float (−inf outside the support).
+
+        Examples
+        --------
+        >>> p = ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> round(p.log_density(p.grammar.parse("sin(x)")), 4)    # rule_log_prob - log Z
+        -3.2581
+        >>> p.log_density(p.grammar.parse("sin(sin(x))"))          # depth 3 > max_depth
+        -inf
+        """
         if isinstance(program, BoundProgram):
             program = program.program
         if not isinstance(program, Program):
@@ -390,7 +471,14 @@ class ProgramPrior(TorchDistribution):
         return self.rule_log_prob(program) - self.log_normalizer
 
     def log_prob(self, value: Any) -> torch.Tensor:
-        """log π₀(φ) as a float64 torch scalar (Pyro's interface)."""
+        """log π₀(φ) as a float64 torch scalar (Pyro's interface).
+
+        Examples
+        --------
+        >>> p = ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> p.log_prob(p.grammar.parse("sin(x)"))
+        tensor(-3.2581, dtype=torch.float64)
+        """
         return torch.tensor(self.log_density(value), dtype=torch.float64)
 
     def size_distribution(self, max_size: int | None = None) -> np.ndarray:
@@ -418,6 +506,13 @@ class ProgramPrior(TorchDistribution):
         ------
         SupportError
             When the space is infinite (constants, or recursion without limits).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> [(str(f), round(float(np.exp(lp)), 4)) for f, lp in p.enumerate()][-4:]
+        [('sin(x)', 0.0385), ('sin(1)', 0.0385), ('x', 0.3846), ('1', 0.3846)]
         """
         for prods, values, lp, _ in self.tables.enumerate(self._input_logp):
             yield (Program.unchecked(self.grammar, prods, values, self.inputs),
@@ -436,13 +531,40 @@ class ProgramPrior(TorchDistribution):
 
     # ------------------------------------------------------------------ Pyro plumbing
     def expand(self, batch_shape: Any, _instance: Any = None) -> ProgramPrior:
+        """Pyro's batching hook: a program site has no batch shape, so only ``()`` is
+        accepted, and returns the prior itself.
+
+        Raises
+        ------
+        PPLError
+            For any other ``batch_shape`` (a program site inside a plate).
+
+        Examples
+        --------
+        >>> p = ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> p.expand(()) is p
+        True
+        >>> p.expand((3,))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ppl.errors.PPLError: A program site cannot be batched: put ppl.sample(...) outside ...
+        """
         if tuple(batch_shape) != ():
             raise PPLError("A program site cannot be batched: put ppl.sample(..., ProgramPrior)"
                            " outside of plates.")
         return self
 
     def to_numpyro(self) -> Any:
-        """The same prior as a NumPyro distribution (for ``backend="numpyro"`` models)."""
+        """The same prior as a NumPyro distribution (for ``backend="numpyro"`` models).
+
+        Examples
+        --------
+        >>> import jax
+        >>> p = ProgramPrior("tiny", inputs=["x"], max_depth=2)
+        >>> q = p.to_numpyro()
+        >>> q.sample(jax.random.PRNGKey(0)), round(float(q.log_prob(p.grammar.parse("x"))), 4)
+        (Program('1'), -0.9555)
+        """
         from ppl._numpyro import NumPyroProgramPrior
 
         return NumPyroProgramPrior(self)

@@ -9,7 +9,6 @@ depth 5000 needs no recursion. Node ``i``'s subtree spans ``prods[i:ends()[i]]``
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,15 @@ import numpy as np
 import sympy
 
 from ppl.errors import ProgramError
+from ppl.evaluate import (
+    BoundProgram,
+    bind,
+    bool_dtype,
+    broadcast,
+    constants_in,
+    literal,
+    numpy_literal,
+)
 from ppl.ops import KIND_CONSTANT, KIND_FUNCTION, KIND_INPUT, KIND_LITERAL
 
 if TYPE_CHECKING:
@@ -123,22 +131,50 @@ class Program:
     # ------------------------------------------------------------------ structure
     @property
     def grammar(self) -> Grammar:
-        """The grammar this program derives from."""
+        """The grammar this program derives from.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("koza").parse("(x + x)").grammar
+        Grammar('koza.lark', 9 productions, ρ=0.833)
+        """
         return self._grammar
 
     @property
     def prods(self) -> tuple[int, ...]:
-        """Production index of every node, in preorder."""
+        """Production index of every node, in preorder.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("arith").parse("(x + sin(1.5))").prods    # add, var, sin, const
+        (0, 8, 4, 9)
+        """
         return self._prods
 
     @property
     def values(self) -> tuple[Any, ...]:
-        """Value of every node, in preorder (input name, constant or None)."""
+        """Value of every node, in preorder (input name, constant or None).
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("arith").parse("(x + sin(1.5))").values
+        (None, 'x', None, 1.5)
+        """
         return self._values
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """Input names in positional order."""
+        """Input names in positional order.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("arith").parse("(y * x)").inputs     # parse sorts them
+        ('x', 'y')
+        """
         return self._inputs
 
     @property
@@ -174,16 +210,37 @@ class Program:
 
     @property
     def size(self) -> int:
-        """Number of nodes N(φ)."""
+        """Number of nodes N(φ).
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("arith").parse("(x + sin(1.5))").size
+        4
+        """
         return len(self._prods)
 
     @property
     def depth(self) -> int:
-        """Depth: 1 for a leaf, else 1 + the largest depth of the children."""
+        """Depth: 1 for a leaf, else 1 + the largest depth of the children.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("arith").parse("(x + sin(1.5))").depth
+        3
+        """
         return int(self.heights()[0])
 
     def heights(self) -> np.ndarray:
-        """Height of each node's subtree (1 for a leaf), in preorder."""
+        """Height of each node's subtree (1 for a leaf), in preorder.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("arith").parse("(x + sin(1.5))").heights()
+        array([3, 1, 2, 1])
+        """
         h = self._cache.get("heights")
         if h is None:
             prods = self._grammar.productions
@@ -200,7 +257,14 @@ class Program:
         return h
 
     def ends(self) -> np.ndarray:
-        """``ends()[i]``: one past the last node of node ``i``'s subtree."""
+        """``ends()[i]``: one past the last node of node ``i``'s subtree.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("arith").parse("(x + sin(1.5))").ends()    # sin(1.5) is [2:4]
+        array([4, 2, 4, 4])
+        """
         e = self._cache.get("ends")
         if e is None:
             prods = self._grammar.productions
@@ -217,7 +281,14 @@ class Program:
         return e
 
     def node_depths(self) -> np.ndarray:
-        """Depth of each node from the root (the root has depth 1), in preorder."""
+        """Depth of each node from the root (the root has depth 1), in preorder.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("arith").parse("(x + sin(1.5))").node_depths()
+        array([1, 2, 2, 3])
+        """
         d = self._cache.get("node_depths")
         if d is None:
             prods = self._grammar.productions
@@ -230,7 +301,15 @@ class Program:
         return d
 
     def replace(self, i: int, prods: tuple[int, ...], values: tuple[Any, ...]) -> Program:
-        """The program with node ``i``'s subtree replaced (the caller keeps types valid)."""
+        """The program with node ``i``'s subtree replaced (the caller keeps types valid).
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> f = Grammar.load("arith").parse("(x + sin(1.5))")
+        >>> f.replace(2, (8,), ("x",))             # sin(1.5) -> x (production 8, var)
+        Program('(x + x)')
+        """
         j = int(self.ends()[i])
         return Program.unchecked(self._grammar, self._prods[:i] + prods + self._prods[j:],
                                  self._values[:i] + values + self._values[j:], self._inputs)
@@ -247,7 +326,14 @@ class Program:
 
     @property
     def constants(self) -> np.ndarray:
-        """The constants of the tree in preorder, as a 1-d float array."""
+        """The constants of the tree in preorder, as a 1-d float array.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("arith").parse("((2.0 * x) - 0.5)").constants
+        array([2. , 0.5])
+        """
         return np.array([self._values[i] for i in self._constant_slots()], dtype=np.float64)
 
     def with_constants(self, values: Sequence[float] | np.ndarray) -> Program:
@@ -318,19 +404,35 @@ class Program:
         -------
         array
             The output, broadcast to the inputs' shape. Invalid arithmetic yields nan/inf.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> f = Grammar.load("arith").parse("(x + sin(1.5))")
+        >>> f.evaluate(x=[0.0, 1.0]), f.evaluate([0.0], constants=[0.0])
+        (array([0.99749499, 1.99749499]), array([0.]))
         """
-        env, xp = self._bind(args, kwargs, constants)
+        env, xp = bind(self._inputs, args, kwargs, constants)
         stored = [self._values[i] for i in self._constant_slots()]
-        consts = _constants_in(xp, stored if constants is None else constants, env)
-        return _broadcast(xp, self._run(xp, env, consts, lambda v: _literal(xp, v, env)), env)
+        consts = constants_in(xp, stored if constants is None else constants, env)
+        return broadcast(xp, self._run(xp, env, consts, lambda v: literal(xp, v, env)), env)
 
     def evaluate_numpy(self, env: Mapping[str, np.ndarray],
                        constants: np.ndarray | None = None) -> Any:
         """The hot-path evaluator: inputs already bound by name as float64 numpy arrays,
         constants (preorder) as an array, no broadcasting of the result. Same values as
-        :meth:`evaluate` on the same inputs."""
+        :meth:`evaluate` on the same inputs.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ppl import Grammar
+        >>> f = Grammar.load("arith").parse("(x + sin(1.5))")
+        >>> f.evaluate_numpy({"x": np.array([0.0, 1.0])}, constants=np.array([0.0]))
+        array([0., 1.])
+        """
         consts = self.constants if constants is None else constants
-        return self._run(np, env, consts, _numpy_literal)
+        return self._run(np, env, consts, numpy_literal)
 
     def _run(self, xp: Any, env: Mapping[str, Any], consts: Any,
              literal: Any) -> Any:
@@ -338,7 +440,7 @@ class Program:
         stack: list[Any] = []
         push = stack.append
         pop = stack.pop
-        bool_dtype = _bool_dtype(xp)
+        boolean = bool_dtype(xp)
         with np.errstate(all="ignore"):
             for kind, fn, arity, payload in self._code():
                 if kind == KIND_FUNCTION:
@@ -356,28 +458,12 @@ class Program:
                         raise ProgramError(f"The program {self} reads input '{payload}', which "
                                            f"was not given (given: {list(env)}; the program takes "
                                            f"{list(self._inputs)}).") from None
-                    push(value != 0 if fn and value.dtype != bool_dtype else value)
+                    push(value != 0 if fn and value.dtype != boolean else value)
                 elif kind == KIND_CONSTANT:
                     push(consts[payload])
                 else:
                     push(literal(payload))
         return stack[0]
-
-    def _bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any],
-              constants: Any) -> tuple[dict[str, Any], Any]:
-        if len(args) > len(self._inputs):
-            raise ProgramError(f"The program takes inputs {list(self._inputs)}; got "
-                               f"{len(args)} positional arguments.")
-        raw = dict(zip(self._inputs, args, strict=False))
-        for name, value in kwargs.items():
-            if name in raw:
-                raise ProgramError(f"Input '{name}' given twice.")
-            if self._inputs and name not in self._inputs:
-                raise ProgramError(f"Unknown input '{name}': the program takes inputs "
-                                   f"{list(self._inputs)}.")
-            raw[name] = value
-        xp = _namespace(list(raw.values()) + ([constants] if constants is not None else []))
-        return {k: _as_array(xp, v) for k, v in raw.items()}, xp
 
     # ------------------------------------------------------------------ identity
     @property
@@ -466,14 +552,30 @@ class Program:
         return stack[0]
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict; :meth:`from_json` restores the same tree."""
+        """A JSON-serialisable dict; :meth:`from_json` restores the same tree.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> f = Grammar.load("koza").parse("(x + x)")
+        >>> f.to_json()["prods"], f.to_json()["text"]
+        ([0, 8, 8], '(x + x)')
+        """
         return {"format": JSON_FORMAT, "grammar": self._grammar.fingerprint,
                 "grammar_name": self._grammar.name, "inputs": list(self._inputs),
                 "prods": list(self._prods), "values": list(self._values), "text": str(self)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], grammar: Grammar) -> Program:
-        """Rebuild a program from :meth:`to_json` output, checking it fits ``grammar``."""
+        """Rebuild a program from :meth:`to_json` output, checking it fits ``grammar``.
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> f = Grammar.load("koza").parse("(x + x)")
+        >>> Program.from_json(f.to_json(), f.grammar)
+        Program('(x + x)')
+        """
         if data.get("format") != JSON_FORMAT:
             raise ProgramError(f"Not a {JSON_FORMAT} record: format={data.get('format')!r}.")
         if data.get("grammar") != grammar.fingerprint:
@@ -485,113 +587,3 @@ class Program:
 
 _SYMPY_LITERALS: dict[str, Any] = {"pi": sympy.pi, "half": sympy.Rational(1, 2),
                                    "true": sympy.true, "false": sympy.false}
-
-
-def _namespace(values: list[Any]) -> Any:
-    torch = sys.modules.get("torch")
-    for v in values:
-        if torch is not None and isinstance(v, torch.Tensor):
-            return torch
-    for v in values:
-        if type(v).__module__.startswith("jax"):
-            import jax.numpy as jnp
-
-            return jnp
-    return np
-
-
-def _bool_dtype(xp: Any) -> Any:
-    return np.dtype(bool) if xp is np else xp.bool_ if hasattr(xp, "bool_") else xp.bool
-
-
-def _as_array(xp: Any, value: Any) -> Any:
-    if xp is np:
-        a = np.asarray(value)
-        if a.dtype.kind in "iuO" or (a.dtype.kind == "f" and a.dtype != np.float64):
-            a = a.astype(np.float64)
-        return a
-    if xp.__name__ == "torch":
-        t = xp.as_tensor(value)
-        if not (t.is_floating_point() or t.dtype == xp.bool):
-            t = t.to(xp.float64)
-        return t
-    a = xp.asarray(value)
-    return a if a.dtype.kind in "fb" else a.astype(xp.float32)
-
-
-def _float_like(xp: Any, env: Mapping[str, Any]) -> Any:
-    for v in env.values():
-        if xp is not np and xp.__name__ == "torch" and v.is_floating_point():
-            return v.dtype
-        if xp is not np and xp.__name__ != "torch" and v.dtype.kind == "f":
-            return v.dtype
-    return xp.float64 if xp is np or xp.__name__ == "torch" else None
-
-
-def _constants_in(xp: Any, values: Any, env: Mapping[str, Any]) -> Any:
-    if xp is np:
-        return [np.float64(v) for v in values]
-    if xp.__name__ == "torch":
-        if isinstance(values, xp.Tensor):
-            return values.reshape(-1)
-        return [xp.tensor(float(v), dtype=_float_like(xp, env)) for v in values]
-    return [xp.asarray(v, dtype=_float_like(xp, env)) for v in np.asarray(values).reshape(-1)] \
-        if not type(values).__module__.startswith("jax") else values.reshape(-1)
-
-
-def _numpy_literal(value: Any) -> Any:
-    return np.bool_(value) if isinstance(value, bool) else np.float64(value)
-
-
-def _literal(xp: Any, value: Any, env: Mapping[str, Any]) -> Any:
-    if isinstance(value, bool):
-        return np.bool_(value) if xp is np else xp.asarray(value)
-    if xp is np:
-        return np.float64(value)
-    if xp.__name__ == "torch":
-        return xp.tensor(value, dtype=_float_like(xp, env))
-    return xp.asarray(value, dtype=_float_like(xp, env))
-
-
-def _broadcast(xp: Any, result: Any, env: Mapping[str, Any]) -> Any:
-    if not env:
-        return result
-    shape = np.broadcast_shapes(*[tuple(v.shape) for v in env.values()])
-    if tuple(result.shape) == shape:
-        return result
-    if xp is np:
-        return np.array(np.broadcast_to(result, shape))
-    if xp.__name__ == "torch":
-        return result.expand(shape)
-    return xp.broadcast_to(result, shape)
-
-
-class BoundProgram:
-    """A program whose constants are bound to an array (e.g. a torch tensor with gradient).
-
-    Calling it evaluates ``program`` with those constants, so gradients of anything computed
-    from its output flow back to ``constants``. A :class:`~ppl.prior.ProgramPrior` scores it
-    as its ``program`` (the stored constants).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from ppl import Grammar
-    >>> f = Grammar.load("arith").parse("(x * 2.0)")
-    >>> c = torch.tensor([3.0], dtype=torch.float64, requires_grad=True)
-    >>> BoundProgram(f, c)(torch.ones(2, dtype=torch.float64)).sum().backward()
-    >>> c.grad
-    tensor([2.], dtype=torch.float64)
-    """
-
-    __slots__ = ("constants", "program")
-
-    def __init__(self, program: Program, constants: Any) -> None:
-        self.program = program
-        self.constants = constants
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.program.evaluate(*args, constants=self.constants, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"BoundProgram({self.program!r})"

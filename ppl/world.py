@@ -143,7 +143,18 @@ class World:
     # ------------------------------------------------------------------ tracing
     @property
     def model_name(self) -> str:
-        """The model's qualified name (its ``repr`` if it has none)."""
+        """The model's qualified name (its ``repr`` if it has none).
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> world.model_name
+        'chain'
+        """
         return str(getattr(self.model, "__qualname__", None) or repr(self.model))
 
     def _run(self, what: str, run: Callable[[], Any]) -> Any:
@@ -197,24 +208,68 @@ class World:
     # ------------------------------------------------------------------ sites
     @property
     def sites(self) -> list[str]:
-        """Every site (variable) in execution order; factor statements are not sites."""
+        """Every site (variable) in execution order; factor statements are not sites.
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> world.sites
+        ['a', 'b', 'c']
+        """
         return [n for n, r in self._records.items() if r.kind != FACTOR]
 
     @property
     def observed(self) -> list[str]:
-        """The observed sites (given ``obs=``), in execution order."""
+        """The observed sites (given ``obs=``), in execution order.
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> world.observed, world.is_observed("c")
+        (['c'], True)
+        """
         return [n for n, r in self._records.items() if r.observed]
 
     @property
     def latent(self) -> list[str]:
-        """The latent sites: neither observed nor deterministic, in execution order."""
+        """The latent sites: neither observed nor deterministic, in execution order.
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> world.latent
+        ['a', 'b']
+        """
         return [n for n, r in self._records.items()
                 if not r.observed and r.kind not in (DETERMINISTIC, FACTOR)]
 
     @property
     def factors(self) -> list[str]:
         """Every factor node, in execution order: ``"p(site)"`` per site, and the names of
-        ``factor`` statements."""
+        ``factor`` statements.
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> world.factors
+        ['p(a)', 'p(b)', 'p(c)']
+        """
         return [n for n, d in self.graph.nodes(data=True) if d["kind"] == "factor"]
 
     def _site(self, name: str) -> Site:
@@ -227,37 +282,125 @@ class World:
         return record
 
     def kind(self, site: str) -> str:
-        """The site's type: "program", "continuous", "discrete" or "deterministic"."""
+        """The site's type: "program", "continuous", "discrete" or "deterministic".
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> world.kind("a")
+        'continuous'
+        """
         return self._site(site).kind
 
     def is_observed(self, site: str) -> bool:
-        """Whether the site is observed (given ``obs=``)."""
+        """Whether the site is observed (given ``obs=``).
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> world.is_observed("a"), world.is_observed("c")
+        (False, True)
+        """
         return self._site(site).observed
 
     def distribution(self, site: str) -> Any:
-        """The site's distribution (``fn``) in the traced run."""
+        """The site's distribution (``fn``) in the traced run.
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> type(world.distribution("b")).__name__, float(world.distribution("c").scale)
+        ('Normal', 1.0)
+        """
         return self._site(site).fn
 
     def value(self, site: str) -> Any:
-        """The site's value in the traced run: a tensor, or a Program for program sites."""
+        """The site's value in the traced run: a tensor, or a Program for program sites.
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> world.value("c")
+        tensor(0.5000)
+        """
         return self._site(site).value
 
     def parents(self, site: str) -> set[str]:
-        """The sites the site's distribution (or deterministic value) reads directly."""
+        """The sites the site's distribution (or deterministic value) reads directly.
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> world.parents("b"), world.parents("a")
+        ({'a'}, set())
+        """
         return set(self._parents[self._site(site).name])
 
     def children(self, site: str) -> set[str]:
-        """The sites that read the site directly (factor statements are not sites)."""
+        """The sites that read the site directly (factor statements are not sites).
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> world.children("a")
+        {'b'}
+        """
         self._site(site)
         return set(self._dag.successors(site))
 
     def ancestors(self, site: str) -> set[str]:
-        """Every site the site depends on, directly or through other sites."""
+        """Every site the site depends on, directly or through other sites.
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> sorted(world.ancestors("c"))
+        ['a', 'b']
+        """
         self._site(site)
         return set(nx.ancestors(self._dag, site))
 
     def descendants(self, site: str) -> set[str]:
-        """Every site that depends on the site, directly or through other sites."""
+        """Every site that depends on the site, directly or through other sites.
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> sorted(world.descendants("a"))
+        ['b', 'c']
+        """
         self._site(site)
         return set(nx.descendants(self._dag, site))
 
@@ -345,6 +488,16 @@ class World:
         ------
         SiteError
             When a latent site is missing, or a name is not a latent site.
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> round(world.log_density({"a": 0.0, "b": 0.0}), 4)  # 3 log N(0 | 0, 1) - 1/8
+        -2.8818
         """
         data = self._check_values(values)
 
@@ -406,6 +559,17 @@ class World:
         -------
         pathlib.Path
             The path written.
+
+        Examples
+        --------
+        >>> import torch, ppl
+        >>> def chain():  # a -> b -> c (observed)
+        ...     b = ppl.sample("b", ppl.dist.Normal(ppl.sample("a", ppl.dist.Normal(0, 1.0)), 1.0))
+        ...     ppl.sample("c", ppl.dist.Normal(b, 1.0), obs=torch.tensor(0.5))
+        >>> world = ppl.World(chain)
+        >>> import tempfile, pathlib
+        >>> world.render(pathlib.Path(tempfile.mkdtemp()) / "chain.png").stat().st_size > 0
+        True
         """
         from ppl._render import render_world
 
