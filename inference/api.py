@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import time
 import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from inference.amortized.mixture import MixedProposal
 from inference.config import RunConfig, option_names
 from inference.enumerate import enumerate_posterior
 from inference.importance import importance_posterior
@@ -30,6 +32,12 @@ APPROXIMATION_NOTE = (
     "curvature) and constants drawn from N(c*, H^-1): an approximate posterior, exact only "
     "for programs linear in their constants.")
 """``attrs["approximation"]`` of a collapsed run."""
+
+
+AMORTIZED_PARTICLES = 1000
+"""Particles of ``method="amortized"`` when ``num_particles`` is not given."""
+KHAT_LIMIT = 0.7
+"""Pareto k̂ above which importance weights are flagged unreliable (TESTING.md P7)."""
 
 
 class RunWarning(UserWarning):
@@ -57,12 +65,21 @@ def infer(model: Callable[..., Any], *args: Any,
     model_kwargs : mapping, optional
         The model's keyword arguments, any names; merged with the model keywords among
         ``**kwargs`` (a name in both is an error).
-    method : {"mcmc", "auto", "enumerate", "importance", "nuts"}
+    method : {"mcmc", "auto", "enumerate", "importance", "nuts", "amortized"}
         ``"mcmc"`` (default): Metropolis-within-Gibbs (program moves with data-driven
         constants, NUTS on the continuous sites with the programs held fixed, MH on discrete
         sites); ``"auto"``: the same, printing its plan; ``"enumerate"``: exact (finite
         latents only); ``"importance"``: importance sampling from the prior; ``"nuts"``: the
-        backend's own NUTS run on the model (continuous latent sites only).
+        backend's own NUTS run on the model (continuous latent sites only);
+        ``"amortized"``: importance sampling with a trained ``proposal`` for its program
+        site (mixed with the prior), the other latents from their priors.
+    proposal, prior_weight, neural_weight : Proposal, float, float
+        A trained proposal (:func:`inference.amortized.train_proposal`): the proposal of
+        ``method="amortized"`` (1,000 particles unless ``num_particles``); with
+        ``method="mcmc"`` its site also gets the exact neural independence move, weight
+        ``neural_weight`` (0.2) among the structure moves. ``prior_weight`` (0.05, at
+        least 0.05) is the prior's share of the proposal. ``attrs`` report ESS, Pareto
+        k̂ (a RunWarning above 0.7) and the log evidence.
     num_samples, num_warmup, num_chains, thin : int
         Draws kept per chain (1000), adaptive sweeps before them (default ``num_samples``,
         or at most 200 when ``max_time`` is set), chains (4), and sweeps per kept draw (1).
@@ -191,22 +208,12 @@ def run_target(target: Target, config: RunConfig) -> Posterior:
         return Posterior(method=config.method, samples=out["samples"], stats=out["stats"],
                          log_lik=out["log_lik"], exact=out["exact"],
                          attrs={"log_evidence": out["log_evidence"]}, **common)
-    if config.method == "importance":
-        n = config.importance.num_particles or 10 * config.num_samples * config.num_chains
-        out = importance_posterior(target, n, config.num_samples, config.num_chains, rng,
-                                   config.seed)
-        if out["ess"] < 0.01 * n:
-            warnings.warn(f"Importance sampling kept an effective sample size of "
-                          f"{out['ess']:.1f} of {n} particles; the result is unreliable.",
-                          RunWarning, stacklevel=3)
-        return Posterior(method=config.method, samples=out["samples"], stats=out["stats"],
-                         log_lik=out["log_lik"],
-                         attrs={"ess": out["ess"], "khat": out["khat"], "num_particles": n},
-                         **common)
-    kernel = Gibbs(target, config.mcmc, config.nuts, config.backend)
+    if config.method in ("importance", "amortized"):
+        return _importance(target, config, rng, common)
+    kernel = Gibbs(target, config.mcmc, config.nuts, config.backend, config.amortized)
     if config.mcmc.collapsed:  # fail before any chain starts when the model does not allow it
         probe = dataclasses.replace(config.mcmc, init_candidates=5)
-        Gibbs(target, probe, config.nuts, config.backend).init(
+        Gibbs(target, probe, config.nuts, config.backend, config.amortized).init(
             np.random.default_rng(config.seed))
     if config.method == "auto":
         print(kernel.describe())
@@ -218,6 +225,49 @@ def run_target(target: Target, config: RunConfig) -> Posterior:
     if config.mcmc.collapsed:
         post.attrs["approximation"] = APPROXIMATION_NOTE
     return post
+
+
+def _importance(target: Target, config: RunConfig, rng: np.random.Generator,
+                common: dict[str, Any]) -> Posterior:
+    """``method="importance"`` (every latent from its prior) or ``"amortized"`` (the
+    proposal's program site from the trained proposal mixed with the prior)."""
+    proposals: dict[str, Any] = {}
+    attrs: dict[str, Any] = {}
+    if config.method == "amortized":
+        opts = config.amortized
+        site = target.latents.get(opts.proposal.site)
+        if site is None or site.kind != PROGRAM:
+            raise PPLError(f"The proposal is for program site {opts.proposal.site!r}, which "
+                           f"is not a latent program site of this model; its latent sites "
+                           f"are {list(target.latents)}.")
+        if opts.proposal.prior.grammar.fingerprint != site.fn.grammar.fingerprint:
+            raise PPLError(f"The proposal was trained on grammar "
+                           f"{opts.proposal.prior.grammar.name}; site {site.name!r} uses "
+                           f"{site.fn.grammar.name}.")
+        proposals[site.name] = MixedProposal.for_model(
+            opts.proposal, target.args, target.kwargs,
+            {**target.observed, **target.given_obs}, opts.prior_weight)
+        attrs["prior_weight"] = opts.prior_weight
+    n = config.importance.num_particles or (
+        AMORTIZED_PARTICLES if config.method == "amortized"
+        else 10 * config.num_samples * config.num_chains)
+    start = time.perf_counter()
+    out = importance_posterior(target, n, config.num_samples, config.num_chains, rng,
+                               config.seed, proposals)
+    attrs.update({"ess": out["ess"], "khat": out["khat"], "num_particles": n,
+                  "log_evidence": out["log_evidence"],
+                  "seconds": round(time.perf_counter() - start, 4)})
+    if out["ess"] < 0.01 * n:
+        warnings.warn(f"Importance sampling kept an effective sample size of "
+                      f"{out['ess']:.1f} of {n} particles; the result is unreliable.",
+                      RunWarning, stacklevel=4)
+    elif config.method == "amortized" and out["khat"] > KHAT_LIMIT:
+        warnings.warn(f"Pareto k̂ = {out['khat']:.2f} > {KHAT_LIMIT}: the proposal misses "
+                      "part of the posterior, so the weights are unreliable (train the "
+                      "proposal longer, raise prior_weight, or use method='mcmc' with "
+                      "proposal=).", RunWarning, stacklevel=4)
+    return Posterior(method=config.method, samples=out["samples"], stats=out["stats"],
+                     log_lik=out["log_lik"], attrs=attrs, **common)
 
 
 def _numpy(value: Any) -> np.ndarray:

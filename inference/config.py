@@ -37,10 +37,10 @@ from ppl.backend import BACKENDS
 from ppl.errors import PPLError
 
 __all__ = ["BACKENDS", "CACHE_SIZE", "DEFAULT_STRUCTURE_WEIGHTS", "METHODS",
-           "ImportanceOptions", "McmcOptions", "NutsOptions", "RunConfig", "check_bool",
-           "check_int", "option_names"]
+           "AmortizedOptions", "ImportanceOptions", "McmcOptions", "NutsOptions", "RunConfig",
+           "check_bool", "check_int", "option_names"]
 
-METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts")
+METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts", "amortized")
 """Every value of ``method``."""
 
 DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.5, "insert_delete": 0.25,
@@ -167,8 +167,42 @@ class ImportanceOptions:
         check_int("num_particles", self.num_particles, 1, none_ok=True)
 
 
+@dataclass(frozen=True)
+class AmortizedOptions:
+    """A trained proposal and how it is used: ``method="amortized"`` (importance sampling
+    from it) and, with ``method="mcmc"``, the neural independence move of its program site.
+
+    Examples
+    --------
+    >>> AmortizedOptions().prior_weight, AmortizedOptions().neural_weight
+    (0.05, 0.2)
+    """
+
+    proposal: Any = None
+    """An :class:`inference.amortized.Proposal` (trained or not), or None."""
+    prior_weight: float = 0.05
+    """The prior's share w of the proposal q_mix = (1 − w) q_θ + w π₀ (at least 0.05)."""
+    neural_weight: float = 0.2
+    """With ``method="mcmc"`` and a proposal, the weight of the "neural" structure move
+    added to the default structure weights (ignored when ``structure_weights`` is given)."""
+
+    def __post_init__(self) -> None:
+        w = self.prior_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.05 <= w <= 1:
+            raise PPLError(f"prior_weight must be in [0.05, 1] (the prior's share keeps the "
+                           f"proposal of full support); got {w!r}.")
+        v = self.neural_weight
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise PPLError(f"neural_weight must be a number >= 0; got {v!r}.")
+        if self.proposal is not None and not all(
+                hasattr(self.proposal, a) for a in ("site", "prior", "sample", "log_prob")):
+            raise PPLError(f"proposal must be an inference.amortized.Proposal (from "
+                           f"train_proposal or load_proposal); got "
+                           f"{type(self.proposal).__name__}.")
+
+
 _RECORDS: dict[str, type] = {"mcmc": McmcOptions, "nuts": NutsOptions,
-                             "importance": ImportanceOptions}
+                             "importance": ImportanceOptions, "amortized": AmortizedOptions}
 
 
 @dataclass(frozen=True)
@@ -213,6 +247,8 @@ class RunConfig:
     """NUTS options."""
     importance: ImportanceOptions = field(default_factory=ImportanceOptions)
     """Importance sampling's options."""
+    amortized: AmortizedOptions = field(default_factory=AmortizedOptions)
+    """A trained proposal and how it is used."""
 
     SHARED: ClassVar[tuple[str, ...]] = (
         "method", "backend", "num_samples", "num_warmup", "num_chains", "thin", "seed",
@@ -246,6 +282,18 @@ class RunConfig:
                            f"method={self.method!r}.")
         if self.method == "nuts" and (self.max_time is not None or self.mcmc.num_rungs != 1):
             raise PPLError("method='nuts' supports neither max_time nor num_rungs > 1.")
+        if self.method == "amortized" and self.amortized.proposal is None:
+            raise PPLError("method='amortized' needs proposal=, a trained proposal "
+                           "(inference.amortized.train_proposal or load_proposal).")
+        if self.amortized.proposal is not None and self.method not in (
+                "amortized", "mcmc", "auto"):
+            raise PPLError(f"proposal= is used by method='amortized', 'mcmc' or 'auto'; got "
+                           f"method={self.method!r}.")
+        if self.mcmc.collapsed and self.amortized.proposal is not None:
+            raise PPLError("collapsed=True has no neural move: pass either collapsed=True or "
+                           "proposal=, not both.")
+        if self.method == "amortized" and self.backend != "pyro":
+            raise PPLError("method='amortized' runs on backend='pyro'.")
 
     @property
     def show_progress(self) -> bool:
@@ -278,8 +326,9 @@ class RunConfig:
     def options(self) -> dict[str, Any]:
         """The flat keyword options that :meth:`build` turns back into this record."""
         out = {k: getattr(self, k) for k in self.SHARED}
-        for name in _RECORDS:
-            out.update(dataclasses.asdict(getattr(self, name)))
+        for name, rec in _RECORDS.items():
+            record = getattr(self, name)
+            out.update({f: getattr(record, f) for f in _fields(rec)})
         return out
 
     def replace(self, **options: Any) -> RunConfig:

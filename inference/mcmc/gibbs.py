@@ -37,9 +37,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from inference.config import BACKENDS, McmcOptions, NutsOptions
+from inference.config import BACKENDS, AmortizedOptions, McmcOptions, NutsOptions
 from inference.mcmc.blocks import collapsed, continuous, discrete, nuts, program
-from inference.mcmc.blocks.base import BlockInfo, Context, GibbsState, Workspace
+from inference.mcmc.blocks.base import BlockInfo, Context, GibbsState, MoveChoice, Workspace
 from inference.mcmc.moves import MOVES
 from inference.mcmc.nuts_block import NumpyroNutsBlock, NutsBlock
 from inference.mcmc.plan import make_plan
@@ -90,6 +90,10 @@ class Gibbs:
         ``cache_size``, ``collapsed``); every default lives there.
     nuts : NutsOptions, optional
         Options of the plan's NUTS blocks.
+    amortized : AmortizedOptions, optional
+        A trained proposal: its program site gets the "neural" structure move
+        (:func:`inference.mcmc.blocks.program.neural`), weight ``neural_weight`` unless
+        ``structure_weights`` is given.
     backend : {"pyro", "numpyro"}
         Whose NUTS runs the NUTS blocks: Pyro's (:class:`~inference.mcmc.nuts_block.NutsBlock`)
         or NumPyro's (:class:`~inference.mcmc.nuts_block.NumpyroNutsBlock`).
@@ -123,13 +127,18 @@ class Gibbs:
     """
 
     def __init__(self, target: Target, options: McmcOptions | None = None,
-                 nuts: NutsOptions | None = None, backend: str = "pyro") -> None:
+                 nuts: NutsOptions | None = None, backend: str = "pyro",
+                 amortized: AmortizedOptions | None = None) -> None:
         options = McmcOptions() if options is None else options
         nuts = NutsOptions() if nuts is None else nuts
+        amortized = AmortizedOptions() if amortized is None else amortized
         if backend not in BACKENDS:
             raise PPLError(f"backend must be one of {BACKENDS}; got {backend!r}.")
+        weights = options.move_weights
+        if amortized.proposal is not None and options.structure_weights is None:
+            weights["neural"] = amortized.neural_weight
         program.check_structure_weights(
-            options.move_weights, MOVES if options.collapsed else program.STRUCTURE_MOVES)
+            weights, MOVES if options.collapsed else program.STRUCTURE_MOVES)
         self.target = target
         self.options = options
         self.backend = backend
@@ -139,7 +148,8 @@ class Gibbs:
         self.workspace = Workspace(options.cache_size)
         self.context = Context(target, options, nuts, self.workspace,
                                tuple(block(target, sites, nuts)
-                                     for kind, sites in self.plan if kind == "NUTS"))
+                                     for kind, sites in self.plan if kind == "NUTS"),
+                               MoveChoice.of(weights), amortized)
 
     @property
     def collapsed(self) -> bool:

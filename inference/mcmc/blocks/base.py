@@ -17,7 +17,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from inference.config import McmcOptions, NutsOptions
+from inference.config import (
+    DEFAULT_STRUCTURE_WEIGHTS,
+    AmortizedOptions,
+    McmcOptions,
+    NutsOptions,
+)
 from inference.mcmc.cache import LRU
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.laplace import ConstantFitter
@@ -27,7 +32,7 @@ from ppl.program import Program
 from ppl.trace import PROGRAM
 
 __all__ = ["CACHE_NAMES", "INVALID", "PROBE_SEED", "REJECTED", "BlockInfo", "Context",
-           "GibbsState", "MoveInfo", "Workspace", "accept", "adapt", "pick_move"]
+           "GibbsState", "MoveChoice", "MoveInfo", "Workspace", "accept", "adapt", "pick_move"]
 
 PROBE_SEED = 20261122
 """Seed of the fixed probe programs that verify an incremental likelihood when it is built."""
@@ -113,6 +118,8 @@ class Workspace:
         """Per program site: the fixed probe programs that verify a new view."""
         self.probe_turn: dict[str, int] = {}
         """Per program site: which probe the next rebuild checks."""
+        self.proposals: dict[str, Any] = {}
+        """Per program site: the neural proposal conditioned on the data (built once)."""
 
     def fitter(self, site: str) -> ConstantFitter:
         """The Laplace fitter of program site ``site``."""
@@ -176,6 +183,24 @@ class Workspace:
                                f"site '{site.name}'; got {prior!r}.")
 
 
+class MoveChoice(NamedTuple):
+    """The structure moves' names and their cumulative weights, computed once per kernel."""
+
+    names: tuple[str, ...]
+    """Move names, in the order of the weights."""
+    cumulative: np.ndarray
+    """Cumulative (unnormalised) weights."""
+
+    @classmethod
+    def of(cls, weights: Mapping[str, float]) -> MoveChoice:
+        """The choice among ``weights`` (unnormalised probabilities by name)."""
+        return cls(tuple(weights), np.cumsum([weights[k] for k in weights]))
+
+
+DEFAULT_MOVES = MoveChoice.of(DEFAULT_STRUCTURE_WEIGHTS)
+"""The choice among the default structure moves."""
+
+
 class Context(NamedTuple):
     """What a block reads besides the state."""
 
@@ -189,6 +214,10 @@ class Context(NamedTuple):
     """Caches and incremental-likelihood views."""
     nuts_blocks: tuple[Any, ...] = ()
     """The NUTS blocks' samplers, in plan order (their kernels live in the state)."""
+    moves: MoveChoice = DEFAULT_MOVES
+    """The structure moves and their weights."""
+    amortized: AmortizedOptions = AmortizedOptions()
+    """A trained proposal for the neural move, and its prior weight."""
 
 
 def accept(rng: np.random.Generator, target: Target, state: GibbsState, site: str,
@@ -215,8 +244,7 @@ def adapt(step: dict[str, float], key: str, alpha: float, target: float, t: int)
     step[key] = float(np.clip(step[key] * math.exp(gamma * (alpha - target)), 1e-6, 1e3))
 
 
-def pick_move(rng: np.random.Generator, weights: Mapping[str, float]) -> str:
-    """A structure move's name drawn with probabilities ∝ ``weights`` (one uniform draw)."""
-    names = list(weights)
-    cum = np.cumsum([weights[k] for k in names])
-    return names[int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))]
+def pick_move(rng: np.random.Generator, moves: MoveChoice) -> str:
+    """A structure move's name drawn with probabilities ∝ its weight (one uniform draw)."""
+    cum = moves.cumulative
+    return moves.names[int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))]

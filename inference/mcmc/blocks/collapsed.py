@@ -143,12 +143,11 @@ def step(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteIn
         # the next move of another site rebuilds it
         return state, BlockInfo((0.0,), 1)
     fitter = ctx.workspace.fitter(site.name)
-    weights = ctx.options.move_weights
     alphas: list[float] = []
     invalid = 0
     first: tuple[str, bool] | None = None
     for _ in range(ctx.options.program_moves):
-        name = pick_move(rng, weights)
+        name = pick_move(rng, ctx.moves)
         out = structure_move(rng, fitter, view, state.values[site.name], name)
         alphas.append(out.alpha)
         invalid += out.invalid

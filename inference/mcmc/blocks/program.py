@@ -122,7 +122,32 @@ def tree_move(name: str) -> StructureMove:
     return move
 
 
+def neural(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
+           view: ProgramLikelihood | None) -> tuple[GibbsState, MoveInfo]:
+    """The neural independence move: φ' ~ q_mix(· | x, y), the trained proposal of
+    ``ctx.amortized`` on the model's data mixed with the prior, accepted with
+    min(1, p(φ') q_mix(φ) / (p(φ) q_mix(φ'))). Exact whatever the network's training (an
+    untrained one too: q_mix has the prior's support); a no-op on a program site the
+    proposal was not trained for."""
+    proposal = ctx.amortized.proposal
+    if proposal is None or proposal.site != site.name:
+        return state, REJECTED
+    mixed = ctx.workspace.proposals.get(site.name)
+    if mixed is None:
+        from inference.amortized.mixture import MixedProposal
+
+        target = ctx.target
+        observed = {**target.observed, **target.given_obs}
+        mixed = ctx.workspace.proposals[site.name] = MixedProposal.for_model(
+            proposal, target.args, target.kwargs, observed, ctx.amortized.prior_weight)
+    phi2, log_q2 = mixed.sample(rng)
+    log_q1 = mixed.log_prob(state.values[site.name])
+    scored = view.log_joint(phi2) if view is not None else None
+    return accept(rng, ctx.target, state, site.name, phi2, log_q1 - log_q2, scored)
+
+
 STRUCTURE_MOVES: dict[str, StructureMove] = {name: tree_move(name) for name in MOVES}
+STRUCTURE_MOVES["neural"] = neural
 """The move table of the program block: name → structure move."""
 
 
@@ -158,13 +183,12 @@ def step(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteIn
          adapting: bool) -> tuple[GibbsState, BlockInfo]:
     """One update of the program at ``site`` (module docstring)."""
     options = ctx.options
-    weights = options.move_weights
     alphas: list[float] = []
     invalid = 0
     first: tuple[str, bool] | None = None
     view = ctx.workspace.view(ctx.target, site, state.values)
     for _ in range(options.program_moves):
-        name = pick_move(rng, weights)
+        name = pick_move(rng, ctx.moves)
         state, info = STRUCTURE_MOVES[name](rng, ctx, state, site, view)
         alphas.append(info.alpha)
         invalid += info.invalid

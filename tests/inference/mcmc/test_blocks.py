@@ -22,6 +22,7 @@ from inference.mcmc.blocks.base import (
     INVALID,
     BlockInfo,
     GibbsState,
+    MoveChoice,
     MoveInfo,
     Workspace,
     accept,
@@ -78,7 +79,7 @@ def test_accept_is_the_metropolis_hastings_rule() -> None:
 def test_pick_move_follows_the_weights() -> None:
     rng = np.random.default_rng(1)
     weights = {"a": 1.0, "b": 3.0, "c": 0.0}
-    picks = [pick_move(rng, weights) for _ in range(8000)]
+    picks = [pick_move(rng, MoveChoice.of(weights)) for _ in range(8000)]
     assert "c" not in picks
     assert abs(picks.count("b") / 8000 - 0.75) < 4 * math.sqrt(0.75 * 0.25 / 8000)
 

@@ -1,0 +1,213 @@
+"""The uses of a proposal (issue 10, item 4 (a) and (b)), with an UNTRAINED network: no
+move's exactness may depend on training (TESTING.md P1, P2, P7).
+
+- the neural independence move of program MCMC leaves the posterior exactly invariant on
+  the 302-program grammar (its transition matrix from the move's own acceptance
+  probabilities), and dropping the proposal's density from the ratio breaks it;
+- MCMC with only that move matches the enumerated posterior;
+- ``method="amortized"`` (importance sampling from the proposal mixed with the prior)
+  matches enumeration, reports ESS, k̂ and the log evidence, and k̂ flags a bad proposal.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ppl
+from inference import infer
+from inference.amortized import train_proposal
+from inference.amortized.mixture import MixedProposal
+from inference.api import RunWarning
+from inference.config import AmortizedOptions, McmcOptions, NutsOptions
+from inference.importance import importance_posterior
+from inference.mcmc.blocks import program
+from inference.mcmc.blocks.base import Context, GibbsState, Workspace
+from inference.target import SiteInfo, Target
+from ppl import dist
+from ppl.errors import PPLError
+from ppl.trace import PROGRAM
+from tests.stats.discrete import empirical, gtest_pvalue, tv_distance, tv_null_quantile
+
+PRIOR = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=3)
+PROGRAMS = [p for p, _ in PRIOR.enumerate()]
+X = np.linspace(-1.0, 1.0, 6)
+Y = X + np.sin(X) + 0.8 * np.random.default_rng(3).standard_normal(6)
+
+
+def model(x, y=None):
+    f = ppl.sample("f", PRIOR)
+    with ppl.plate("data", len(x)):
+        ppl.sample("y", dist.Normal(f(x), 0.8), obs=y)
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    return train_proposal(model, X, y=Y, num_steps=0, hidden=8, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def exact():
+    post = infer(model, X, y=Y, method="enumerate", num_samples=10, num_chains=1)
+    table = post.exact["f"]
+    return dict(zip(table["program"], table["probability"], strict=True))
+
+
+# ---------------------------------------------------------------------------- P1
+class TableTarget:
+    """log p(φ, data) from a table (prior × a random likelihood)."""
+
+    def __init__(self, table: dict[Any, float]) -> None:
+        self.table = table
+
+    def log_joint(self, values: dict[str, Any]) -> float:
+        return self.table[values["f"]]
+
+
+class Forced:
+    """A MixedProposal whose next draw is set by the test (densities from a table)."""
+
+    def __init__(self, log_q: dict[Any, float]) -> None:
+        self.log_q, self.next = log_q, None
+
+    def sample(self, rng: np.random.Generator) -> tuple[Any, float]:
+        return self.next, self.log_q[self.next]
+
+    def log_prob(self, phi: Any) -> float:
+        return self.log_q[phi]
+
+
+def transition_matrix(move: Any, untrained: Any, log_target: dict[Any, float],
+                      log_q: dict[Any, float]) -> np.ndarray:
+    """P[i, j] = q_mix(φ_j) α(φ_i, φ_j) for j ≠ i, with α read from the move itself."""
+    forced = Forced(log_q)
+    ws = Workspace(0)
+    ws.proposals["f"] = forced
+    ctx = Context(TableTarget(log_target), McmcOptions(), NutsOptions(), ws,
+                  amortized=AmortizedOptions(proposal=untrained))
+    site = SiteInfo("f", PROGRAM, PRIOR, ())
+    rng = np.random.default_rng(0)
+    n = len(PROGRAMS)
+    p = np.zeros((n, n))
+    for i, phi in enumerate(PROGRAMS):
+        state = GibbsState({"f": phi}, log_target[phi], {}, 0)
+        for j, psi in enumerate(PROGRAMS):
+            if j != i:
+                forced.next = psi
+                _, info = move(rng, ctx, state, site, None)
+                p[i, j] = math.exp(log_q[psi]) * info.alpha
+        p[i, i] = 1.0 - p[i].sum()
+    return p
+
+
+def _without_hastings(rng, ctx, state, site, view):
+    """The neural move with log q(φ) − log q(φ') left out of the ratio (a wrong kernel)."""
+    mixed = ctx.workspace.proposals[site.name]
+    phi2, _ = mixed.sample(rng)
+    return program.accept(rng, ctx.target, state, site.name, phi2, 0.0)
+
+
+def test_neural_move_is_exactly_stationary(untrained) -> None:
+    rng = np.random.default_rng(7)
+    mixed = MixedProposal(untrained, X[:, None], Y, prior_weight=0.3)
+    log_q = {phi: mixed.log_prob(phi) for phi in PROGRAMS}
+    assert math.isclose(sum(math.exp(v) for v in log_q.values()), 1.0, abs_tol=1e-9)
+    log_target = {phi: PRIOR.log_density(phi) + 3.0 * rng.standard_normal()
+                  for phi in PROGRAMS}
+    pi = np.exp(np.array([log_target[phi] for phi in PROGRAMS]))
+    pi /= pi.sum()
+    p = transition_matrix(program.neural, untrained, log_target, log_q)
+    assert np.all(p >= -1e-15)
+    assert np.abs(pi @ p - pi).max() < 1e-12
+    broken = transition_matrix(_without_hastings, untrained, log_target, log_q)
+    assert np.abs(pi @ broken - pi).max() > 1e-4
+
+
+# ---------------------------------------------------------------------------- P2
+def _check(post: Any, exact: dict[Any, float]) -> tuple[float, float, float]:
+    draws = post.samples["f"].reshape(-1)
+    counts: dict[Any, int] = {}
+    for p in draws:
+        counts[p] = counts.get(p, 0) + 1
+    n = len(draws)
+    p_value = gtest_pvalue(counts, exact, top_k=25, ess=n)
+    tv = tv_distance(empirical(counts), exact)
+    null = tv_null_quantile(exact, n, q=0.99, rng=np.random.default_rng(0))
+    return p_value, tv, null
+
+
+def test_mcmc_with_only_the_neural_move_matches_enumeration(untrained, exact) -> None:
+    post = infer(model, X, y=Y, method="mcmc", num_samples=1500, num_warmup=100,
+                 num_chains=2, seed=1, chain_method="sequential", progress=False,
+                 program_moves=3, proposal=untrained, prior_weight=0.3,
+                 structure_weights={"neural": 1.0})
+    p_value, _, _ = _check(post, exact)
+    assert p_value > 0.001
+
+
+def test_the_neural_move_joins_the_default_moves(untrained) -> None:
+    post = infer(model, X, y=Y, method="mcmc", num_samples=20, num_warmup=5, num_chains=1,
+                 seed=0, progress=False, proposal=untrained, neural_weight=1.0)
+    moves = set(post.stats["move"].reshape(-1))
+    assert "neural" in moves and moves <= set(program.STRUCTURE_MOVES)
+
+
+# ---------------------------------------------------------------------------- (a), P7
+def test_amortized_importance_matches_enumeration(untrained, exact) -> None:
+    post = infer(model, X, y=Y, method="amortized", proposal=untrained, prior_weight=0.3,
+                 num_particles=4000, num_samples=1000, num_chains=2, seed=2)
+    assert post.method == "amortized"
+    assert {"ess", "khat", "log_evidence", "num_particles", "seconds"} <= set(post.attrs)
+    assert post.attrs["num_particles"] == 4000
+    _, tv, _ = _check(post, exact)
+    # resampled draws of a weighted sample: TV within the null of ESS iid draws
+    null = tv_null_quantile(exact, int(post.attrs["ess"]), q=0.999,
+                            rng=np.random.default_rng(1))
+    assert tv < null
+    enum = infer(model, X, y=Y, method="enumerate", num_samples=10, num_chains=1)
+    assert abs(post.attrs["log_evidence"] - enum.attrs["log_evidence"]) < 0.1
+    idata = post.to_arviz()
+    assert "f" in idata.posterior
+
+
+class Peaked:
+    """A deliberately bad proposal: almost all mass on one program that is not the law."""
+
+    def __init__(self) -> None:
+        self.phi = PRIOR.parse("1")
+
+    def sample(self, rng: np.random.Generator) -> tuple[Any, float]:
+        phi = self.phi if rng.random() < 0.999 else PRIOR.sample_program(rng)
+        return phi, self.log_prob(phi)
+
+    def log_prob(self, phi: Any) -> float:
+        rest = 0.001 * math.exp(PRIOR.log_density(phi))
+        return math.log((0.999 if phi == self.phi else 0.0) + rest)
+
+
+def test_khat_flags_a_bad_proposal() -> None:
+    target = Target(model, (X,), {"y": Y})
+    out = importance_posterior(target, 2000, 100, 1, np.random.default_rng(0), 0,
+                               {"f": Peaked()})
+    assert out["khat"] > 0.7
+
+
+def test_amortized_refuses_what_it_cannot_run(untrained) -> None:
+    with pytest.raises(PPLError, match="needs proposal="):
+        infer(model, X, y=Y, method="amortized")
+    with pytest.raises(PPLError, match="prior_weight must be in"):
+        infer(model, X, y=Y, method="amortized", proposal=untrained, prior_weight=0.01)
+    with pytest.raises(PPLError, match="proposal must be"):
+        infer(model, X, y=Y, method="amortized", proposal="net.pt")
+    with pytest.raises(PPLError, match="proposal= is used by"):
+        infer(model, X, y=Y, method="enumerate", proposal=untrained)
+
+
+def test_an_untrained_proposal_warns_when_its_weights_degenerate(untrained) -> None:
+    sharp = np.sin(X) * 3 + X  # a law outside the depth-3 space: weights degenerate
+    with pytest.warns(RunWarning):
+        infer(model, X, y=sharp * 10, method="amortized", proposal=untrained,
+              num_particles=200, num_samples=50, num_chains=1)
