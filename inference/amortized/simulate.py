@@ -54,9 +54,10 @@ from ppl.backend import to_torch
 from ppl.errors import DataError, PPLError
 from ppl.prior import ProgramPrior
 from ppl.program import BoundProgram, Program
-from ppl.trace import data_errors, discover, seeded, sites_of, trace_model
+from ppl.trace import ModelTrace, data_errors, discover, seeded, sites_of, trace_model
 
-__all__ = ["MAX_TRIES", "SimulationError", "Simulations", "data_view", "simulate"]
+__all__ = ["MAX_TRIES", "SimulationError", "Simulations", "data_view", "discover_model",
+           "simulate"]
 
 MAX_TRIES = 100
 """Invalid draws in a row after which :func:`simulate` gives up."""
@@ -201,6 +202,25 @@ def data_view(args: Sequence[Any], kwargs: Mapping[str, Any], observed: Mapping[
     return x, y
 
 
+def discover_model(model: Callable[..., Any], args: Sequence[Any],
+                   kwargs: Mapping[str, Any], seed: int = 0) -> ModelTrace:
+    """The discovery run (``ppl.trace.discover``) of ``model`` on its arguments, arrays
+    passed as torch tensors; a model failing on them is a DataError.
+
+    Examples
+    --------
+    >>> import ppl
+    >>> from ppl import dist
+    >>> def model(x, y=None):
+    ...     ppl.sample("y", dist.Normal(x, 1.0).to_event(1), obs=y)
+    >>> discover_model(model, ([0.0, 1.0],), {"y": [0.5, 0.5]}).observed
+    ['y']
+    """
+    with data_errors():
+        return discover(model, tuple(to_torch(a) for a in args),
+                        {k: to_torch(v) for k, v in kwargs.items()}, seed=seed)
+
+
 def _design(inputs: InputSampler | None, rng: np.random.Generator, args: tuple[Any, ...],
            kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The model arguments of one draw: the fixed ones, or a draw of ``inputs(rng)``."""
@@ -272,10 +292,7 @@ def simulate(model: Callable[..., Any], *args: Any, num_simulations: int, seed: 
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     first_args, first_kwargs = _design(inputs, np.random.default_rng([seed, 1]), args, kwargs)
-    with data_errors():
-        found = discover(model, tuple(to_torch(a) for a in first_args),
-                         {k: to_torch(v) for k, v in first_kwargs.items()}, seed=seed)
-    names = found.observed
+    names = discover_model(model, first_args, first_kwargs, seed).observed
     if not names:
         raise SimulationError("The model observes no site with the arguments given; expected "
                               "at least one obs= site (the data y). Hint: pass the data "

@@ -55,13 +55,12 @@ from inference.amortized.persist import (
     read,
     write,
 )
-from inference.amortized.simulate import InputSampler, Simulations, simulate
+from inference.amortized.simulate import InputSampler, Simulations, discover_model, simulate
 from inference.config import check_bool, check_int
-from ppl.backend import to_torch
 from ppl.errors import PPLError, SiteError
 from ppl.prior import ProgramPrior
 from ppl.program import Program
-from ppl.trace import PROGRAM, ModelTrace, base_distribution, data_errors, discover
+from ppl.trace import PROGRAM, ModelTrace, base_distribution
 
 __all__ = ["Proposal", "load_proposal", "program_prior", "train_proposal"]
 
@@ -96,14 +95,6 @@ def program_prior(found: ModelTrace, prior_site: str | None) -> tuple[str, Progr
         raise SiteError(f"Program site '{prior_site}' has no ProgramPrior; got "
                         f"{type(fn).__name__}.")
     return prior_site, prior
-
-
-def _discover(model: Callable[..., Any], args: Sequence[Any],
-                  kwargs: Mapping[str, Any]) -> ModelTrace:
-    """The discovery run of ``model`` on its arguments (arrays as torch tensors)."""
-    with data_errors():
-        return discover(model, tuple(to_torch(a) for a in args),
-                        {k: to_torch(v) for k, v in kwargs.items()})
 
 
 def _step_seed(seed: int, stream: int, step: int) -> int:
@@ -379,7 +370,7 @@ def train_proposal(model: Callable[..., Any], *args: Any, prior_site: str | None
     check_int("hidden", hidden, 1)
     _check_options(num_steps, batch_size, lr, max_time, valid_size, patience, eval_every,
                   progress)
-    found = _discover(model, args, kwargs)
+    found = discover_model(model, args, kwargs)
     site, prior = program_prior(found, prior_site)
     network = ProgramProposal(prior, hidden=hidden, seed=seed, device=device)
     proposal = Proposal(network, site, key_parts(prior, site, found.sites), model,
@@ -420,7 +411,7 @@ def load_proposal(path: str | os.PathLike[str], model: Callable[..., Any], *args
     """
     kwargs = {**kwargs, **(model_kwargs or {})}
     meta, state, optimizer_state = read(path)
-    found = _discover(model, args, kwargs)
+    found = discover_model(model, args, kwargs)
     site = meta["site"]
     try:
         _, prior = program_prior(found, site)
