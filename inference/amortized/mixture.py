@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from inference.amortized.simulate import data_view
 from inference.amortized.train import Proposal
-
 from ppl.errors import PPLError
 from ppl.program import Program
 

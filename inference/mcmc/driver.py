@@ -101,7 +101,7 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
                             seed=int(spec.seed.generate_state(1)[0]), given=spec.given,
                             data_sites=spec.data_sites)
             target.beta = float(beta)
-            kernels.append(Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend))
+            kernels.append(Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend, cfg.amortized))
         target = kernels[0].target
         num_warmup, num_samples, thin = cfg.warmup, cfg.num_samples, cfg.thin
         states = [k.init(rng, cfg.init_values, num_warmup) for k in kernels]

@@ -22,6 +22,7 @@ from inference import infer
 from inference.amortized import train_proposal
 from inference.amortized.mixture import MixedProposal
 from inference.api import RunWarning
+from inference.arviz import az
 from inference.config import AmortizedOptions, McmcOptions, NutsOptions
 from inference.importance import importance_posterior
 from inference.mcmc.blocks import program
@@ -128,11 +129,17 @@ def test_neural_move_is_exactly_stationary(untrained) -> None:
 
 # ---------------------------------------------------------------------------- P2
 def _check(post: Any, exact: dict[Any, float]) -> tuple[float, float, float]:
-    draws = post.samples["f"].reshape(-1)
+    """G-test p-value (ESS-scaled for a chain), TV and its null quantile at that ESS."""
+    draws = post.samples["f"]
     counts: dict[Any, int] = {}
-    for p in draws:
+    for p in draws.reshape(-1):
         counts[p] = counts.get(p, 0) + 1
-    n = len(draws)
+    n = draws.size
+    if post.method == "mcmc":
+        top = max(exact, key=exact.get)
+        sizes = np.vectorize(lambda p: p.size)(draws).astype(float)
+        indicator = np.vectorize(lambda p: p == top)(draws).astype(float)
+        n = int(min(az.ess(sizes), az.ess(indicator), n))
     p_value = gtest_pvalue(counts, exact, top_k=25, ess=n)
     tv = tv_distance(empirical(counts), exact)
     null = tv_null_quantile(exact, n, q=0.99, rng=np.random.default_rng(0))
@@ -146,6 +153,19 @@ def test_mcmc_with_only_the_neural_move_matches_enumeration(untrained, exact) ->
                  structure_weights={"neural": 1.0})
     p_value, _, _ = _check(post, exact)
     assert p_value > 0.001
+
+
+def test_neural_mcmc_without_the_hastings_term_fails(untrained, exact,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broken twin: q_mix's densities left out of the ratio (the chain then targets
+    p(φ | y) · q(φ), too much prior)."""
+    monkeypatch.setattr(MixedProposal, "log_prob", lambda self, phi: 0.0)
+    post = infer(model, X, y=Y, method="mcmc", num_samples=1500, num_warmup=100,
+                 num_chains=2, seed=1, chain_method="sequential", progress=False,
+                 program_moves=3, proposal=untrained, prior_weight=0.3,
+                 structure_weights={"neural": 1.0})
+    p_value, _, _ = _check(post, exact)
+    assert p_value < 0.001
 
 
 def test_the_neural_move_joins_the_default_moves(untrained) -> None:
@@ -163,9 +183,10 @@ def test_amortized_importance_matches_enumeration(untrained, exact) -> None:
     assert {"ess", "khat", "log_evidence", "num_particles", "seconds"} <= set(post.attrs)
     assert post.attrs["num_particles"] == 4000
     _, tv, _ = _check(post, exact)
-    # resampled draws of a weighted sample: TV within the null of ESS iid draws
-    null = tv_null_quantile(exact, int(post.attrs["ess"]), q=0.999,
-                            rng=np.random.default_rng(1))
+    # draws resampled from a weighted sample: the two errors add, as for iid draws of
+    # 1 / (1/ESS + 1/draws) (weighting, then multinomial resampling)
+    n_eff = int(1.0 / (1.0 / post.attrs["ess"] + 1.0 / post.samples["f"].size))
+    null = tv_null_quantile(exact, n_eff, q=0.999, rng=np.random.default_rng(1))
     assert tv < null
     enum = infer(model, X, y=Y, method="enumerate", num_samples=10, num_chains=1)
     assert abs(post.attrs["log_evidence"] - enum.attrs["log_evidence"]) < 0.1
