@@ -23,7 +23,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from ppl.backend import to_torch
-from ppl.errors import DataError
+from ppl.errors import DataError, PPLError
 from ppl.scoring import Scorer, Unsupported
 from ppl.trace import (
     CONTINUOUS,
@@ -111,12 +111,17 @@ class Target:
     data_sites : collection of str, optional
         Which ``given`` sites are observations; the rest are fixed. Default: every given
         site whose value is not a Program.
+    beta : float
+        Likelihood temperature in (0, 1] (parallel tempering's rungs; 1: the posterior).
     """
 
     def __init__(self, model: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: Mapping[str, Any], seed: int = 0,
                  given: Mapping[str, Any] | None = None,
-                 data_sites: Collection[str] | None = None) -> None:
+                 data_sites: Collection[str] | None = None, beta: float = 1.0) -> None:
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta <= 1:
+            raise PPLError(f"beta (the likelihood temperature) must be in (0, 1]; got "
+                           f"{beta!r}.")
         self.model = model
         check_arguments(args, kwargs)
         self.args = tuple(to_torch(a) for a in args)
@@ -130,7 +135,7 @@ class Target:
         """Given sites held at a value (prior terms, never tempered)."""
         self.fast = False
         """Whether the scoring fast path is on (see :meth:`check_fast`)."""
-        self.beta = 1.0
+        self.beta = float(beta)
         """Likelihood temperature: scores are log prior + beta · log likelihood."""
         with data_errors():
             found = discover(model, self.args, self.kwargs, seed=seed, data=self.given_obs,
@@ -163,13 +168,15 @@ class Target:
 
     def _trace_terms(self, values: Mapping[str, Any]) -> tuple[Any, Any]:
         """(Σ latent log probs, Σ observed log probs and factors) of a Pyro trace, as
-        tensors (fixed sites count as latent: their terms are constants of the prior)."""
+        tensors (fixed sites count as latent: their terms are constants of the prior). The
+        latent sites are conditioned on ``values`` in the trace, so Pyro marks them observed:
+        they are told apart by name, never by that flag."""
         tr = self.trace(values)
         latent: Any = 0.0
         lik: Any = 0.0
         for name, site in tr.nodes.items():
             if site["type"] == "sample" and not site_is_subsample(site):
-                if site["is_observed"] and name not in self.fixed:
+                if site["is_observed"] and name not in self.fixed and name not in self.latents:
                     lik = lik + site["log_prob_sum"]
                 else:
                     latent = latent + site["log_prob_sum"]

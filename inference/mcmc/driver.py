@@ -99,8 +99,7 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
         for beta in geometric_ladder(cfg.mcmc.num_rungs, cfg.mcmc.beta_min):
             target = Target(spec.model, spec.args, spec.kwargs,
                             seed=int(spec.seed.generate_state(1)[0]), given=spec.given,
-                            data_sites=spec.data_sites)
-            target.beta = float(beta)
+                            data_sites=spec.data_sites, beta=float(beta))
             kernels.append(Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend, cfg.amortized))
         target = kernels[0].target
         num_warmup, num_samples, thin = cfg.warmup, cfg.num_samples, cfg.thin

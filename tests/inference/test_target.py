@@ -80,3 +80,23 @@ def test_a_discrete_site_without_a_finite_support_has_no_gibbs_block() -> None:
     assert target.latents["n"].kind == DISCRETE
     with pytest.raises(PPLError, match=r"'n' \(Poisson\) has no finite support"):
         make_plan(target.latents)
+
+
+def test_the_temperature_is_set_at_construction() -> None:
+    def model(y=None):
+        mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+        ppl.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    hot = Target(model, (), {"y": 2.0}, beta=0.25)
+    cold = Target(model, (), {"y": 2.0})
+    values = {"mu": torch.tensor(0.0, dtype=torch.float64)}
+    prior = float(dist.Normal(0.0, 1.0).log_prob(torch.tensor(0.0)))
+    assert hot.beta == 0.25 and cold.beta == 1.0
+    lik = float(dist.Normal(0.0, 1.0).log_prob(torch.tensor(2.0)))
+    for target in (hot, cold):  # the trace path (fast off), then the scoring fast path
+        for fast in (False, True):
+            target.fast = fast
+            assert target.log_lik(values) == pytest.approx(lik)
+            assert target.log_joint(values) == pytest.approx(prior + target.beta * lik)
+    with pytest.raises(PPLError, match="beta"):
+        Target(model, (), {"y": 2.0}, beta=0.0)
