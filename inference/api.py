@@ -255,7 +255,7 @@ def _importance(target: Target, config: RunConfig, rng: np.random.Generator,
     out = importance_posterior(target, n, config.num_samples, config.num_chains, rng,
                                config.seed, proposals)
     attrs.update({"ess": out["ess"], "khat": out["khat"], "num_particles": n,
-                  "log_evidence": out["log_evidence"],
+                  "log_evidence": out["log_evidence"], "fast": out["fast"],
                   "seconds": round(time.perf_counter() - start, 4)})
     if out["ess"] < 0.01 * n:
         warnings.warn(f"Importance sampling kept an effective sample size of "

@@ -194,6 +194,26 @@ def test_amortized_importance_matches_enumeration(untrained, exact) -> None:
     assert "f" in idata.posterior
 
 
+def test_fast_weights_equal_the_traced_ones(untrained, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """The incremental scoring of particles gives the weights the Pyro traces give."""
+    from inference import importance
+
+    def run():
+        mixed = MixedProposal(untrained, X[:, None], Y, prior_weight=0.3)
+        return importance_posterior(Target(model, (X,), {"y": Y}), 300, 50, 1,
+                                    np.random.default_rng(4), 0, {"f": mixed})
+
+    fast = run()
+    monkeypatch.setattr(importance, "_fast", lambda target, drawn: None)
+    slow = run()
+    assert fast["fast"] and not slow["fast"]
+    np.testing.assert_allclose(fast["stats"]["log_weight"], slow["stats"]["log_weight"],
+                               rtol=1e-9)
+    assert fast["log_evidence"] == pytest.approx(slow["log_evidence"], rel=1e-9)
+    np.testing.assert_allclose(fast["log_lik"]["y"], slow["log_lik"]["y"], rtol=1e-9)
+
+
 class Peaked:
     """A deliberately bad proposal: almost all mass on one program that is not the law."""
 
