@@ -73,11 +73,12 @@ def infer(model: Callable[..., Any], *args: Any,
         backend's own NUTS run on the model (continuous latent sites only);
         ``"amortized"``: importance sampling with a trained ``proposal`` for its program
         site (mixed with the prior), the other latents from their priors.
-    proposal, prior_weight, neural_weight : Proposal, float, float
+    proposal, prior_weight, neural_weight, edit_weight : Proposal, float, float, float
         A trained proposal (:func:`inference.amortized.train_proposal`): the proposal of
         ``method="amortized"`` (1,000 particles unless ``num_particles``); with
-        ``method="mcmc"`` its site also gets the exact neural independence move, weight
-        ``neural_weight`` (0.2) among the structure moves. ``prior_weight`` (0.05, at
+        ``method="mcmc"`` its site also gets the exact neural independence move and the
+        neural edit move (a subtree redrawn by the network), weights ``neural_weight`` and
+        ``edit_weight`` (0.2 each) among the structure moves. ``prior_weight`` (0.05, at
         least 0.05) is the prior's share of the proposal. ``attrs`` report ESS, Pareto
         k̂ (a RunWarning above 0.7) and the log evidence.
     num_samples, num_warmup, num_chains, thin : int

@@ -176,6 +176,8 @@ class AmortizedOptions:
     --------
     >>> AmortizedOptions().prior_weight, AmortizedOptions().neural_weight
     (0.05, 0.2)
+    >>> AmortizedOptions().edit_weight
+    0.2
     """
 
     proposal: Any = None
@@ -185,15 +187,19 @@ class AmortizedOptions:
     neural_weight: float = 0.2
     """With ``method="mcmc"`` and a proposal, the weight of the "neural" structure move
     added to the default structure weights (ignored when ``structure_weights`` is given)."""
+    edit_weight: float = 0.2
+    """Likewise, the weight of the "neural_edit" structure move (a subtree redrawn by the
+    network)."""
 
     def __post_init__(self) -> None:
         w = self.prior_weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.05 <= w <= 1:
             raise PPLError(f"prior_weight must be in [0.05, 1] (the prior's share keeps the "
                            f"proposal of full support); got {w!r}.")
-        v = self.neural_weight
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-            raise PPLError(f"neural_weight must be a number >= 0; got {v!r}.")
+        for name in ("neural_weight", "edit_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise PPLError(f"{name} must be a number >= 0; got {v!r}.")
         if self.proposal is not None and not all(
                 hasattr(self.proposal, a) for a in ("site", "prior", "sample", "log_prob")):
             raise PPLError(f"proposal must be an inference.amortized.Proposal (from "

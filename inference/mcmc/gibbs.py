@@ -91,9 +91,10 @@ class Gibbs:
     nuts : NutsOptions, optional
         Options of the plan's NUTS blocks.
     amortized : AmortizedOptions, optional
-        A trained proposal: its program site gets the "neural" structure move
-        (:func:`inference.mcmc.blocks.program.neural`), weight ``neural_weight`` unless
-        ``structure_weights`` is given.
+        A trained proposal: its program site gets the "neural" and "neural_edit" structure
+        moves (:func:`inference.mcmc.blocks.program.neural`,
+        :func:`~inference.mcmc.blocks.program.neural_edit`), weights ``neural_weight`` and
+        ``edit_weight`` unless ``structure_weights`` is given.
     backend : {"pyro", "numpyro"}
         Whose NUTS runs the NUTS blocks: Pyro's (:class:`~inference.mcmc.nuts_block.NutsBlock`)
         or NumPyro's (:class:`~inference.mcmc.nuts_block.NumpyroNutsBlock`).
@@ -137,6 +138,7 @@ class Gibbs:
         weights = options.move_weights
         if amortized.proposal is not None and options.structure_weights is None:
             weights["neural"] = amortized.neural_weight
+            weights["neural_edit"] = amortized.edit_weight
         program.check_structure_weights(
             weights, MOVES if options.collapsed else program.STRUCTURE_MOVES)
         self.target = target

@@ -31,6 +31,7 @@ __all__ = [
     "Chooser",
     "Proposal",
     "RandomChooser",
+    "budgets",
     "insert_delete",
     "leaf_log_prob",
     "regenerate",
@@ -97,8 +98,16 @@ def leaf_log_prob(prior: ProgramPrior, production: int, value: Any,
     return 0.0
 
 
-def _budgets(prior: ProgramPrior, phi: Program, v: int) -> tuple[int | None, int | None]:
-    """Depth budget b_v = D − depth(v) + 1 and size budget S − (N − |T_v|) at node v."""
+def budgets(prior: ProgramPrior, phi: Program, v: int) -> tuple[int | None, int | None]:
+    """Depth budget b_v = D − depth(v) + 1 and size budget S − (N − |T_v|) at node v.
+
+    Examples
+    --------
+    >>> from ppl import ProgramPrior
+    >>> prior = ProgramPrior("tiny", inputs=["x"], max_depth=3, max_size=5)
+    >>> budgets(prior, prior.parse("(x + sin(1))"), 2)   # the node sin(1)
+    (2, 3)
+    """
     b = None if prior.max_depth is None else prior.max_depth - int(phi.node_depths()[v]) + 1
     s = None
     if prior.max_size is not None:
@@ -122,7 +131,7 @@ def regenerate(chooser: Chooser, prior: ProgramPrior, phi: Program,
     n = phi.size
     v = chooser.index(n)
     a = g.productions[phi.prods[v]].lhs
-    b, s = _budgets(prior, phi, v)
+    b, s = budgets(prior, phi, v)
     new_p, new_v = chooser.subtree(prior, a, b, s)
     end = int(phi.ends()[v])
     old_p, old_v = phi.prods[v:end], phi.values[v:end]
@@ -202,7 +211,7 @@ def _insert(chooser: Chooser, prior: ProgramPrior, phi: Program,
     kids = g.productions[r].children
     slots = [i for i, c in enumerate(kids) if c == a]
     j = slots[chooser.index(len(slots))]
-    b, _ = _budgets(prior, phi, v)
+    b, _ = budgets(prior, phi, v)
     if b is not None and int(phi.heights()[v]) > b - 1:
         return None
     end = int(phi.ends()[v])
@@ -237,7 +246,7 @@ def _delete(chooser: Chooser, prior: ProgramPrior, phi: Program,
     ends = phi.ends()
     subtrees = [(phi.prods[s:int(ends[s])], phi.values[s:int(ends[s])]) for s in starts]
     phi2 = phi.replace(v, *subtrees[j])
-    b, _ = _budgets(prior, phi, v)
+    b, _ = budgets(prior, phi, v)
     rec = prior.recursive()[a]
     fwd = LOG_HALF - math.log(n) - math.log(len(slots))
     rev = (LOG_HALF - math.log(phi2.size) - math.log(len(rec)) - math.log(len(slots))

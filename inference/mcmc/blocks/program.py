@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -33,14 +34,15 @@ from inference.mcmc.blocks.base import (
 )
 from inference.mcmc.blocks.continuous import mala
 from inference.mcmc.fastlik import ProgramLikelihood
-from inference.mcmc.moves import MOVES, RandomChooser
+from inference.mcmc.moves import MOVES, RandomChooser, budgets
 from inference.target import SiteInfo
 from ppl.errors import PPLError
 from ppl.program import Program
 
-__all__ = ["STRUCTURE_MOVES", "StructureMove", "check_structure_weights", "constant_rw",
-           "constants_log_q", "draw_constants", "laplace_constants", "refit_structure", "step",
-           "structure", "tree_move"]
+__all__ = ["STRUCTURE_MOVES", "StructureMove", "check_structure_weights",
+           "conditioned_proposal", "constant_rw", "constants_log_q", "draw_constants",
+           "laplace_constants", "neural", "neural_edit", "parent_slot", "refit_structure",
+           "step", "structure", "tree_move"]
 
 StructureMove = Callable[[np.random.Generator, Context, GibbsState, SiteInfo,
                           "ProgramLikelihood | None"], tuple[GibbsState, MoveInfo]]
@@ -122,16 +124,13 @@ def tree_move(name: str) -> StructureMove:
     return move
 
 
-def neural(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
-           view: ProgramLikelihood | None) -> tuple[GibbsState, MoveInfo]:
-    """The neural independence move: φ' ~ q_mix(· | x, y), the trained proposal of
-    ``ctx.amortized`` on the model's data mixed with the prior, accepted with
-    min(1, p(φ') q_mix(φ) / (p(φ) q_mix(φ'))). Exact whatever the network's training (an
-    untrained one too: q_mix has the prior's support); a no-op on a program site the
-    proposal was not trained for."""
+def conditioned_proposal(ctx: Context, site: SiteInfo) -> Any:
+    """The kernel's proposal for ``site`` conditioned on the model's data and mixed with
+    the prior (:class:`~inference.amortized.mixture.MixedProposal`, built once per kernel);
+    None when no proposal was trained for this site."""
     proposal = ctx.amortized.proposal
     if proposal is None or proposal.site != site.name:
-        return state, REJECTED
+        return None
     mixed = ctx.workspace.proposals.get(site.name)
     if mixed is None:
         from inference.amortized.mixture import MixedProposal
@@ -140,6 +139,92 @@ def neural(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Site
         observed = {**target.observed, **target.given_obs}
         mixed = ctx.workspace.proposals[site.name] = MixedProposal.for_model(
             proposal, target.args, target.kwargs, observed, ctx.amortized.prior_weight)
+    return mixed
+
+
+def parent_slot(phi: Program, v: int) -> tuple[int, int] | None:
+    """(the parent's production, the child slot) of node ``v`` (preorder); None for the
+    root.
+
+    Examples
+    --------
+    >>> from ppl import ProgramPrior
+    >>> prior = ProgramPrior("tiny", inputs=["x"], max_depth=3)
+    >>> phi = prior.parse("(x + sin(1))")
+    >>> parent_slot(phi, 0), parent_slot(phi, 2)[1], parent_slot(phi, 3)[1]
+    (None, 1, 0)
+    """
+    productions = phi.grammar.productions
+    stack: list[list[int]] = []  # [production, next slot, arity] of open parents
+    for i, r in enumerate(phi.prods):
+        here = None
+        if stack:
+            top = stack[-1]
+            here = (top[0], top[1])
+            top[1] += 1
+            if top[1] == top[2]:
+                stack.pop()
+        if i == v:
+            return here
+        arity = len(productions[r].children)
+        if arity:
+            stack.append([r, 0, arity])
+    raise IndexError(f"node {v} of a program of {phi.size} nodes")
+
+
+def neural_edit(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
+                view: ProgramLikelihood | None) -> tuple[GibbsState, MoveInfo]:
+    """The neural edit move Δφ: pick a node v uniformly, redraw its subtree T' from the
+    network's subtree decoder at v's position and budgets, mixed with the budgeted prior
+    (q_e(T) = (1 − w) q_θ(T | x, y, A_v, b, s, slot) + w p_b(T | A_v)); accept with
+    min(1, p(φ') N(φ) q_e(T_v) / (p(φ) N(φ') q_e(T'))). The reverse redraws T_v at the same
+    position with the same budgets, so the ratio is exact whatever the training. (The
+    decoder sees the data and the node's position, not yet the rest of the program.)"""
+    mixed = conditioned_proposal(ctx, site)
+    if mixed is None:
+        return state, REJECTED
+    prior = site.fn
+    phi: Program = state.values[site.name]
+    n = phi.size
+    v = int(rng.integers(n))
+    a = prior.grammar.productions[phi.prods[v]].lhs
+    b, s = budgets(prior, phi, v)
+    slot = parent_slot(phi, v)
+    network, data = mixed.proposal.network, mixed.context
+    log_mass = prior.tables.log_mass(a, b, s)
+    w = mixed.prior_weight
+
+    def log_q(prods: tuple[int, ...], values: tuple[Any, ...]) -> float:
+        by_prior = float(prior.subtree_log_prob(prods, values) - log_mass)
+        if w >= 1.0:
+            return by_prior
+        by_net = network.subtree_log_prob(data, prods, values, a, b, s, slot)
+        return float(np.logaddexp(math.log1p(-w) + by_net, math.log(w) + by_prior))
+
+    if rng.random() < w:
+        new_p, new_v = prior.sample_subtree(rng, a, b, s)
+    else:
+        new_p, new_v, _ = network.sample_subtree(rng, data, a, b, s, slot)
+    end = int(phi.ends()[v])
+    phi2 = phi.replace(v, new_p, new_v)
+    ratio = (-math.log(phi2.size) + log_q(phi.prods[v:end], phi.values[v:end])
+             + math.log(n) - log_q(new_p, new_v))
+    if not math.isfinite(ratio):
+        return state, INVALID
+    scored = view.log_joint(phi2) if view is not None else None
+    return accept(rng, ctx.target, state, site.name, phi2, ratio, scored)
+
+
+def neural(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
+           view: ProgramLikelihood | None) -> tuple[GibbsState, MoveInfo]:
+    """The neural independence move: φ' ~ q_mix(· | x, y), the trained proposal of
+    ``ctx.amortized`` on the model's data mixed with the prior, accepted with
+    min(1, p(φ') q_mix(φ) / (p(φ) q_mix(φ'))). Exact whatever the network's training (an
+    untrained one too: q_mix has the prior's support); a no-op on a program site the
+    proposal was not trained for."""
+    mixed = conditioned_proposal(ctx, site)
+    if mixed is None:
+        return state, REJECTED
     phi2, log_q2 = mixed.sample(rng)
     log_q1 = mixed.log_prob(state.values[site.name])
     scored = view.log_joint(phi2) if view is not None else None
@@ -148,6 +233,7 @@ def neural(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Site
 
 STRUCTURE_MOVES: dict[str, StructureMove] = {name: tree_move(name) for name in MOVES}
 STRUCTURE_MOVES["neural"] = neural
+STRUCTURE_MOVES["neural_edit"] = neural_edit
 """The move table of the program block: name → structure move."""
 
 

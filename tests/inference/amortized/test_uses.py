@@ -27,6 +27,7 @@ from inference.config import AmortizedOptions, McmcOptions, NutsOptions
 from inference.importance import importance_posterior
 from inference.mcmc.blocks import program
 from inference.mcmc.blocks.base import Context, GibbsState, Workspace
+from inference.mcmc.moves import budgets
 from inference.target import SiteInfo, Target
 from ppl import dist
 from ppl.errors import PPLError
@@ -252,3 +253,99 @@ def test_an_untrained_proposal_warns_when_its_weights_degenerate(untrained) -> N
     with pytest.warns(RunWarning):
         infer(model, X, y=sharp * 10, method="amortized", proposal=untrained,
               num_particles=200, num_samples=50, num_chains=1)
+
+
+# ---------------------------------------------------------------------------- (c) edits
+class Script:
+    """A stand-in Generator whose draws the test sets: a node index, then uniforms."""
+
+    def __init__(self, node: int) -> None:
+        self.node, self.uniforms = node, [0.99, 0.5]  # the network's branch, then accept
+
+    def integers(self, n: int) -> int:
+        return self.node
+
+    def random(self) -> float:
+        return self.uniforms.pop(0)
+
+
+def edit_matrix(move: Any, untrained: Any, log_target: dict[Any, float], w: float,
+                monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
+    """P[i, j] = Σ_v Σ_T' (1/N) q_e(T') α(φ_i → φ_j) with α read from the move itself."""
+    from inference.mcmc.exact import structures
+
+    mixed = MixedProposal(untrained, X[:, None], Y, prior_weight=w)
+    net = untrained.network
+    forced: list[Any] = [None]
+    monkeypatch.setattr(type(net), "sample_subtree",
+                        lambda self, rng, ctx, a, b, s, parent=None: (*forced[0], 0.0))
+    ws = Workspace(0)
+    ws.proposals["f"] = mixed
+    ctx = Context(TableTarget(log_target), McmcOptions(), NutsOptions(), ws,
+                  amortized=AmortizedOptions(proposal=untrained, prior_weight=w))
+    site = SiteInfo("f", PROGRAM, PRIOR, ())
+    index = {phi: i for i, phi in enumerate(PROGRAMS)}
+    p = np.zeros((len(PROGRAMS), len(PROGRAMS)))
+    for i, phi in enumerate(PROGRAMS):
+        state = GibbsState({"f": phi}, log_target[phi], {}, 0)
+        for v in range(phi.size):
+            a = PRIOR.grammar.productions[phi.prods[v]].lhs
+            b, s = budgets(PRIOR, phi, v)
+            slot = program.parent_slot(phi, v)
+            log_mass = PRIOR.tables.log_mass(a, b, s)
+            for prods, values in structures(PRIOR, a, b, s):
+                q_e = (1 - w) * math.exp(net.subtree_log_prob(mixed.context, prods, values,
+                                                              a, b, s, slot)) \
+                    + w * math.exp(PRIOR.subtree_log_prob(prods, values) - log_mass)
+                forced[0] = (prods, values)
+                _, info = move(Script(v), ctx, state, site, None)
+                phi2 = phi.replace(v, prods, values)
+                j = index[phi2]
+                if j != i:
+                    p[i, j] += q_e * info.alpha / phi.size
+        p[i, i] = 1.0 - p[i].sum()
+    return p
+
+
+def test_neural_edit_move_is_exactly_stationary(untrained, monkeypatch) -> None:
+    rng = np.random.default_rng(8)
+    log_target = {phi: PRIOR.log_density(phi) + 3.0 * rng.standard_normal()
+                  for phi in PROGRAMS}
+    pi = np.exp(np.array([log_target[phi] for phi in PROGRAMS]))
+    pi /= pi.sum()
+    p = edit_matrix(program.neural_edit, untrained, log_target, 0.3, monkeypatch)
+    assert np.all(p >= -1e-12)
+    assert np.abs(pi @ p - pi).max() < 1e-12
+
+
+def test_mcmc_with_only_the_edit_move_matches_enumeration(untrained, exact) -> None:
+    post = infer(model, X, y=Y, method="mcmc", num_samples=1500, num_warmup=100,
+                 num_chains=2, seed=3, chain_method="sequential", progress=False,
+                 program_moves=3, proposal=untrained, prior_weight=0.3,
+                 structure_weights={"neural_edit": 1.0})
+    p_value, _, _ = _check(post, exact)
+    assert p_value > 0.001
+
+
+def test_edit_mcmc_without_the_node_ratio_fails(untrained, exact,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broken twin: the proposal densities and N(φ)/N(φ') left out of the edit's ratio."""
+    def wrong(rng, ctx, state, site, view):
+        mixed = program.conditioned_proposal(ctx, site)
+        phi = state.values[site.name]
+        v = int(rng.integers(phi.size))
+        a = PRIOR.grammar.productions[phi.prods[v]].lhs
+        b, s = budgets(PRIOR, phi, v)
+        rng.random()
+        prods, values, _ = mixed.proposal.network.sample_subtree(
+            rng, mixed.context, a, b, s, program.parent_slot(phi, v))
+        return program.accept(rng, ctx.target, state, site.name,
+                              phi.replace(v, prods, values), 0.0)
+
+    monkeypatch.setitem(program.STRUCTURE_MOVES, "neural_edit", wrong)
+    post = infer(model, X, y=Y, method="mcmc", num_samples=1500, num_warmup=100,
+                 num_chains=2, seed=3, chain_method="sequential", progress=False,
+                 program_moves=3, proposal=untrained, prior_weight=0.3,
+                 structure_weights={"neural_edit": 1.0})
+    p_value, _, _ = _check(post, exact)
+    assert p_value < 0.001
