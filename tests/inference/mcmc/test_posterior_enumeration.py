@@ -100,7 +100,7 @@ def test_broken_twin_fails(exact, monkeypatch):
 def test_parallel_tempering_matches_enumeration(exact):
     post = infer(model, X, y=Y, method="mcmc", num_samples=1500, num_warmup=100, num_chains=2,
                  seed=0, chain_method="sequential", progress=False, num_rungs=3,
-                 beta_min=0.2)
+                 beta_min=0.05)
     assert post.stats["swap_accepted"].shape == (2, 1500, 2)
     assert all(0.0 < r < 1.0 for r in post.attrs["swap_rate"])
     p_value, tv, null, z, _ = _check(post, exact)
@@ -124,6 +124,6 @@ def test_tempering_broken_twin_fails(exact, monkeypatch):
     monkeypatch.setattr(driver, "swap", always)
     post = infer(model, X, y=Y, method="mcmc", num_samples=1500, num_warmup=100, num_chains=2,
                  seed=0, chain_method="sequential", progress=False, num_rungs=3,
-                 beta_min=0.2)
+                 beta_min=0.05)
     p_value, _tv, _null, z, _ = _check(post, exact)
     assert p_value < 0.001 or abs(z) > 4
