@@ -167,7 +167,7 @@ class Proposal:
 
     def similarity(self, data_a: tuple[Any, Any], data_b: tuple[Any, Any]) -> float:
         """Cosine similarity of the encoder's embeddings of two data sets, each (x, y):
-        e_a·e_b / (|e_a| |e_b|), in [−1, 1] (1 for the same data)."""
+        e_a · e_b / (‖e_a‖ ‖e_b‖), in [−1, 1] (1 for the same data)."""
         a, b = self.network.embed(*data_a), self.network.embed(*data_b)
         norm = float(np.linalg.norm(a) * np.linalg.norm(b))
         return float(a @ b) / norm if norm > 0 else 0.0
