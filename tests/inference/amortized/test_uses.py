@@ -349,3 +349,18 @@ def test_edit_mcmc_without_the_node_ratio_fails(untrained, exact,
                  structure_weights={"neural_edit": 1.0})
     p_value, _, _ = _check(post, exact)
     assert p_value < 0.001
+
+
+def test_trained_neural_moves_match_enumeration(exact) -> None:
+    """A trained network (not the prior any more) in both neural moves: still exact."""
+    trained = train_proposal(model, X, y=Y, num_steps=60, batch_size=32, hidden=16, seed=0,
+                             progress=False)
+    ctx = trained.context(X[:, None], Y)
+    phi = PRIOR.parse("(x + sin(x))")
+    assert abs(trained.log_prob(phi, ctx) - PRIOR.log_density(phi)) > 1e-3  # q ≠ prior now
+    post = infer(model, X, y=Y, method="mcmc", num_samples=1500, num_warmup=100,
+                 num_chains=2, seed=5, chain_method="sequential", progress=False,
+                 program_moves=3, proposal=trained,
+                 structure_weights={"neural": 0.5, "neural_edit": 0.5})
+    p_value, _, _ = _check(post, exact)
+    assert p_value > 0.001
