@@ -61,35 +61,6 @@ class SiteInfo(NamedTuple):
         return cls(site.name, site.kind, site.fn, site.shape)
 
 
-def check_observed(name: str, site: Mapping[str, Any]) -> Any:
-    """The value of the observed trace site ``site`` (named ``name``), after checking it:
-    :class:`~ppl.errors.DataError` when it is empty, holds NaN or infinite values, or its
-    shape differs from its distribution's batch + event shape (data that would broadcast).
-
-    Examples
-    --------
-    >>> import pyro.distributions as dist
-    >>> site = {"value": torch.tensor([0.5, 1.0]), "fn": dist.Normal(torch.zeros(2), 1.0)}
-    >>> check_observed("y", site)
-    tensor([0.5000, 1.0000])
-    """
-    value = site["value"]
-    arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
-    if arr.size == 0:
-        raise DataError(f"Observed site '{name}' is empty.")
-    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
-        bad = int(np.sum(~np.isfinite(arr)))
-        raise DataError(f"Observed site '{name}' has {bad} NaN or infinite value(s); "
-                        "drop or impute them before inference.")
-    fn = site["fn"]
-    want = tuple(fn.batch_shape) + tuple(fn.event_shape)
-    if tuple(arr.shape) != want:
-        raise DataError(f"Observed site '{name}' has shape {tuple(arr.shape)} but its "
-                        f"distribution has shape {want}: the data would be broadcast. "
-                        "Reshape the data (e.g. y.reshape(-1)) to match.")
-    return value
-
-
 class Target:
     """log p(latents, data) of ``model(*args, **kwargs)`` by Pyro traces.
 

@@ -15,8 +15,7 @@ Every module under ``ppl/``, ``inference/``, ``examples/`` and ``benchmarks/`` i
     (annotated class fields included).
 
 Private attributes of other libraries that we genuinely need are allowed by name and scope
-in :data:`ALLOWED`, each with its reason; :data:`TEMPORARY` tolerates our own names until the
-change named beside them lands. An entry nothing uses any more is an error too. Offenders are
+in :data:`ALLOWED`, each with its reason. An entry nothing uses any more is an error too. Offenders are
 reported one per line as ``path:line: name``.
 """
 
@@ -47,8 +46,6 @@ ALLOWED: dict[str, tuple[str, str]] = {
 """Private attribute names of other libraries that we use on purpose, where and why. No
 module in an entry's scope may define the name (:func:`test_allowed_names_are_foreign`)."""
 
-TEMPORARY: dict[tuple[str, str], str] = {}
-"""(path, name) pairs tolerated until the change named in the comment lands."""
 
 
 def is_private(name: str) -> bool:
@@ -190,7 +187,7 @@ def report() -> tuple[list[str], set[str]]:
     out, used = [], set()
     for path in sources():
         for line, name in offenders((REPO / path).read_text(), path):
-            if allowed(path, name) or (path, name) in TEMPORARY:
+            if allowed(path, name):
                 used.add(name)
                 continue
             out.append(f"{path}:{line}: {name}")
@@ -202,7 +199,7 @@ def test_no_private_name_crosses_a_module() -> None:
     bad, used = report()
     print("\n".join(bad))
     assert bad == [], "private names cross a module boundary:\n" + "\n".join(bad)
-    stale = sorted((set(ALLOWED) | {name for _, name in TEMPORARY}) - used)
+    stale = sorted((set(ALLOWED)) - used)
     assert stale == [], f"allow-list entries nothing uses any more, remove them: {stale}"
 
 
