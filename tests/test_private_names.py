@@ -15,8 +15,8 @@ Every module under ``ppl/``, ``inference/``, ``examples/`` and ``benchmarks/`` i
     (annotated class fields included).
 
 Private attributes of other libraries that we genuinely need are allowed by name and scope
-in :data:`ALLOWED`, each with its reason. An entry nothing uses any more is an error too. Offenders are
-reported one per line as ``path:line: name``.
+in :data:`ALLOWED`, each with its reason. An entry nothing uses any more is an error too.
+Offenders are reported one per line as ``path:line: name``.
 """
 
 from __future__ import annotations
