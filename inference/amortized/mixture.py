@@ -18,15 +18,20 @@ from typing import Any
 
 import numpy as np
 
+from inference.amortized.network import Context
+from inference.amortized.residuals import subtree_targets
 from inference.amortized.simulate import data_view
 from inference.amortized.train import Proposal
 from ppl.errors import PPLError
 from ppl.program import Program
 
-__all__ = ["MIN_PRIOR_WEIGHT", "MixedProposal"]
+__all__ = ["EDIT_CACHE", "MIN_PRIOR_WEIGHT", "MixedProposal"]
 
 MIN_PRIOR_WEIGHT = 0.05
 """The smallest weight of the prior in the mixture (DESIGN.md §5)."""
+EDIT_CACHE = 256
+"""How many edit contexts (one per distinct targets z) a mixture keeps, least recently
+used dropped first: a chain that stays at one program edits the same nodes again."""
 
 
 class MixedProposal:
@@ -73,6 +78,11 @@ class MixedProposal:
         self.prior = proposal.prior
         self.prior_weight = float(w)
         self.context = proposal.context(x, y)
+        self.y = np.asarray(y, dtype=np.float64).reshape(-1)
+        xx = np.asarray(x, dtype=np.float64).reshape(self.y.size, -1)
+        self.env = {name: xx[:, j] for j, name in enumerate(self.prior.inputs)}
+        """The data's inputs by name (for :meth:`edit_context`)."""
+        self._edit_contexts: dict[bytes, Context] = {}
         self.log_w = math.log(self.prior_weight)
         self.log_1mw = math.log1p(-self.prior_weight) if self.prior_weight < 1 else -math.inf
 
@@ -93,6 +103,52 @@ class MixedProposal:
             return float(self.log_w + log_prior)
         log_q = self.proposal.log_prob(program, self.context)
         return float(np.logaddexp(self.log_1mw + log_q, self.log_w + log_prior))
+
+    def edit_context(self, program: Program, node: int) -> Context | None:
+        """q_θ's context for regenerating ``node``'s subtree of ``program``: the data set
+        (x, z) with z the targets of the node
+        (:func:`~inference.amortized.residuals.subtree_targets`: what the subtree should
+        output given the rest of the program), over the points where z exists; None when
+        fewer than half of the points (or fewer than 2) have a target. Depends on the
+        program only outside the node's subtree.
+
+        Examples
+        --------
+        >>> import numpy as np, ppl
+        >>> from ppl import dist
+        >>> from inference.amortized import train_proposal
+        >>> prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=3)
+        >>> def model(x, y=None):
+        ...     f = ppl.sample("f", prior)
+        ...     ppl.sample("y", dist.Normal(f(x), 0.1).to_event(1), obs=y)
+        >>> x = np.linspace(0.1, 1, 6)
+        >>> q = train_proposal(model, x, y=x, num_steps=0, hidden=8, progress=False)
+        >>> mixed = MixedProposal(q, x[:, None], x + 7.0)
+        >>> mixed.edit_context(prior.parse("(x + 1.0)"), 2) is not None     # z = y - x
+        True
+        >>> mixed.edit_context(prior.parse("sin((x + 1.0))"), 1) is None    # arcsin(y > 1)
+        True
+        """
+        if node == 0:
+            return self.context
+        z = subtree_targets(program, node, self.env, self.y)
+        if z is None:
+            return None
+        keep = np.isfinite(z)
+        count = int(keep.sum())
+        if count < 2 or 2 * count < z.size:
+            return None
+        key = z.tobytes()
+        got = self._edit_contexts.get(key)
+        if got is None:
+            x = np.stack([c[keep] for c in self.env.values()], axis=1) if self.env else None
+            got = self.proposal.context(x, z[keep])
+            if len(self._edit_contexts) >= EDIT_CACHE:
+                self._edit_contexts.pop(next(iter(self._edit_contexts)))
+        else:
+            del self._edit_contexts[key]
+        self._edit_contexts[key] = got
+        return got
 
     def sample(self, rng: np.random.Generator) -> tuple[Program, float]:
         """φ ~ q_mix (the prior with probability w, else the network) and log q_mix(φ)."""

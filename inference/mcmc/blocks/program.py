@@ -41,8 +41,8 @@ from ppl.program import Program
 
 __all__ = ["STRUCTURE_MOVES", "StructureMove", "check_structure_weights",
            "conditioned_proposal", "constant_rw", "constants_log_q", "draw_constants",
-           "laplace_constants", "neural", "neural_edit", "parent_slot", "refit_structure",
-           "step", "structure", "tree_move"]
+           "edit_context", "laplace_constants", "neural", "neural_edit", "parent_slot",
+           "refit_structure", "step", "structure", "tree_move"]
 
 StructureMove = Callable[[np.random.Generator, Context, GibbsState, SiteInfo,
                           "ProgramLikelihood | None"], tuple[GibbsState, MoveInfo]]
@@ -172,14 +172,47 @@ def parent_slot(phi: Program, v: int) -> tuple[int, int] | None:
     raise IndexError(f"node {v} of a program of {phi.size} nodes")
 
 
+def edit_context(mixed: Any, phi: Program, v: int) -> tuple[Any, tuple[int, int] | None]:
+    """(the decoder's context, the position to decode at) of the neural edit at node v:
+    the targets' data set at the root position, else the data at v's child slot.
+
+    Examples
+    --------
+    >>> import numpy as np, ppl
+    >>> from ppl import dist
+    >>> from inference.amortized import train_proposal
+    >>> from inference.amortized.mixture import MixedProposal
+    >>> prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=3)
+    >>> def model(x, y=None):
+    ...     f = ppl.sample("f", prior)
+    ...     ppl.sample("y", dist.Normal(f(x), 0.1).to_event(1), obs=y)
+    >>> x = np.linspace(0.1, 1, 6)
+    >>> q = train_proposal(model, x, y=x, num_steps=0, hidden=8, progress=False)
+    >>> mixed = MixedProposal(q, x[:, None], x + 7.0)
+    >>> edit_context(mixed, prior.parse("(x + 1.0)"), 2)[1] is None     # z = y - x
+    True
+    >>> edit_context(mixed, prior.parse("sin((x + 1.0))"), 2)[1]  # no arcsin(y): (add, slot 0)
+    (0, 0)
+    """
+    targets = mixed.edit_context(phi, v)
+    if targets is not None:
+        return targets, None
+    return mixed.context, parent_slot(phi, v)
+
+
 def neural_edit(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
                 view: ProgramLikelihood | None) -> tuple[GibbsState, MoveInfo]:
     """The neural edit move Δφ: pick a node v uniformly, redraw its subtree T' from the
-    network's subtree decoder at v's position and budgets, mixed with the budgeted prior
-    (q_e(T) = (1 − w) q_θ(T | x, y, A_v, b, s, slot) + w p_b(T | A_v)); accept with
-    min(1, p(φ') N(φ) q_e(T_v) / (p(φ) N(φ') q_e(T'))). The reverse redraws T_v at the same
-    position with the same budgets, so the ratio is exact whatever the training. (The
-    decoder sees the data and the node's position, not yet the rest of the program.)"""
+    network's subtree decoder with v's budgets, mixed with the budgeted prior
+    (q_e(T) = (1 − w) q_θ(T | D_v, A_v, b, s) + w p_b(T | A_v)); accept with
+    min(1, p(φ') N(φ) q_e(T_v) / (p(φ) N(φ') q_e(T'))).
+
+    D_v conditions the decoder on the rest of the program: the data set (x, z_v) of v's
+    targets (:meth:`~inference.amortized.mixture.MixedProposal.edit_context`: what T_v
+    should output given the other nodes), decoded as the root of A_v; where v has no
+    targets, the data (x, y) decoded at v's child slot. Both depend on φ only outside T_v,
+    so the reverse move (T_v redrawn in φ') sees the same D_v and the ratio is exact
+    whatever the training."""
     mixed = conditioned_proposal(ctx, site)
     if mixed is None:
         return state, REJECTED
@@ -189,8 +222,8 @@ def neural_edit(rng: np.random.Generator, ctx: Context, state: GibbsState, site:
     v = int(rng.integers(n))
     a = prior.grammar.productions[phi.prods[v]].lhs
     b, s = budgets(prior, phi, v)
-    slot = parent_slot(phi, v)
-    network, data = mixed.proposal.network, mixed.context
+    network = mixed.proposal.network
+    data, slot = edit_context(mixed, phi, v)
     log_mass = prior.tables.log_mass(a, b, s)
     w = mixed.prior_weight
 

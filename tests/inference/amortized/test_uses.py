@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 import ppl
 from inference import infer
@@ -270,8 +271,10 @@ class Script:
 
 
 def edit_matrix(move: Any, untrained: Any, log_target: dict[Any, float], w: float,
-                monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
-    """P[i, j] = Σ_v Σ_T' (1/N) q_e(T') α(φ_i → φ_j) with α read from the move itself."""
+                monkeypatch: pytest.MonkeyPatch,
+                context_of: Any = program.edit_context) -> np.ndarray:
+    """P[i, j] = Σ_v Σ_T' (1/N) q_e(T') α(φ_i → φ_j) with α read from the move itself
+    (``context_of(mixed, φ, v)``: the decoder's context and position at node v)."""
     from inference.mcmc.exact import structures
 
     mixed = MixedProposal(untrained, X[:, None], Y, prior_weight=w)
@@ -291,10 +294,10 @@ def edit_matrix(move: Any, untrained: Any, log_target: dict[Any, float], w: floa
         for v in range(phi.size):
             a = PRIOR.grammar.productions[phi.prods[v]].lhs
             b, s = budgets(PRIOR, phi, v)
-            slot = program.parent_slot(phi, v)
+            data, slot = context_of(mixed, phi, v)
             log_mass = PRIOR.tables.log_mass(a, b, s)
             for prods, values in structures(PRIOR, a, b, s):
-                q_e = (1 - w) * math.exp(net.subtree_log_prob(mixed.context, prods, values,
+                q_e = (1 - w) * math.exp(net.subtree_log_prob(data, prods, values,
                                                               a, b, s, slot)) \
                     + w * math.exp(PRIOR.subtree_log_prob(prods, values) - log_mass)
                 forced[0] = (prods, values)
@@ -316,6 +319,71 @@ def test_neural_edit_move_is_exactly_stationary(untrained, monkeypatch) -> None:
     p = edit_matrix(program.neural_edit, untrained, log_target, 0.3, monkeypatch)
     assert np.all(p >= -1e-12)
     assert np.abs(pi @ p - pi).max() < 1e-12
+
+
+@pytest.fixture(scope="module")
+def scrambled():
+    """A network with random output weights: q differs from the prior and depends on the
+    data it is given, so the edit's context (the node's targets) matters."""
+    q = train_proposal(model, X, y=Y, num_steps=0, hidden=8, seed=1, progress=False)
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        out = q.network.out
+        out.weight.copy_(0.8 * torch.randn(out.weight.shape, generator=gen,
+                                           dtype=torch.float64))
+    return q
+
+
+def test_edit_contexts_differ_by_node(scrambled) -> None:
+    """The decoder sees the rest of the program: two nodes' targets give different q."""
+    mixed = MixedProposal(scrambled, X[:, None], Y, prior_weight=0.3)
+    phi = PRIOR.parse("(x + sin(x))")
+    (c1, slot1), (c2, slot2) = (program.edit_context(mixed, phi, v) for v in (1, 2))
+    assert slot1 is None and slot2 is None
+    t = PRIOR.parse("x")
+    net = scrambled.network
+    a = PRIOR.grammar.productions[t.prods[0]].lhs
+    assert abs(net.subtree_log_prob(c1, t.prods, t.values, a, 2, None)
+               - net.subtree_log_prob(c2, t.prods, t.values, a, 2, None)) > 1e-6
+
+
+def test_residual_edit_move_is_exactly_stationary(scrambled, monkeypatch) -> None:
+    """P1 with a network whose output depends on its context: the targets' context sees
+    only the rest of the program, so the transition matrix leaves π invariant."""
+    rng = np.random.default_rng(9)
+    log_target = {phi: PRIOR.log_density(phi) + 3.0 * rng.standard_normal()
+                  for phi in PROGRAMS}
+    pi = np.exp(np.array([log_target[phi] for phi in PROGRAMS]))
+    pi /= pi.sum()
+    p = edit_matrix(program.neural_edit, scrambled, log_target, 0.3, monkeypatch)
+    assert np.all(p >= -1e-12)
+    assert np.abs(pi @ p - pi).max() < 1e-12
+
+
+def test_an_edit_context_that_sees_the_subtree_breaks_stationarity(scrambled, monkeypatch
+                                                                   ) -> None:
+    """Broken twin: a context built from the subtree being replaced (its own outputs)
+    differs between the move and its reverse, and π is no longer invariant."""
+    seen: dict[Any, Any] = {}
+
+    def peeking(mixed, phi, v):
+        end = int(phi.ends()[v])
+        key = (phi.prods[v:end], phi.values[v:end])
+        if key not in seen:
+            sub = ppl.Program(PRIOR.grammar, *key, PRIOR.inputs)
+            out = np.broadcast_to(np.asarray(sub(X), dtype=float), X.shape)
+            seen[key] = mixed.proposal.context(X[:, None], out)
+        return seen[key], None
+
+    monkeypatch.setattr(program, "edit_context", peeking)
+    rng = np.random.default_rng(9)
+    log_target = {phi: PRIOR.log_density(phi) + 3.0 * rng.standard_normal()
+                  for phi in PROGRAMS}
+    pi = np.exp(np.array([log_target[phi] for phi in PROGRAMS]))
+    pi /= pi.sum()
+    p = edit_matrix(program.neural_edit, scrambled, log_target, 0.3, monkeypatch,
+                    context_of=program.edit_context)
+    assert np.abs(pi @ p - pi).max() > 1e-8   # the exact move's is < 1e-12
 
 
 def test_mcmc_with_only_the_edit_move_matches_enumeration(untrained, exact) -> None:
