@@ -1,6 +1,7 @@
-"""Smoke test of the B1 harness (benchmarks/nguyen.py): one short run of our engine.
+"""Smoke tests of the benchmark harnesses (B1 benchmarks/nguyen.py, B4
+benchmarks/amortized_b4.py): short runs of our engine.
 
-It checks that a run produces a complete record; it asserts nothing about recovery or
+Each checks that a run produces complete records; it asserts nothing about recovery or
 timings (those are benchmark figures, not test outcomes).
 """
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 
 from benchmarks import nguyen
 from benchmarks import nguyen_protocol as protocol
@@ -76,3 +79,48 @@ def test_nuts_overhead_report_and_ratio() -> None:
     assert "| kilpisjarvi | numpyro | 2 × (10 + 10) | 20 |" in section
     assert "Goal not met in this run: the lowest ratio is 0.50 (kilpisjarvi, numpyro)" in section
     assert "python -m benchmarks.nuts_overhead --repeats 2" in section
+
+
+B4_MCMC_FIELDS = {"first_hit_seconds", "first_hit_draw", "num_draws", "sweeps", "seconds",
+                  "chain_seconds", "setup_seconds", "sweep_seconds", "top_program",
+                  "top_probability", "top_is_true", "p_true", "p_true_draws",
+                  "distinct_structures"}
+B4_IS_FIELDS = {"top_program", "top_probability", "top_is_true", "p_true", "latency_seconds",
+                "seconds", "context_seconds", "sampling_seconds", "ess", "khat",
+                "log_evidence", "fast", "warnings"}
+
+
+def test_amortized_b4_smoke(tmp_path: Path) -> None:
+    """B4 (benchmarks/amortized_b4.py) on 2 tasks with a tiny proposal: every record is
+    complete, the proposal file is reused, and the section renders from the saved JSON."""
+    from benchmarks import amortized_b4 as b4
+
+    out, page, q = tmp_path / "b4.json", tmp_path / "benchmarks.md", tmp_path / "q.pt"
+    b4.main(["--tasks", "2", "--time", "2", "--train-time", "3", "--hidden", "8",
+             "--jobs", "1", "--proposal", str(q), "--out", str(out), "--write", str(page)])
+    saved = json.loads(out.read_text())
+    assert saved["meta"]["proposal"]["trained_now"] and q.exists()
+    assert [r["task"] for r in saved["records"]] == [0, 1]
+    for record in saved["records"]:
+        assert record["error"] is None
+        for arm in ("mcmc", "mcmc_proposal"):
+            assert not B4_MCMC_FIELDS - set(record[arm]), arm
+            assert record[arm]["num_draws"] >= 1 and 0.0 <= record[arm]["p_true"] <= 1.0
+        assert not B4_IS_FIELDS - set(record["amortized"])
+    text = page.read_text()
+    assert text.startswith(b4.HEADING) and text.count(b4.HEADING) == 1
+    assert "python -m benchmarks.amortized_b4 --tasks 2 --time 2" in text
+    assert b4.report(saved) in text
+    assert not b4.obtain_proposal(q, hidden=8, train_time=3, seed=0)["trained_now"]
+
+
+@pytest.mark.parametrize(("times", "expected"), [
+    ([1.0, 2.0, 3.0], (2.0, False)),
+    ([1.0, 3.0, None, None], (6.5, True)),
+    ([1.0, None, 11.0], (10.0, True)),
+    ([None, None], (10.0, True)),
+], ids=["observed", "upper-middle-censored", "past-budget-is-censored", "all-censored"])
+def test_b4_censored_median(times: list[float | None], expected: tuple[float, bool]) -> None:
+    from benchmarks.amortized_b4_report import censored_median
+
+    assert censored_median(times, budget=10.0) == expected
