@@ -109,10 +109,29 @@ class Task:
     y: np.ndarray
 
 
-def usable(law: ppl.Program, clean: np.ndarray) -> bool:
-    """The filter of examples/amortized.py: size >= 3, finite, range >= 0.5, |f| <= 50."""
-    return bool(law.size >= 3 and np.all(np.isfinite(clean)) and np.ptp(clean) >= 0.5
-                and np.abs(clean).max() <= 50)
+def usable(law: ppl.Program, clean: np.ndarray, x: np.ndarray | None = None) -> bool:
+    """The filter of examples/amortized.py (size >= 3, finite, range >= 0.5, |f| <= 50),
+    and, given the design ``x``, no subtree of two or more nodes that is constant on it
+    (``x/x``, ``x - x``, ``cos(c)``: a structure the data cannot identify, whose key no
+    chain can be expected to match)."""
+    ok = bool(law.size >= 3 and np.all(np.isfinite(clean)) and np.ptp(clean) >= 0.5
+              and np.abs(clean).max() <= 50)
+    return ok and (x is None or not constant_subtree(law, x))
+
+
+def constant_subtree(law: ppl.Program, x: np.ndarray) -> bool:
+    """Whether a subtree of ``law`` with two or more nodes is constant on ``x``."""
+    ends = law.ends()
+    for v in range(law.size):
+        end = int(ends[v])
+        if end - v < 2:
+            continue
+        sub = ppl.Program(law.grammar, law.prods[v:end], law.values[v:end], law.inputs)
+        with np.errstate(all="ignore"):
+            out = np.asarray(sub(x), dtype=float) * np.ones(len(x))
+        if np.all(np.isfinite(out)) and np.ptp(out) < 1e-12:
+            return True
+    return False
 
 
 def make_task(seed: int, index: int) -> Task:
@@ -123,7 +142,7 @@ def make_task(seed: int, index: int) -> Task:
         x = np.sort(rng.uniform(*X_RANGE, N_POINTS))
         with np.errstate(all="ignore"):
             clean = np.asarray(law(x), dtype=float) * np.ones(N_POINTS)
-        if usable(law, clean):
+        if usable(law, clean, x):
             sigma = NOISE * float(np.std(clean))
             return Task(index, law, x, sigma, clean + sigma * rng.standard_normal(N_POINTS))
 

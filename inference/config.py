@@ -43,8 +43,8 @@ __all__ = ["BACKENDS", "CACHE_SIZE", "DEFAULT_STRUCTURE_WEIGHTS", "METHODS",
 METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts", "amortized")
 """Every value of ``method``."""
 
-DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.5, "insert_delete": 0.25,
-                                                  "relabel": 0.25}
+DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.4, "insert_delete": 0.2,
+                                                  "relabel": 0.2, "library": 0.2}
 """Probabilities of the structure moves when ``structure_weights`` is not given."""
 
 CACHE_SIZE = 4096

@@ -29,7 +29,10 @@ from ppl.trace import seeded, trace_model
 
 __all__ = ["Posterior", "load"]
 
-MOVE_CODES = ["", "regenerate", "insert_delete", "relabel"]
+MOVE_CODES = ["", "regenerate", "insert_delete", "relabel", "library", "neural",
+              "neural_edit"]
+"""Integer codes of ``sample_stats["move"]`` (a move outside the list gets the next code;
+the codes of a result are in its attribute ``ppl_move_codes``)."""
 
 
 class Posterior:
@@ -303,8 +306,10 @@ class Posterior:
         attrs["ppl_attrs"] = to_json_attr(_jsonable(self.attrs))
         stats = dict(self.stats)
         if "move" in stats:
-            stats["move"] = np.vectorize(MOVE_CODES.index, otypes=[np.int64])(stats["move"])
-            attrs["ppl_move_codes"] = to_json_attr(MOVE_CODES)
+            codes = MOVE_CODES + sorted({str(m) for m in np.ravel(stats["move"])}
+                                        - set(MOVE_CODES))
+            stats["move"] = np.vectorize(codes.index, otypes=[np.int64])(stats["move"])
+            attrs["ppl_move_codes"] = to_json_attr(codes)
         groups: dict[str, Any] = {"posterior": posterior, "sample_stats": stats,
                                   "log_likelihood": self.log_lik,
                                   "observed_data": self.observed}

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from inference.amortized.network import Context
-from inference.amortized.residuals import subtree_targets
 from inference.amortized.simulate import data_view
 from inference.amortized.train import Proposal
+from inference.residuals import subtree_targets
 from ppl.errors import PPLError
 from ppl.program import Program
 
@@ -107,7 +107,7 @@ class MixedProposal:
     def edit_context(self, program: Program, node: int) -> Context | None:
         """q_θ's context for regenerating ``node``'s subtree of ``program``: the data set
         (x, z) with z the targets of the node
-        (:func:`~inference.amortized.residuals.subtree_targets`: what the subtree should
+        (:func:`~inference.residuals.subtree_targets`: what the subtree should
         output given the rest of the program), over the points where z exists; None when
         fewer than half of the points (or fewer than 2) have a target. Depends on the
         program only outside the node's subtree.
@@ -154,6 +154,9 @@ class MixedProposal:
         """φ ~ q_mix (the prior with probability w, else the network) and log q_mix(φ)."""
         if rng.random() < self.prior_weight:
             program = self.prior.sample_program(rng)
-        else:
-            program, _ = self.proposal.sample(rng, self.context)
-        return program, self.log_prob(program)
+            return program, self.log_prob(program)
+        program, log_q = self.proposal.sample(rng, self.context)
+        if self.log_1mw == -math.inf:
+            return program, self.log_prob(program)
+        log_prior = self.prior.log_density(program)
+        return program, float(np.logaddexp(self.log_1mw + log_q, self.log_w + log_prior))

@@ -136,6 +136,8 @@ class Gibbs:
         if backend not in BACKENDS:
             raise PPLError(f"backend must be one of {BACKENDS}; got {backend!r}.")
         weights = options.move_weights
+        if options.collapsed and options.structure_weights is None:
+            weights = {k: w for k, w in weights.items() if k in MOVES}  # no library move
         if amortized.proposal is not None and options.structure_weights is None:
             weights["neural"] = amortized.neural_weight
             weights["neural_edit"] = amortized.edit_weight

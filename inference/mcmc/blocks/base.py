@@ -12,7 +12,7 @@ chain is the same with caching off.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -26,13 +26,15 @@ from inference.config import (
 from inference.mcmc.cache import LRU
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.laplace import ConstantFitter
+from inference.mcmc.library import SubtreeLibrary
 from inference.target import SiteInfo, Target
 from ppl.errors import PPLError
 from ppl.program import Program
 from ppl.trace import PROGRAM
 
 __all__ = ["CACHE_NAMES", "INVALID", "PROBE_SEED", "REJECTED", "BlockInfo", "Context",
-           "GibbsState", "MoveChoice", "MoveInfo", "Workspace", "accept", "adapt", "pick_move"]
+           "GibbsState", "MoveChoice", "MoveInfo", "Workspace", "accept", "adapt", "pick_move",
+           "swap_subtree"]
 
 PROBE_SEED = 20261122
 """Seed of the fixed probe programs that verify an incremental likelihood when it is built."""
@@ -120,6 +122,17 @@ class Workspace:
         """Per program site: which probe the next rebuild checks."""
         self.proposals: dict[str, Any] = {}
         """Per program site: the neural proposal conditioned on the data (built once)."""
+        self.libraries: dict[tuple[str, int, str], SubtreeLibrary] = {}
+        """Per (program site, nonterminal, hash of the inputs): the subtree library."""
+
+    def library(self, site: SiteInfo, nonterminal: int, view: ProgramLikelihood
+                ) -> SubtreeLibrary:
+        """The subtree library of ``nonterminal`` on the inputs of ``view`` (built once)."""
+        key = (site.name, nonterminal, view.input_key)
+        lib = self.libraries.get(key)
+        if lib is None:
+            lib = self.libraries[key] = SubtreeLibrary(site.fn, nonterminal, view.envs[0])
+        return lib
 
     def fitter(self, site: str) -> ConstantFitter:
         """The Laplace fitter of program site ``site``."""
@@ -236,6 +249,26 @@ def accept(rng: np.random.Generator, target: Target, state: GibbsState, site: st
     if rng.random() < alpha:
         return state._replace(values=values, log_joint=lj), MoveInfo(alpha, True, 0)
     return state, MoveInfo(alpha, False, 0)
+
+
+def swap_subtree(rng: np.random.Generator, target: Target, state: GibbsState, site: str,
+                 v: int, new: tuple[tuple[int, ...], tuple[Any, ...]],
+                 log_q: Callable[[tuple[int, ...], tuple[Any, ...]], float],
+                 view: ProgramLikelihood | None) -> tuple[GibbsState, MoveInfo]:
+    """The MH step of a subtree move: node ``v`` (picked uniformly) of the program at
+    ``site`` gets the subtree ``new`` = (productions, values), drawn from ``log_q``, a
+    proposal that depends on the program only outside v's subtree (so the reverse move
+    redraws the old subtree from the same density). Accepted with
+    min(1, p(φ') N(φ) q(T_v) / (p(φ) N(φ') q(T'))); scored by ``view`` when given."""
+    phi: Program = state.values[site]
+    end = int(phi.ends()[v])
+    phi2 = phi.replace(v, *new)
+    ratio = (-math.log(phi2.size) + log_q(phi.prods[v:end], phi.values[v:end])
+             + math.log(phi.size) - log_q(*new))
+    if not math.isfinite(ratio):
+        return state, INVALID
+    scored = view.log_joint(phi2) if view is not None else None
+    return accept(rng, target, state, site, phi2, ratio, scored)
 
 
 def adapt(step: dict[str, float], key: str, alpha: float, target: float, t: int) -> None:

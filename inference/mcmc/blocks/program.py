@@ -31,8 +31,10 @@ from inference.mcmc.blocks.base import (
     accept,
     adapt,
     pick_move,
+    swap_subtree,
 )
 from inference.mcmc.blocks.continuous import mala
+from inference.mcmc.blocks.semantic import library, library_data
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.moves import MOVES, RandomChooser, budgets
 from inference.target import SiteInfo
@@ -218,8 +220,7 @@ def neural_edit(rng: np.random.Generator, ctx: Context, state: GibbsState, site:
         return state, REJECTED
     prior = site.fn
     phi: Program = state.values[site.name]
-    n = phi.size
-    v = int(rng.integers(n))
+    v = int(rng.integers(phi.size))
     a = prior.grammar.productions[phi.prods[v]].lhs
     b, s = budgets(prior, phi, v)
     network = mixed.proposal.network
@@ -235,17 +236,10 @@ def neural_edit(rng: np.random.Generator, ctx: Context, state: GibbsState, site:
         return float(np.logaddexp(math.log1p(-w) + by_net, math.log(w) + by_prior))
 
     if rng.random() < w:
-        new_p, new_v = prior.sample_subtree(rng, a, b, s)
+        new = prior.sample_subtree(rng, a, b, s)
     else:
-        new_p, new_v, _ = network.sample_subtree(rng, data, a, b, s, slot)
-    end = int(phi.ends()[v])
-    phi2 = phi.replace(v, new_p, new_v)
-    ratio = (-math.log(phi2.size) + log_q(phi.prods[v:end], phi.values[v:end])
-             + math.log(n) - log_q(new_p, new_v))
-    if not math.isfinite(ratio):
-        return state, INVALID
-    scored = view.log_joint(phi2) if view is not None else None
-    return accept(rng, ctx.target, state, site.name, phi2, ratio, scored)
+        new = network.sample_subtree(rng, data, a, b, s, slot)[:2]
+    return swap_subtree(rng, ctx.target, state, site.name, v, new, log_q, view)
 
 
 def neural(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
@@ -267,6 +261,21 @@ def neural(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Site
 STRUCTURE_MOVES: dict[str, StructureMove] = {name: tree_move(name) for name in MOVES}
 STRUCTURE_MOVES["neural"] = neural
 STRUCTURE_MOVES["neural_edit"] = neural_edit
+
+
+def library_or_regenerate(rng: np.random.Generator, ctx: Context, state: GibbsState,
+                          site: SiteInfo, view: ProgramLikelihood | None
+                          ) -> tuple[GibbsState, MoveInfo]:
+    """The library move (:func:`~inference.mcmc.blocks.semantic.library`) where the
+    incremental likelihood lets it read the data, else a regenerate move; which one runs
+    depends only on the other sites' values (through the view), so the kernel is a fixed
+    mixture during the move and stays exact."""
+    if library_data(view) is None:
+        return STRUCTURE_MOVES["regenerate"](rng, ctx, state, site, view)
+    return library(rng, ctx, state, site, view)
+
+
+STRUCTURE_MOVES["library"] = library_or_regenerate
 """The move table of the program block: name → structure move."""
 
 

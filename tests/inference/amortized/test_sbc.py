@@ -79,6 +79,8 @@ def test_amortized_posteriors_are_calibrated(trained) -> None:
 
 def test_sbc_rejects_weights_without_the_proposal_density(trained, monkeypatch) -> None:
     """Broken twin: log q_mix left out of the weights (the draws follow p(φ | y) q(φ))."""
+    real = MixedProposal.sample
+    monkeypatch.setattr(MixedProposal, "sample", lambda self, rng: (real(self, rng)[0], 0.0))
     monkeypatch.setattr(MixedProposal, "log_prob", lambda self, phi: 0.0)
     p = sbc_pvalues(trained, seed=1)
     assert p.min() < 0.01 / len(p), p

@@ -1,0 +1,249 @@
+"""A library of small subtrees, scored against a node's targets: a data-driven proposal.
+
+The library move of program MCMC (:func:`inference.mcmc.blocks.program.library`) replaces
+the subtree at a node v by one that fits the node's targets z (the data pushed down
+through the rest of the program, :func:`inference.residuals.subtree_targets`). The
+candidates are every subtree of v's nonterminal with at most :data:`LIBRARY_SIZE` nodes and
+at most one constant, evaluated once on the data. Given z on the m points where it exists
+and a noise scale σ, entry T gets the log weight
+
+    log p_s(T) − SSE_T / (2 σ_z²)                              (no constant)
+    log p_s(T) + log π_c(ĉ) + log(√(2π) s_T) − SSE_T(ĉ) / (2 σ_z²)   (one constant c)
+
+where p_s is the prior probability of T's structure, SSE the squared distance to z, and for
+a tree affine in its constant, T(c) = T₀ + c G, ĉ = ⟨z − T₀, G⟩ / ⟨G, G⟩ is the least-squares
+constant and s_T = σ_z / ‖G‖ its standard error (the Laplace approximation of the
+constant's marginal, exact when T is affine in c). σ_z² = max(σ², min_T SSE_T / m) widens
+the scale when no entry fits z to the noise (targets under a nonlinear ancestor).
+Entries deeper or larger than v's budgets, constants not affine, non-finite outputs get
+weight 0. A drawn constant is c ~ Normal(ĉ, s_T).
+
+So q_lib(T | z) is an explicit density over trees and constants, computable for any T (0
+outside the library), and depends on the program only through z: the library move's
+reverse density uses the same table, and its Hastings ratio is exact.
+
+Examples
+--------
+>>> import numpy as np
+>>> from ppl import ProgramPrior
+>>> prior = ProgramPrior("arith", inputs=["x"], max_depth=4)
+>>> x = np.linspace(0.5, 2.0, 10)
+>>> lib = SubtreeLibrary(prior, prior.grammar.start, {"x": x})
+>>> table = lib.score(3.0 * x, sigma=0.1, depth_budget=4, size_budget=None)
+>>> best = int(np.argmax(table.log_q))
+>>> prior.grammar.format(*lib.tree(best, round(table.c_hat[best], 6)))
+'(x * 3.0)'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inference.mcmc.exact import PLACEHOLDER, structures
+from inference.mcmc.moves import leaf_log_prob
+from ppl.ops import KIND_CONSTANT
+from ppl.prior import ProgramPrior
+from ppl.program import Program
+
+__all__ = ["LIBRARY_CELLS", "LIBRARY_SIZE", "Scores", "SubtreeLibrary"]
+
+LIBRARY_SIZE = 4
+"""The largest subtree (in nodes) in a library."""
+LIBRARY_CELLS = 2_000_000
+"""The most (entries × points) a library holds: its size limit drops below
+:data:`LIBRARY_SIZE` until the table fits (many inputs, many points)."""
+
+
+@dataclass
+class Scores:
+    """One library scored against one target vector: per entry, log q_lib of its
+    structure (−inf where excluded), the fitted constant and its standard error (NaN for
+    entries without a constant)."""
+
+    log_q: np.ndarray
+    c_hat: np.ndarray
+    c_sd: np.ndarray
+
+
+class SubtreeLibrary:
+    """Every subtree of ``nonterminal`` with ≤ ``max_size`` nodes and ≤ 1 constant, with
+    its outputs on the inputs ``env``.
+
+    Parameters
+    ----------
+    prior : ProgramPrior
+        The prior of the program site.
+    nonterminal : int
+        The subtrees' nonterminal.
+    env : mapping
+        Input name -> float64 array (n,): the data's inputs.
+    max_size : int
+        Largest subtree in nodes (lowered until entries × points ≤ :data:`LIBRARY_CELLS`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ppl import ProgramPrior
+    >>> prior = ProgramPrior("tiny", inputs=["x"], max_depth=3)
+    >>> lib = SubtreeLibrary(prior, 0, {"x": np.arange(3.0)}, max_size=2)
+    >>> len(lib), lib.outputs.shape
+    (4, (4, 3))
+    """
+
+    def __init__(self, prior: ProgramPrior, nonterminal: int, env: Mapping[str, np.ndarray],
+                 max_size: int = LIBRARY_SIZE) -> None:
+        self.prior = prior
+        g = prior.grammar
+        n = len(next(iter(env.values()))) if env else 1
+        self.entries: list[tuple[tuple[int, ...], tuple[Any, ...]]] = []
+        rows0, rows_g, log_p, depth, size, slot = [], [], [], [], [], []
+        trees = structures(prior, nonterminal, None, max_size)
+        while max_size > 1 and len(trees) * n > LIBRARY_CELLS:
+            max_size -= 1
+            trees = structures(prior, nonterminal, None, max_size)
+        self.max_size = max_size
+        """The size limit used (≤ the one asked for)."""
+        for prods, values in trees:
+            consts = [i for i, r in enumerate(prods)
+                      if g.productions[r].op.kind == KIND_CONSTANT]
+            if len(consts) > 1:
+                continue
+            tree = Program.unchecked(g, prods, values, prior.inputs)
+            with np.errstate(all="ignore"):
+                if consts:
+                    t0, t1, t2 = (np.broadcast_to(np.asarray(tree.evaluate_numpy(
+                        env, np.array([c])), dtype=np.float64), (n,)) for c in (0.0, 1.0, 2.0))
+                    if not np.allclose(t2 - 2 * t1 + t0, 0.0, rtol=0, atol=1e-9) or \
+                            not np.all(np.isfinite(t0 + t1 + t2)):
+                        continue
+                    grad = t1 - t0
+                else:
+                    t0 = np.broadcast_to(np.asarray(tree.evaluate_numpy(env, np.zeros(0)),
+                                                    dtype=np.float64), (n,))
+                    grad = np.zeros(n)
+            self.entries.append((prods, values))
+            rows0.append(t0)
+            rows_g.append(grad)
+            log_p.append(prior.subtree_log_prob(prods, values, constants=False))
+            depth.append(tree.depth)
+            size.append(len(prods))
+            slot.append(consts[0] if consts else -1)
+        self.outputs = np.array(rows0).reshape(len(self.entries), n)
+        """(M, n) outputs (at c = 0 for an entry with a constant)."""
+        self.grads = np.array(rows_g).reshape(len(self.entries), n)
+        """(M, n) d output / d c (0 for entries without a constant)."""
+        self.log_p = np.array(log_p)
+        """Log prior probability of each entry's structure (constants integrated out)."""
+        self.depth, self.size = np.array(depth), np.array(size)
+        self.slot = np.array(slot)
+        """Index of the constant leaf in the entry (−1: none)."""
+        self.index = {entry: j for j, entry in enumerate(self.entries)}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def score(self, z: np.ndarray, sigma: float, depth_budget: int | None,
+              size_budget: int | None) -> Scores:
+        """The entries' log q_lib (structures) for targets ``z`` (NaN: no target at that
+        point), noise scale ``sigma`` and a node's budgets (module docstring).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ppl import ProgramPrior
+        >>> prior = ProgramPrior("arith", inputs=["x"], max_depth=3)
+        >>> lib = SubtreeLibrary(prior, 0, {"x": np.linspace(1, 2, 5)}, max_size=3)
+        >>> s = lib.score(np.linspace(1, 2, 5) + 0.5, 0.01, 3, 3)
+        >>> round(float(np.exp(s.log_q).sum()), 12)
+        1.0
+        """
+        keep = np.isfinite(z)
+        zk = z[keep]
+        m = max(int(keep.sum()), 1)
+        f0, g = self.outputs[:, keep], self.grads[:, keep]
+        has_c = self.slot >= 0
+        with np.errstate(all="ignore"):
+            gg = np.einsum("ij,ij->i", g, g)
+            c_hat = np.where(has_c, np.einsum("ij,ij->i", zk - f0, g) / gg, np.nan)
+            resid = zk - f0 - np.where(has_c, c_hat, 0.0)[:, None] * g
+            sse = np.einsum("ij,ij->i", resid, resid)
+            ok = np.isfinite(sse) & (~has_c | (gg > 0)) & (self.depth <= (
+                depth_budget if depth_budget is not None else 10**9))
+            if size_budget is not None:
+                ok &= self.size <= size_budget
+            if not ok.any():
+                return Scores(np.full(len(self), -np.inf), c_hat, c_hat)
+            var = max(sigma * sigma, float(sse[ok].min()) / m, 1e-300)
+            c_sd = np.sqrt(var / gg)
+            log_w = self.log_p - sse / (2 * var)
+            for j in np.flatnonzero(ok & has_c):
+                r = self.entries[j][0][self.slot[j]]
+                log_w[j] += leaf_log_prob(self.prior, r, float(c_hat[j])) + \
+                    0.5 * math.log(2 * math.pi) + math.log(c_sd[j])
+        log_w = np.where(ok & np.isfinite(log_w), log_w, -np.inf)
+        top = log_w.max()
+        if not np.isfinite(top):
+            return Scores(np.full(len(self), -np.inf), c_hat, c_sd)
+        log_q = log_w - top - math.log(float(np.exp(log_w - top).sum()))
+        return Scores(log_q, c_hat, c_sd)
+
+    def tree(self, j: int, c: float | None = None) -> tuple[tuple[int, ...], tuple[Any, ...]]:
+        """Entry ``j`` as (productions, values), its constant set to ``c``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ppl import ProgramPrior
+        >>> prior = ProgramPrior("arith", inputs=["x"], max_depth=2)
+        >>> lib = SubtreeLibrary(prior, 0, {"x": np.arange(3.0)}, max_size=1)
+        >>> [prior.grammar.format(*lib.tree(j, 2.5)) for j in range(len(lib))]
+        ['x', '2.5']
+        """
+        prods, values = self.entries[j]
+        k = int(self.slot[j])
+        if k < 0:
+            return prods, values
+        return prods, values[:k] + (float(c if c is not None else PLACEHOLDER),) + \
+            values[k + 1:]
+
+    def log_prob(self, scores: Scores, prods: tuple[int, ...], values: tuple[Any, ...]
+                 ) -> float:
+        """log q_lib(T | z) of a subtree (structure and constant); −inf outside the
+        library.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ppl import ProgramPrior
+        >>> prior = ProgramPrior("arith", inputs=["x"], max_depth=2)
+        >>> lib = SubtreeLibrary(prior, 0, {"x": np.arange(3.0)}, max_size=1)
+        >>> s = lib.score(np.arange(3.0), 0.1, 2, None)
+        >>> lib.log_prob(s, *lib.tree(0)) > -1e-6     # x fits z = x: q ≈ 1
+        True
+        """
+        g = self.prior.grammar
+        key_values = tuple(PLACEHOLDER if g.productions[r].op.kind == KIND_CONSTANT else v
+                           for r, v in zip(prods, values, strict=True))
+        j = self.index.get((prods, key_values))
+        if j is None:
+            return -math.inf
+        out = float(scores.log_q[j])
+        k = int(self.slot[j])
+        if k >= 0 and out > -math.inf:
+            c, mu, sd = float(values[k]), float(scores.c_hat[j]), float(scores.c_sd[j])
+            out += -0.5 * ((c - mu) / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)
+        return out
+
+    def sample(self, rng: np.random.Generator, scores: Scores
+               ) -> tuple[tuple[int, ...], tuple[Any, ...]]:
+        """T ~ q_lib(· | z): an entry by its weight, its constant from Normal(ĉ, s)."""
+        cum = np.cumsum(np.exp(scores.log_q))
+        j = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(cum) - 1)
+        if self.slot[j] < 0:
+            return self.tree(j)
+        return self.tree(j, float(scores.c_hat[j] + scores.c_sd[j] * rng.standard_normal()))

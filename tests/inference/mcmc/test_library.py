@@ -1,0 +1,264 @@
+"""The library move (inference/mcmc/blocks/semantic.py): a subtree chosen to fit its node's
+targets, exact by its Hastings ratio (TESTING.md P1, P2).
+
+- the subtree library's q is a normalised density over trees and constants;
+- on the 302-program grammar, the move's exact transition matrix (every node, every
+  subtree of its budgets, α read from the move itself) leaves π invariant, and without
+  the library's density in the ratio it does not;
+- with constants (arith), detailed balance holds pair by pair for the move's own α;
+- MCMC with only the library move matches the enumerated posterior; a broken twin fails.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ppl
+from inference import infer
+from inference.config import McmcOptions, NutsOptions
+from inference.mcmc.blocks import semantic
+from inference.mcmc.blocks.base import Context, GibbsState, Workspace, accept
+from inference.mcmc.exact import structures
+from inference.mcmc.library import SubtreeLibrary
+from inference.mcmc.moves import budgets
+from inference.residuals import subtree_targets
+from inference.target import SiteInfo
+from ppl import dist
+from ppl.trace import PROGRAM
+from tests.stats.discrete import empirical, gtest_pvalue, tv_distance, tv_null_quantile
+
+TINY = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=3)
+PROGRAMS = [p for p, _ in TINY.enumerate()]
+X = np.linspace(-1.0, 1.0, 6)
+Y = X + np.sin(X) + 0.3 * np.random.default_rng(3).standard_normal(6)
+SIGMA = 0.3
+
+
+def model(x, y=None):
+    f = ppl.sample("f", TINY)
+    with ppl.plate("data", len(x)):
+        ppl.sample("y", dist.Normal(f(x), SIGMA), obs=y)
+
+
+def log_joint(prior: ppl.ProgramPrior, phi: ppl.Program) -> float:
+    with np.errstate(all="ignore"):
+        out = np.asarray(phi(X), dtype=float) * np.ones_like(X)
+    lik = float(np.sum(-0.5 * ((Y - out) / SIGMA) ** 2 - math.log(SIGMA)
+                       - 0.5 * math.log(2 * math.pi)))
+    return prior.log_density(phi) + (lik if math.isfinite(lik) else -math.inf)
+
+
+class FakeView:
+    """The parts of a ProgramLikelihood the move reads, scoring by ``log_joint``."""
+
+    def __init__(self, prior: ppl.ProgramPrior) -> None:
+        self.prior = prior
+        self.calls = [((X,), {})]
+        self.factors = [SimpleNamespace(y=Y, params={"scale": np.array(SIGMA)})]
+        self.envs = [{"x": X}]
+        self.beta = 1.0
+        self.input_key = "fake"
+
+    def log_joint(self, phi: ppl.Program) -> float:
+        return log_joint(self.prior, phi)
+
+
+class TableTarget:
+    def __init__(self, prior: ppl.ProgramPrior) -> None:
+        self.prior = prior
+
+    def log_joint(self, values: dict[str, Any]) -> float:
+        return log_joint(self.prior, values["f"])
+
+
+class Script:
+    """A stand-in Generator: a node index, then the library branch, then the accept
+    uniform."""
+
+    def __init__(self, node: int) -> None:
+        self.node, self.uniforms = node, [0.99, 0.5]
+
+    def integers(self, n: int) -> int:
+        return self.node
+
+    def random(self) -> float:
+        return self.uniforms.pop(0)
+
+
+def q_v(prior: ppl.ProgramPrior, lib: SubtreeLibrary, phi: ppl.Program, v: int) -> Any:
+    """T -> q_v(T) of the move at node v of φ (None when the move is a no-op there)."""
+    z = subtree_targets(phi, v, {"x": X}, Y)
+    if z is None or 2 * int(np.isfinite(z).sum()) < z.size:
+        return None
+    a = prior.grammar.productions[phi.prods[v]].lhs
+    b, s = budgets(prior, phi, v)
+    scores = lib.score(z, SIGMA, b, s)
+    w = semantic.PRIOR_SHARE
+    log_mass = prior.tables.log_mass(a, b, s)
+    fits = bool(np.isfinite(scores.log_q).any())
+
+    def q(tree: tuple[tuple[int, ...], tuple[Any, ...]]) -> float:
+        by_prior = w * math.exp(prior.subtree_log_prob(*tree) - log_mass)
+        if not fits:
+            return by_prior
+        return (1 - w) * math.exp(lib.log_prob(scores, *tree)) + by_prior
+    return q
+
+
+class Mover:
+    """Runs the library move with a forced proposal and reads its α (one kernel context
+    for every call)."""
+
+    def __init__(self, prior: ppl.ProgramPrior, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.prior, self.tree = prior, None
+        self.ctx = Context(TableTarget(prior), McmcOptions(), NutsOptions(), Workspace(0))
+        self.site, self.view = SiteInfo("f", PROGRAM, prior, ()), FakeView(prior)
+        monkeypatch.setattr(SubtreeLibrary, "sample", lambda _, rng, scores: self.tree)
+        monkeypatch.setattr(ppl.ProgramPrior, "sample_subtree",
+                            lambda _, rng, a, b, s: self.tree)
+
+    def alpha(self, phi: ppl.Program, v: int, tree: Any) -> float:
+        """α of the move at node v of φ proposing ``tree``."""
+        self.tree = tree
+        state = GibbsState({"f": phi}, log_joint(self.prior, phi), {}, 0)
+        _, info = semantic.library(Script(v), self.ctx, state, self.site,
+                                   self.view)  # type: ignore[arg-type]
+        return float(info.alpha)
+
+
+def tiny_matrix(monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray, np.ndarray]:
+    """(π, P) of the library move on the 302 programs."""
+    lib = SubtreeLibrary(TINY, 0, {"x": X})
+    mover = Mover(TINY, monkeypatch)
+    index = {phi: i for i, phi in enumerate(PROGRAMS)}
+    p = np.zeros((len(PROGRAMS), len(PROGRAMS)))
+    for i, phi in enumerate(PROGRAMS):
+        for v in range(phi.size):
+            q = q_v(TINY, lib, phi, v)
+            if q is None:
+                continue
+            a = TINY.grammar.productions[phi.prods[v]].lhs
+            for tree in structures(TINY, a, *budgets(TINY, phi, v)):
+                j = index[phi.replace(v, *tree)]
+                if j != i:
+                    p[i, j] += q(tree) * mover.alpha(phi, v, tree) / phi.size
+        p[i, i] = 1.0 - p[i].sum()
+    log_pi = np.array([log_joint(TINY, phi) for phi in PROGRAMS])
+    pi = np.exp(log_pi - log_pi.max())
+    return pi / pi.sum(), p
+
+
+def test_library_density_is_normalised_and_respects_budgets() -> None:
+    prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=4)
+    lib = SubtreeLibrary(prior, 0, {"x": X})
+    scores = lib.score(2.0 * X + 1.0, 0.1, 2, 3)
+    assert abs(np.exp(scores.log_q).sum() - 1.0) < 1e-12
+    allowed = (lib.depth <= 2) & (lib.size <= 3)
+    assert np.all(scores.log_q[~allowed] == -np.inf)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        prods, values = lib.sample(rng, scores)
+        tree = ppl.Program(prior.grammar, prods, values, prior.inputs)
+        assert tree.depth <= 2 and tree.size <= 3
+        j = lib.index[(prods, tuple(0.0 if isinstance(u, float) else u for u in values))]
+        expected = scores.log_q[j]
+        if lib.slot[j] >= 0:
+            c, mu, sd = values[lib.slot[j]], scores.c_hat[j], scores.c_sd[j]
+            expected += -0.5 * ((c - mu) / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)
+        assert abs(lib.log_prob(scores, prods, values) - expected) < 1e-12
+    deep = prior.parse("sin(sin(sin(x)))")
+    assert lib.log_prob(scores, deep.prods, deep.values) == -math.inf
+
+
+def test_library_move_is_exactly_stationary(monkeypatch: pytest.MonkeyPatch) -> None:
+    pi, p = tiny_matrix(monkeypatch)
+    assert np.all(p >= -1e-12)
+    assert np.abs(pi @ p - pi).max() < 1e-12
+
+
+def greedy_swap(rng, target, state, name, v, new, log_q, view):
+    """The subtree swap accepted by the target ratio alone (q_v and N(φ)/N(φ') left out)."""
+    phi2 = state.values[name].replace(v, *new)
+    return accept(rng, target, state, name, phi2, 0.0, view.log_joint(phi2))
+
+
+def test_without_its_ratio_the_move_is_not_stationary(monkeypatch: pytest.MonkeyPatch
+                                                      ) -> None:
+    """Broken twin: the move accepts by the target ratio alone (q_v and N left out)."""
+    monkeypatch.setattr(semantic, "swap_subtree", greedy_swap)
+    pi, p = tiny_matrix(monkeypatch)
+    assert np.all(p >= -1e-12)
+    assert np.abs(pi @ p - pi).max() > 1e-6
+
+
+@pytest.mark.parametrize(("text", "v", "new"), [
+    ("(x + 0.3)", 2, "0.9"),               # a constant for a constant
+    ("(x * sin(x))", 2, "(x * 1.7)"),      # a subtree with a constant
+    ("(x + 0.3)", 0, "(x + -0.2)"),        # the root
+    ("exp((x * 0.5))", 1, "(x + 0.25)"),   # targets under a nonlinear parent
+])
+def test_detailed_balance_with_constants(monkeypatch: pytest.MonkeyPatch, text: str, v: int,
+                                         new: str) -> None:
+    """π(φ) q_v(T') α(φ → φ') = π(φ') q_v(T_v) α(φ' → φ), α read from the move."""
+    prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=4)
+    lib = SubtreeLibrary(prior, 0, {"x": X})
+    phi = prior.parse(text)
+    t_new = prior.parse(new)
+    phi2 = phi.replace(v, t_new.prods, t_new.values)
+    end = int(phi.ends()[v])
+    t_old = (phi.prods[v:end], phi.values[v:end])
+    forward = q_v(prior, lib, phi, v)((t_new.prods, t_new.values))
+    backward = q_v(prior, lib, phi2, v)(t_old)
+    assert forward and backward
+    mover = Mover(prior, monkeypatch)
+    a_f = mover.alpha(phi, v, (t_new.prods, t_new.values))
+    a_b = mover.alpha(phi2, v, t_old)
+    lhs = log_joint(prior, phi) + math.log(forward / phi.size * a_f)
+    rhs = log_joint(prior, phi2) + math.log(backward / phi2.size * a_b)
+    assert abs(lhs - rhs) < 1e-9
+    assert max(a_f, a_b) == 1.0
+
+
+@pytest.fixture(scope="module")
+def exact() -> dict[Any, float]:
+    post = infer(model, X, y=Y, method="enumerate", num_samples=10, num_chains=1)
+    table = post.exact["f"]
+    return dict(zip(table["program"], table["probability"], strict=True))
+
+
+def _p_value(post: Any, exact: dict[Any, float]) -> float:
+    from inference.arviz import az
+
+    draws = post.samples["f"]
+    counts: dict[Any, int] = {}
+    for p in draws.reshape(-1):
+        counts[p] = counts.get(p, 0) + 1
+    top = max(exact, key=exact.get)
+    sizes = np.vectorize(lambda p: p.size)(draws).astype(float)
+    hit = np.vectorize(lambda p: p == top)(draws).astype(float)
+    n = int(min(az.ess(sizes), az.ess(hit), draws.size))
+    assert tv_distance(empirical(counts), exact) >= 0.0
+    assert tv_null_quantile(exact, n, q=0.99, rng=np.random.default_rng(0)) > 0.0
+    return gtest_pvalue(counts, exact, top_k=25, ess=n)
+
+
+def test_mcmc_with_only_the_library_move_matches_enumeration(exact) -> None:
+    post = infer(model, X, y=Y, method="mcmc", num_samples=1500, num_warmup=100,
+                 num_chains=2, seed=3, chain_method="sequential", progress=False,
+                 program_moves=3, structure_weights={"library": 1.0})
+    assert _p_value(post, exact) > 0.001
+
+
+def test_library_mcmc_without_its_ratio_fails(exact, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    """Broken twin: the proposal densities and N(φ)/N(φ') left out of the ratio."""
+    monkeypatch.setattr(semantic, "swap_subtree", greedy_swap)
+    post = infer(model, X, y=Y, method="mcmc", num_samples=1500, num_warmup=100,
+                 num_chains=2, seed=3, chain_method="sequential", progress=False,
+                 program_moves=3, structure_weights={"library": 1.0})
+    assert _p_value(post, exact) < 0.001
