@@ -1,4 +1,5 @@
-"""B1: program induction on the Nguyen suite, our engine against pyoperon and gplearn.
+"""B1: program induction on the Nguyen suite, our engine (without and with a trained
+proposal) against pyoperon and gplearn.
 
 Protocol: ``/work/shared/BENCHMARKS.md`` section B1 (what is measured is written out in the
 report this harness writes to ``docs/benchmarks.md``). Per problem and seed index the data
@@ -12,6 +13,11 @@ Methods:
   ``s0 + sigma`` with ``sigma ~ HalfNormal(std(y))`` and a fixed floor
   ``s0 = 1e-6 · std(y)``; ``infer(method="mcmc")`` on one chain until ``max_time``.
   Reported best program: the draw with the highest log joint (``stats["lp"]``).
+- ``ours+q``: ``ours`` with ``proposal=q`` in the ``infer`` call (the neural structure
+  moves), q trained once per (grammar, inputs) on the same model with scale 1, programs
+  from the grammar's prior and a broad design (``benchmarks/nguyen_proposal.py``), for
+  ``--proposal-time`` seconds on one core, before the runs; saved under ``--proposal-dir``
+  and reused when present. Training time is not part of a run's budget.
 - ``pyoperon``: Nguyen (no constants) through pyoperon's lower-level bindings, variable
   weights fixed at 1, no coefficient optimisation, no linear scaling, MSE objective;
   Constant-* through its scikit-learn wrapper as is; its time limit is ``max_time``.
@@ -22,11 +28,14 @@ Methods:
 Run::
 
     python -m benchmarks.nguyen --seeds 3 --budget 20 --jobs 2 --out nguyen.json
+    python -m benchmarks.nguyen --seeds 2 --budget 8 --jobs 2 --methods ours ours+q \\
+        --proposal-time 120 --out nguyen_q.json
     python -m benchmarks.nguyen --report-from nguyen.json --write docs/benchmarks.md
 
 This module runs the jobs and holds the command line; the problems, the shared settings and
-the recovery check are in ``benchmarks/nguyen_protocol.py``, the three methods in
-``benchmarks/nguyen_methods.py`` and the report in ``benchmarks/nguyen_report.py``.
+the recovery check are in ``benchmarks/nguyen_protocol.py``, the methods in
+``benchmarks/nguyen_methods.py`` (``ours+q``'s proposals in ``benchmarks/nguyen_proposal.py``)
+and the report in ``benchmarks/nguyen_report.py``.
 """
 
 from __future__ import annotations
@@ -48,19 +57,24 @@ from typing import Any
 import numpy as np
 
 from benchmarks.nguyen_methods import RUNNERS
-from benchmarks.nguyen_protocol import LOAD, METHODS, N_POINTS, PROBLEMS
+from benchmarks.nguyen_proposal import Pair, obtain, pair_of
+from benchmarks.nguyen_protocol import DEFAULT_METHODS, LOAD, METHODS, N_POINTS, PROBLEMS
 from benchmarks.nguyen_report import HEADING, report, write_section
 
 
 # ---------------------------------------------------------------------- driver
-def run_job(method: str, name: str, seed: int, budget: float, noise: float
-            ) -> dict[str, Any]:
-    """One (method, problem, seed) run as a JSON-ready record; a crash is recorded."""
+def run_job(method: str, name: str, seed: int, budget: float, noise: float,
+            proposal_file: str | None = None) -> dict[str, Any]:
+    """One (method, problem, seed) run as a JSON-ready record; a crash is recorded.
+    ``proposal_file``: the trained proposal of ``ours+q`` (ignored by the other methods)."""
     record: dict[str, Any] = {"method": method, "problem": name, "seed": seed,
                               "budget": budget, "noise": noise, "n_points": N_POINTS}
+    if method == "ours+q":
+        record.update(proposal_file=proposal_file, proposal_train_seconds=None)
     start, cpu = time.perf_counter(), time.process_time()
     try:
-        record.update(RUNNERS[method](PROBLEMS[name], seed, budget, noise))
+        extra = {"proposal_file": proposal_file} if method == "ours+q" else {}
+        record.update(RUNNERS[method](PROBLEMS[name], seed, budget, noise, **extra))
         record["error"] = None
     except Exception as err:  # a crashed run counts as not recovered, and says why
         record.update(recovered=False, error=f"{type(err).__name__}: {err}",
@@ -130,6 +144,28 @@ def code_version() -> str:
     return head + (" (ppl/ or inference/ modified)" if dirty else "")
 
 
+def proposals(args: argparse.Namespace, ex: ProcessPoolExecutor | None
+              ) -> dict[Pair, dict[str, Any]]:
+    """The proposal of each (grammar, inputs) of the problems run, when ``ours+q`` is among
+    the methods: loaded from ``--proposal-dir``, or trained there first (distinct pairs in
+    parallel on the pool ``ex``, each pair once)."""
+    if "ours+q" not in args.methods:
+        return {}
+    pairs = list(dict.fromkeys(pair_of(p) for p in args.problems))
+    options = (str(args.proposal_dir), args.proposal_hidden, args.proposal_time)
+    if ex is None:
+        found = {pair: obtain(pair, *options) for pair in pairs}
+    else:
+        futures = {pair: ex.submit(obtain, pair, *options) for pair in pairs}
+        found = {pair: fut.result() for pair, fut in futures.items()}
+    for info in found.values():
+        how = (f"trained now: {info['steps']} steps in {info['seconds']:.0f} s"
+               if info["trained_now"] else f"reused ({info['seconds']:.0f} s of training)")
+        print(f"proposal {info['grammar']} {info['inputs']}: {info['file']}, {how}",
+              flush=True)
+    return found
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     jobs = [(m, p, s) for p in args.problems for s in range(args.seeds) for m in args.methods]
     meta = {"command": "python -m benchmarks.nguyen " + " ".join(args.argv),
@@ -140,6 +176,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "jobs": args.jobs}
     out: dict[str, Any] = {"meta": meta, "records": []}
     start = time.perf_counter()
+    found: dict[Pair, dict[str, Any]] = {}
+
+    def job_args(method: str, name: str, seed: int) -> tuple[Any, ...]:
+        file = found[pair_of(name)]["file"] if method == "ours+q" else None
+        return method, name, seed, args.budget, args.noise, file
 
     def done(rec: dict[str, Any]) -> None:
         out["records"].append(rec)
@@ -153,12 +194,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.out.write_text(json.dumps(out, indent=1))
 
     if args.jobs <= 1:
+        t0 = time.perf_counter()
+        found = proposals(args, None)
+        meta["proposals"] = _jsonable(list(found.values()))
+        meta["proposal_wall_seconds"] = time.perf_counter() - t0
         for job in jobs:
-            done(run_job(*job, args.budget, args.noise))
+            done(run_job(*job_args(*job)))
     else:
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"),
                                  initializer=_worker_init) as ex:
-            futures = [ex.submit(run_job, *job, args.budget, args.noise) for job in jobs]
+            t0 = time.perf_counter()
+            found = proposals(args, ex)
+            meta["proposals"] = _jsonable(list(found.values()))
+            meta["proposal_wall_seconds"] = time.perf_counter() - t0
+            futures = [ex.submit(run_job, *job_args(*job)) for job in jobs]
             for fut in as_completed(futures):
                 done(fut.result())
     meta["wall_seconds"] = time.perf_counter() - start
@@ -178,11 +227,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3, help="seed indices 0..S-1 (3)")
     parser.add_argument("--budget", type=float, default=20.0,
                         help="wall-clock seconds per run, one core (20)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS,
+                        help="methods to run (default: " + " ".join(DEFAULT_METHODS) +
+                        "; ours+q, our engine with a trained proposal, only when named)")
     parser.add_argument("--noise", type=float, default=0.0,
                         help="eps: y += eps*std(y)*N(0,1) (0, 0.01, 0.1)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at a time, each on one core, in separate processes (1)")
+    parser.add_argument("--proposal-dir", type=Path, default=Path("out/nguyen_q"),
+                        help="ours+q: folder of the trained proposals, one per grammar and "
+                        "number of inputs, reused when present (out/nguyen_q)")
+    parser.add_argument("--proposal-time", type=float, default=120.0,
+                        help="ours+q: training seconds per proposal, one core (120)")
+    parser.add_argument("--proposal-hidden", type=int, default=64,
+                        help="ours+q: width of the proposal network (64)")
     parser.add_argument("--out", type=Path, help="JSON file for the records")
     parser.add_argument("--write", type=Path,
                         help="write the report section into this Markdown file")
@@ -192,6 +250,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.budget <= 0 or args.noise < 0 or args.jobs < 1:
         parser.error("--seeds and --jobs must be >= 1, --budget > 0, --noise >= 0")
+    if args.proposal_time <= 0 or args.proposal_hidden < 1:
+        parser.error("--proposal-time must be > 0 and --proposal-hidden >= 1")
     args.argv = argv
     return args
 

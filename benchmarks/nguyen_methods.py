@@ -1,8 +1,10 @@
-"""B1's methods (``benchmarks/nguyen.py``): one run of our engine, pyoperon or gplearn on
-one problem and seed, scored by the protocol's recovery check.
+"""B1's methods (``benchmarks/nguyen.py``): one run of our engine (without or with a
+trained proposal: ``ours``, ``ours+q``), pyoperon or gplearn on one problem and seed, scored
+by the protocol's recovery check.
 
-Each runner takes ``(problem, seed, budget, noise)`` and returns the method's part of a
-record: its best program, the check's verdict, timings and its own search statistics.
+Each runner takes ``(problem, seed, budget, noise)`` (``ours+q`` also the file of its
+proposal, ``benchmarks/nguyen_proposal.py``) and returns the method's part of a record: its
+best program, the check's verdict, timings and its own search statistics.
 """
 
 from __future__ import annotations
@@ -41,20 +43,21 @@ def _text(expr: Any) -> str | None:
 
 
 # ---------------------------------------------------------------------- our engine
-def run_ours(problem: Problem, seed: int, budget: float, noise: float) -> dict[str, Any]:
-    import torch
+def ours_model(grammar: str, inputs: Sequence[str], scale: float) -> Callable[..., None]:
+    """Our model of a data set: ``f ~ ProgramPrior(grammar, inputs, max_depth=MAX_DEPTH)``,
+    ``sigma ~ HalfNormal(scale)``, ``obs ~ Normal(f(*columns), sigma + SIGMA_FLOOR·scale)``
+    at ``N_POINTS`` points; called as ``model(*columns, obs=y)``, one column per input.
 
+    ``run_ours`` builds it with ``scale = std(y)``; the ``ours+q`` proposals are trained
+    on it with ``scale = 1`` (``benchmarks/nguyen_proposal.py``). The scale enters no part
+    of a proposal's key, so the proposal loads for every run's model of its grammar and
+    inputs.
+    """
     import ppl
-    from inference import infer
-    from inference.api import RunWarning
     from ppl import dist
 
-    torch.set_num_threads(1)
-    X, y, _ = make_data(problem, seed, noise)
-    X_fresh, truth = fresh_points(problem, seed)
-    scale = float(np.std(y))
+    prior = ppl.ProgramPrior(grammar, inputs=list(inputs), max_depth=MAX_DEPTH)
     floor = SIGMA_FLOOR * scale
-    prior = ppl.ProgramPrior(problem.grammar, inputs=list(problem.inputs), max_depth=MAX_DEPTH)
 
     def model(*columns: Any, obs: Any = None) -> None:
         f = ppl.sample("f", prior)
@@ -62,13 +65,38 @@ def run_ours(problem: Problem, seed: int, budget: float, noise: float) -> dict[s
         with ppl.plate("data", N_POINTS):
             ppl.sample("obs", dist.Normal(f(*columns), sigma + floor), obs=obs)
 
+    return model
+
+
+def run_ours(problem: Problem, seed: int, budget: float, noise: float,
+             proposal_file: str | None = None) -> dict[str, Any]:
+    """One run of our engine; with ``proposal_file`` (method ``ours+q``) the same run with
+    the trained proposal's neural moves (``infer(..., proposal=q)``), q loaded for, and
+    checked against, this run's model."""
+    import torch
+
+    from inference import infer
+    from inference.api import RunWarning
+
+    torch.set_num_threads(1)
+    X, y, _ = make_data(problem, seed, noise)
+    X_fresh, truth = fresh_points(problem, seed)
+    scale = float(np.std(y))
+    floor = SIGMA_FLOOR * scale
+    model = ours_model(problem.grammar, problem.inputs, scale)
     columns = [X[:, i].copy() for i in range(X.shape[1])]
+    extra: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    if proposal_file is not None:
+        from benchmarks.nguyen_proposal import load
+
+        options["proposal"], extra = load(proposal_file, model, columns, y)
     start, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         post = infer(model, *columns, obs=y, method="mcmc", num_chains=1,
                      chain_method="sequential", max_time=budget, num_samples=10**7,
-                     num_warmup=NUM_WARMUP, progress=False, seed=seed)
+                     num_warmup=NUM_WARMUP, progress=False, seed=seed, **options)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     cut = [str(w.message) for w in caught if issubclass(w.category, RunWarning)
            and "max_time cut the run short" in str(w.message)]
@@ -96,12 +124,31 @@ def run_ours(problem: Problem, seed: int, budget: float, noise: float) -> dict[s
             "best_log_joint": float(lp.max()),
             "top_program": str(top["program"]), "top_probability": float(top["probability"]),
             "p_true": p_true, "distinct_programs": len({p.key for p in draws}),
-            "sympy_checked_programs": checked,
+            "sympy_checked_programs": checked, "move_sample": _move_sample(post),
             "sigma_median": float(np.median(post.samples["sigma"])) + floor,
             "cut_short": bool(cut), "warnings": other[:5],
             "settings": {"grammar": problem.grammar, "max_depth": MAX_DEPTH,
                          "sigma": f"HalfNormal({scale:.4g}) + {floor:.3g}",
-                         "num_chains": 1, "program_moves": 10}}
+                         "num_chains": 1, "program_moves": 10}, **extra}
+
+
+def _move_sample(post: Any) -> dict[str, dict[str, float]]:
+    """The first structure move of each kept sweep (``stats["move"]``, a 1-in-10 sample of
+    the moves): how often each kind was drawn and the fraction accepted."""
+    moves = np.asarray(post.stats["move"]).reshape(-1)
+    accepted = np.asarray(post.stats["accepted"], dtype=bool).reshape(-1)
+    return {str(m): {"count": int(np.sum(moves == m)),
+                     "accepted": float(np.mean(accepted[moves == m]))}
+            for m in sorted(set(moves.tolist())) if m}
+
+
+def run_ours_q(problem: Problem, seed: int, budget: float, noise: float,
+               proposal_file: str | None = None) -> dict[str, Any]:
+    """Method ``ours+q``: :func:`run_ours` with the proposal saved at ``proposal_file``."""
+    if proposal_file is None:
+        raise ValueError("ours+q needs the file of its trained proposal (proposal_file=); "
+                         "the harness trains or finds it (benchmarks/nguyen_proposal.py).")
+    return run_ours(problem, seed, budget, noise, proposal_file)
 
 
 def _posterior_true(problem: Problem, draws: np.ndarray, lp: np.ndarray,
@@ -330,5 +377,7 @@ def run_gplearn(problem: Problem, seed: int, budget: float, noise: float) -> dic
             "warnings": [f"{w.category.__name__}: {w.message}" for w in caught][:5]}
 
 
-RUNNERS: dict[str, Callable[[Problem, int, float, float], dict[str, Any]]] = {
-    "ours": run_ours, "pyoperon": run_pyoperon, "gplearn": run_gplearn}
+RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "ours": run_ours, "ours+q": run_ours_q, "pyoperon": run_pyoperon, "gplearn": run_gplearn}
+"""Method name -> runner ``(problem, seed, budget, noise)``; ``ours+q`` also takes
+``proposal_file``."""

@@ -20,8 +20,14 @@ import sympy
 
 LOAD = "load average (1 min) before the run"
 """Key of the machine record read before a run (the report quotes it with the command)."""
-METHODS = ("ours", "pyoperon", "gplearn")
-"""The methods compared, in the order of the report's columns."""
+METHODS = ("ours", "ours+q", "pyoperon", "gplearn")
+"""The methods compared, in the order of the report's columns. ``ours+q`` is ours with a
+proposal trained on the grammar's prior (``benchmarks/nguyen_proposal.py``)."""
+DEFAULT_METHODS = ("ours", "pyoperon", "gplearn")
+"""The methods run when ``--methods`` is not given (``ours+q`` trains proposals first, minutes
+of extra time, so it runs only when asked for)."""
+OURS = ("ours", "ours+q")
+"""Our engine's methods (their records carry P(true) and draws)."""
 N_POINTS = 20
 N_FRESH = 1000
 MAX_DEPTH = 6

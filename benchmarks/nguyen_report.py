@@ -17,6 +17,7 @@ from benchmarks.nguyen_protocol import (
     MAX_DEPTH,
     METHODS,
     NUM_WARMUP,
+    OURS,
     PROBLEMS,
     SIGMA_FLOOR,
     SYMPY_TIMEOUT,
@@ -41,14 +42,15 @@ def _times(recs: list[dict[str, Any]]) -> str:
 
 def table(records: list[dict[str, Any]], methods: list[str], problems: list[str]
           ) -> list[str]:
-    """Recovery per problem (k/S), median run time, and for ours the mean P(true)."""
+    """Recovery per problem (k/S), median run time, and for ours (and ours+q) the mean
+    P(true) and the median number of draws."""
     head = "| problem | target |"
     rule = "|---|---|"
     for m in methods:
         head += f" {m}: recovered | {m}: wall / CPU s |"
         rule += "---:|---:|"
-        if m == "ours":
-            head += " ours: P(true) mean [min–max] | ours: draws |"
+        if m in OURS:
+            head += f" {m}: P(true) mean [min–max] | {m}: draws |"
             rule += "---:|---:|"
     rows = [head, rule]
     totals = {m: [0, 0] for m in methods}
@@ -62,7 +64,7 @@ def table(records: list[dict[str, Any]], methods: list[str], problems: list[str]
             errors = sum(r.get("error") is not None for r in recs)
             mark = f" ({errors} crashed)" if errors else ""
             row += f" {k}/{len(recs)}{mark} | {_times(recs)} |"
-            if m == "ours":
+            if m in OURS:
                 ps = [r["p_true"] for r in recs if "p_true" in r]
                 draws = [r["num_draws"] for r in recs if "num_draws" in r]
                 row += (f" {np.mean(ps):.2f} [{min(ps):.2f}–{max(ps):.2f}] |" if ps else " – |")
@@ -74,7 +76,7 @@ def table(records: list[dict[str, Any]], methods: list[str], problems: list[str]
         rate = f"{100 * k / n:.0f}%" if n else "–"
         recs = [r for r in records if r["method"] == m]
         avg += f" **{rate}** ({k}/{n}) | {_times(recs)} |"
-        if m == "ours":
+        if m in OURS:
             ps = [r["p_true"] for r in recs if "p_true" in r]
             avg += f" {np.mean(ps):.2f} | |" if ps else " – | |"
     rows.append(avg)
@@ -100,10 +102,12 @@ def effort(records: list[dict[str, Any]], methods: list[str]) -> list[str]:
     lines = []
     for m in methods:
         recs = [r for r in records if r["method"] == m and r.get("error") is None]
-        if m == "ours":
+        if m in OURS:
             sweeps = [r["num_draws"] + r.get("num_warmup", 0) for r in recs]
-            lines.append(f"- ours: {np.median(sweeps):,.0f} sweeps per run (median), each 10 "
-                         f"program proposals: about {10 * np.median(sweeps):,.0f} programs")
+            if sweeps:
+                lines.append(f"- {m}: {np.median(sweeps):,.0f} sweeps per run (median), each "
+                             f"10 program proposals: about {10 * np.median(sweeps):,.0f} "
+                             "programs" + _acceptance(recs))
         elif m == "pyoperon":
             ev = [r["evaluations"] for r in recs if "evaluations" in r]
             gens = [r["generations"] for r in recs if "generations" in r]
@@ -116,6 +120,21 @@ def effort(records: list[dict[str, Any]], methods: list[str]) -> list[str]:
                 lines.append(f"- gplearn: {np.median(gens):,.0f} generations of 1000 per run "
                              f"(median): about {1000 * np.median(gens):,.0f} programs")
     return lines
+
+
+def _acceptance(recs: list[dict[str, Any]]) -> str:
+    """Acceptance of each move kind over the runs' move samples (the first structure move
+    of every kept sweep), as ``"; accepted: regenerate 28%, ..."`` ("" without samples)."""
+    count: dict[str, float] = {}
+    hits: dict[str, float] = {}
+    for r in recs:
+        for name, m in r.get("move_sample", {}).items():
+            count[name] = count.get(name, 0) + m["count"]
+            hits[name] = hits.get(name, 0) + m["count"] * m["accepted"]
+    if not count:
+        return ""
+    return "; moves accepted (first move of each sweep): " + ", ".join(
+        f"{n} {100 * hits[n] / count[n]:.0f}%" for n in sorted(count) if count[n])
 
 
 def report(runs: list[dict[str, Any]], notes: str = "") -> str:
@@ -142,12 +161,14 @@ def report(runs: list[dict[str, Any]], notes: str = "") -> str:
                   f"Command (run on {meta['date']}, code {meta.get('code', 'not recorded')}, "
                   f"load average {meta['machine'].get(LOAD, '?')} before it, "
                   f"{meta['jobs']} runs at a time, "
-                  f"{meta.get('wall_seconds', float('nan')) / 60:.1f} min in all):", "",
+                  f"{meta.get('wall_seconds', float('nan')) / 60:.1f} min in all"
+                  + (f", of which {meta['proposal_wall_seconds'] / 60:.1f} min obtaining the "
+                     "ours+q proposals" if meta.get("proposals") else "") + "):", "",
                   "```bash", meta["command"], "```", ""]
     host = runs[0]["meta"]["machine"]
     lines += ["| machine | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in host.items() if k != LOAD]
-    lines += ["", *_what_is_measured(), ""]
+    lines += ["", *_what_is_measured(), *_ours_q(runs), ""]
     if notes:
         lines += [notes.rstrip(), ""]
     return "\n".join(lines)
@@ -208,6 +229,53 @@ def _what_is_measured() -> list[str]:
         "else 0); `const_range=None` on Nguyen-*, (−5, 5) on Constant-*; one generation per "
         "`fit` with `warm_start`. Its numeric check uses gplearn's own float64 execution "
         "(protections included); its sympy form drops the protections except log|a|.",
+    ]
+
+
+def training_cost(runs: list[dict[str, Any]]) -> list[tuple[str, float, int | None]]:
+    """(file, training seconds, steps) of each distinct proposal the ``ours+q`` runs used:
+    from the runs' ``meta["proposals"]``, else from the records (a crashed run's record
+    may lack them)."""
+    found: dict[str, tuple[float, int | None]] = {}
+    for run in runs:
+        for r in run["records"]:
+            if r["method"] == "ours+q" and r.get("proposal_train_seconds") is not None:
+                found[r["proposal_file"]] = (float(r["proposal_train_seconds"]),
+                                             r.get("proposal_steps"))
+        for p in run["meta"].get("proposals", []):
+            found[p["file"]] = (float(p["seconds"]), p.get("steps"))
+    return [(f, s, n) for f, (s, n) in sorted(found.items())]
+
+
+def _ours_q(runs: list[dict[str, Any]]) -> list[str]:
+    """The bullet of ``ours+q`` (only when a run has it): what it is and its training cost."""
+    if not any(r["method"] == "ours+q" for run in runs for r in run["records"]):
+        return []
+    cost = training_cost(runs)
+    total = sum(s for _, s, _ in cost)
+    files = "; ".join(f"`{Path(f).name}` {s:.0f} s" + (f" ({n:,} steps)" if n else "")
+                      for f, s, n in cost) or "none recorded"
+    designs = {(p["grammar"], len(p["inputs"])): p["design"]["ranges"]
+               for run in runs for p in run["meta"].get("proposals", [])}
+    ranges = "" if not designs else " (" + "; ".join(
+        f"{g}, {d} input(s): " + " or ".join(f"U[{lo:g}, {hi:g}]" for lo, hi in r)
+        for (g, d), r in designs.items()) + ")"
+    return [
+        "- **ours+q**: our engine exactly as **ours** (same model, data, budget, draws kept, "
+        "reported best program and check; its P(true) and draws read as ours') plus "
+        "`proposal=q` in the `infer` call, which adds the neural structure moves (an "
+        "independence move from q mixed with the prior and a "
+        "subtree redrawn by q; exact Metropolis–Hastings, so the chain targets the same "
+        "posterior). q is trained once per grammar and number of inputs (at most 4 for "
+        "the whole suite) by `train_proposal` on the same model with a fixed noise scale "
+        "`sigma ~ HalfNormal(1)` (a run's std(y) is not known in advance; the network sees "
+        "only x and y), programs drawn from the grammar's own prior (never the benchmark's "
+        "laws), and 20 inputs per simulated data set drawn from U[low, high]^d, the range "
+        "picked uniformly among the problems' ranges for that grammar and number of "
+        f"inputs{ranges}; one core, seeded, `benchmarks/nguyen_proposal.py`. **Training "
+        f"cost: {total:.0f} s in all** ({files}), paid once before the runs and **not "
+        "counted in any run's budget or run time**; proposals found on disk are reused, "
+        "and their seconds are those of their original training.",
     ]
 
 

@@ -1,5 +1,5 @@
-"""Smoke tests of the benchmark harnesses (B1 benchmarks/nguyen.py, B4
-benchmarks/amortized_b4.py): short runs of our engine.
+"""Smoke tests of the benchmark harnesses (B1 benchmarks/nguyen.py with its ours+q method,
+B4 benchmarks/amortized_b4.py): short runs of our engine.
 
 Each checks that a run produces complete records; it asserts nothing about recovery or
 timings (those are benchmark figures, not test outcomes).
@@ -39,6 +39,34 @@ def test_nguyen_1_smoke(tmp_path: Path) -> None:
     section = nguyen.report([saved])
     assert section.startswith(nguyen.HEADING)
     assert "| Nguyen-1 |" in section
+
+
+def test_nguyen_1_ours_q_smoke(tmp_path: Path) -> None:
+    """ours+q on Nguyen-1 with a tiny proposal (3 s, 8 wide): trained once, saved under
+    --proposal-dir, loaded by the run; the record is complete and the report has the
+    method's columns and its training cost."""
+    from benchmarks.nguyen_proposal import obtain, pair_of
+
+    out, qdir = tmp_path / "nguyen.json", tmp_path / "q"
+    nguyen.main(["--problems", "Nguyen-1", "--seeds", "1", "--budget", "3",
+                 "--methods", "ours+q", "--proposal-time", "3", "--proposal-hidden", "8",
+                 "--proposal-dir", str(qdir), "--jobs", "1", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    (record,) = saved["records"]
+    assert record["error"] is None, record["error"]
+    fields = FIELDS | {"proposal_file", "proposal_train_seconds"}
+    assert not fields - set(record), f"missing fields: {fields - set(record)}"
+    assert record["method"] == "ours+q" and record["num_draws"] >= 1
+    (info,) = saved["meta"]["proposals"]
+    assert info["trained_now"] and info["hidden"] == 8
+    assert info["design"]["ranges"] == [[-1.0, 1.0], [0.0, 2.0], [0.0, 4.0]]
+    assert record["proposal_file"] == info["file"] == str(qdir / "koza-1in-h8.pt")
+    assert record["proposal_train_seconds"] == pytest.approx(info["seconds"])
+    assert not obtain(pair_of("Nguyen-1"), str(qdir), 8, 3.0)["trained_now"]
+    section = nguyen.report([saved])
+    assert "ours+q: recovered" in section and "ours+q: P(true)" in section
+    assert "| Nguyen-1 |" in section and "Training cost:" in section
+    assert "koza, 1 input(s): U[-1, 1] or U[0, 2] or U[0, 4]" in section
 
 
 def test_reference_programs_fit_and_pass_the_check() -> None:
