@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from inference.amortized.mixture import MixedProposal
+from inference.amortized.persist import ProposalMismatchError, differences, key_parts
 from inference.config import RunConfig, option_names
 from inference.enumerate import enumerate_posterior
 from inference.importance import importance_posterior
@@ -23,7 +24,8 @@ from inference.target import Target
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
-__all__ = ["RunWarning", "check_model_call", "infer", "load", "run_target", "split_options"]
+__all__ = ["RunWarning", "check_model_call", "check_proposal", "infer", "load", "run_target",
+           "split_options"]
 
 
 APPROXIMATION_NOTE = (
@@ -211,6 +213,8 @@ def run_target(target: Target, config: RunConfig) -> Posterior:
                          attrs={"log_evidence": out["log_evidence"]}, **common)
     if config.method in ("importance", "amortized"):
         return _importance(target, config, rng, common)
+    if config.amortized.proposal is not None:
+        check_proposal(config.amortized.proposal, target)
     kernel = Gibbs(target, config.mcmc, config.nuts, config.backend, config.amortized)
     if config.mcmc.collapsed:  # fail before any chain starts when the model does not allow it
         probe = dataclasses.replace(config.mcmc, init_candidates=5)
@@ -228,6 +232,45 @@ def run_target(target: Target, config: RunConfig) -> Posterior:
     return post
 
 
+def check_proposal(proposal: Any, target: Target) -> Any:
+    """The program site a trained proposal is used for; raises when the model has no such
+    latent program site, or when the site's prior differs from the one the proposal was
+    trained on (grammar, weights, limits, inputs, constant prior), naming what differs.
+
+    Examples
+    --------
+    >>> import numpy as np, ppl
+    >>> from ppl import dist
+    >>> from inference.amortized import train_proposal
+    >>> def model(x, y=None, depth=2):
+    ...     f = ppl.sample("f", ppl.ProgramPrior("tiny", inputs=["x"], max_depth=depth))
+    ...     ppl.sample("y", dist.Normal(f(x), 0.1).to_event(1), obs=y)
+    >>> x = np.linspace(0, 1, 4)
+    >>> q = train_proposal(model, x, y=x, num_steps=0, hidden=8, progress=False)
+    >>> check_proposal(q, Target(model, (x,), {"y": x})).name
+    'f'
+    >>> try:
+    ...     check_proposal(q, Target(model, (x,), {"y": x, "depth": 3}))
+    ... except PPLError as err:
+    ...     print(str(err)[:70])
+    The proposal for site 'f' was trained for another prior: limits (saved
+    """
+    site = target.latents.get(proposal.site)
+    if site is None or site.kind != PROGRAM:
+        raise PPLError(f"The proposal is for program site {proposal.site!r}, which is not a "
+                       f"latent program site of this model; its latent sites are "
+                       f"{list(target.latents)}.")
+    now = key_parts(site.fn, site.name, {})
+    saved = {k: v for k, v in proposal.key_parts.items() if k != "sites"}
+    diffs = differences(saved, {k: v for k, v in now.items() if k != "sites"})
+    if diffs:
+        raise ProposalMismatchError(
+            f"The proposal for site {site.name!r} was trained for another prior: "
+            + "; ".join(diffs) + ". Hint: train it for this model "
+            "(inference.amortized.train_proposal).")
+    return site
+
+
 def _importance(target: Target, config: RunConfig, rng: np.random.Generator,
                 common: dict[str, Any]) -> Posterior:
     """``method="importance"`` (every latent from its prior) or ``"amortized"`` (the
@@ -236,15 +279,7 @@ def _importance(target: Target, config: RunConfig, rng: np.random.Generator,
     attrs: dict[str, Any] = {}
     if config.method == "amortized":
         opts = config.amortized
-        site = target.latents.get(opts.proposal.site)
-        if site is None or site.kind != PROGRAM:
-            raise PPLError(f"The proposal is for program site {opts.proposal.site!r}, which "
-                           f"is not a latent program site of this model; its latent sites "
-                           f"are {list(target.latents)}.")
-        if opts.proposal.prior.grammar.fingerprint != site.fn.grammar.fingerprint:
-            raise PPLError(f"The proposal was trained on grammar "
-                           f"{opts.proposal.prior.grammar.name}; site {site.name!r} uses "
-                           f"{site.fn.grammar.name}.")
+        site = check_proposal(opts.proposal, target)
         proposals[site.name] = MixedProposal.for_model(
             opts.proposal, target.args, target.kwargs,
             {**target.observed, **target.given_obs}, opts.prior_weight)

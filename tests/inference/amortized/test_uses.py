@@ -20,7 +20,7 @@ import torch
 
 import ppl
 from inference import infer
-from inference.amortized import train_proposal
+from inference.amortized import ProposalMismatchError, train_proposal
 from inference.amortized.mixture import MixedProposal
 from inference.api import RunWarning
 from inference.arviz import az
@@ -247,6 +247,23 @@ def test_amortized_refuses_what_it_cannot_run(untrained) -> None:
         infer(model, X, y=Y, method="amortized", proposal="net.pt")
     with pytest.raises(PPLError, match="proposal= is used by"):
         infer(model, X, y=Y, method="enumerate", proposal=untrained)
+
+
+@pytest.mark.parametrize("method", ["mcmc", "amortized"])
+def test_a_proposal_for_another_prior_is_refused(untrained, method: str) -> None:
+    """Every method that uses a proposal checks it against the site's prior."""
+    deeper = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=4)
+    renamed = ppl.ProgramPrior("tiny", inputs=["t"], max_depth=3)
+
+    def other(x, y=None, prior=deeper):
+        f = ppl.sample("f", prior)
+        with ppl.plate("data", len(x)):
+            ppl.sample("y", dist.Normal(f(x), 0.8), obs=y)
+
+    for prior, part in ((deeper, "limits"), (renamed, "inputs")):
+        with pytest.raises(ProposalMismatchError, match=f"another prior: {part}"):
+            infer(other, X, y=Y, prior=prior, method=method, proposal=untrained,
+                  num_samples=10, num_warmup=5, num_chains=1, progress=False)
 
 
 def test_an_untrained_proposal_warns_when_its_weights_degenerate(untrained) -> None:
