@@ -205,7 +205,7 @@ def _top(post: Any, law: ppl.Program) -> dict[str, Any]:
     """The most probable structure of a posterior's draws and P(true structure): the
     fraction of draws whose ``Program.key`` (equality up to commutativity and constant
     values) is the true program's."""
-    table = post.programs("f", top=None, simplify=False)
+    table = post.programs("f", top=None, simplify=False, group="key")
     same = np.array([p.key == law.key for p in table["program"]], dtype=bool)
     return {"top_program": str(table["program"][0]),
             "top_probability": float(table["probability"][0]),

@@ -61,7 +61,7 @@ def tasks(n: int, seed: int) -> list[tuple[ppl.Program, np.ndarray]]:
 
 
 def p_true(post, law: ppl.Program) -> float:
-    table = post.programs("f", top=None, simplify=False)
+    table = post.programs("f", top=None, simplify=False, group="key")
     return float(table.loc[[p.key == law.key for p in table["program"]], "probability"].sum())
 
 

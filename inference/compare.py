@@ -465,7 +465,7 @@ def _program_columns(post: Posterior, ref: Posterior) -> dict[str, Any]:
     tvs = []
     for site in sites:
         suffix = f"[{site}]" if len(sites) > 1 else ""
-        top = post.programs(site, top=1, simplify=False)
+        top = post.programs(site, top=1, simplify=False, group="key")
         out[f"top_program{suffix}"] = str(top["program"][0])
         out[f"top_probability{suffix}"] = float(top["probability"][0])
         tv = program_tv(post, ref, site) if site in ref.priors else math.nan

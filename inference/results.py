@@ -21,6 +21,7 @@ from inference._arviz import (
     prior_to_attrs,
     to_json_attr,
 )
+from inference.functions import merge_equal_functions
 from ppl.backend import to_torch
 from ppl.errors import PPLError
 from ppl.prior import ProgramPrior
@@ -169,17 +170,21 @@ class Posterior:
         return site
 
     def programs(self, site: str | None = None, top: int | None = 10, prob: float = 0.9,
-                 simplify: bool = True) -> pd.DataFrame:
+                 simplify: bool = True, group: str = "function") -> pd.DataFrame:
         """Distinct programs of ``site``, most probable first.
 
         Programs equal up to commutative reordering and constant values (equal ``.key``)
-        form one row. Columns: ``program`` (a :class:`~ppl.program.Program`: the most
-        frequent tree, constants at their posterior medians, inputs in the prior's declared
-        order, so ``table["program"][0](*inputs)`` matches the model's own call; ``str()``
-        gives its text), ``probability`` (exact for ``method="enumerate"``, else the
-        fraction of draws), ``count``, ``log_joint`` (mean over its draws), ``simplified``
-        (sympy), ``constants`` (median and central ``prob`` interval of each constant,
-        from the draws of that most frequent tree).
+        form one row; with ``group="function"`` (default) rows whose programs compute the
+        same function (equal on fresh points to 1e-12,
+        :func:`~inference.functions.merge_equal_functions`) are merged too, their
+        probabilities summed (``group="key"``: one row per key). Columns: ``program`` (a
+        :class:`~ppl.program.Program`: the most frequent tree, constants at their posterior
+        medians, inputs in the prior's declared order, so ``table["program"][0](*inputs)``
+        matches the model's own call; ``str()`` gives its text), ``probability`` (exact for
+        ``method="enumerate"``, else the fraction of draws), ``count``, ``log_joint`` (mean
+        over its draws), ``simplified`` (sympy), ``constants`` (median and central ``prob``
+        interval of each constant, from the draws of that most frequent tree), ``trees``
+        (the distinct keys merged into the row).
 
         Examples
         --------
@@ -200,6 +205,8 @@ class Posterior:
         'x + 1.0'
         """
         site = self.program_site(site)
+        if group not in ("function", "key"):
+            raise PPLError(f"group must be 'function' or 'key'; got {group!r}.")
         draws = self.samples[site].reshape(-1)
         lp = self.stats["lp"].reshape(-1) if "lp" in self.stats else np.full(len(draws), np.nan)
         groups: dict[str, list[int]] = {}
@@ -209,6 +216,8 @@ class Posterior:
         rows = []
         for key, idx in groups.items():
             rows.append(self._row(draws, lp, idx, prob, key, exact))
+        rows = merge_equal_functions(rows) if group == "function" else \
+            [{**row, "trees": 1} for row in rows]
         table = pd.DataFrame(rows).sort_values(["probability", "count"], ascending=False)
         table = table.reset_index(drop=True)
         if top is not None:

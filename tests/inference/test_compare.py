@@ -158,7 +158,7 @@ def test_top_program(tiny_table: pd.DataFrame) -> None:
     for label, post in runs.items():
         text = tiny_table.loc[label, "top_program"]
         assert TINY.grammar.parse(text).key == best, label
-        table = post.programs("f", top=1, simplify=False)
+        table = post.programs("f", top=1, simplify=False, group="key")
         assert tiny_table.loc[label, "top_probability"] == table["probability"][0]
     assert tiny_table.loc["enumerate", "top_probability"] == pytest.approx(reference[best])
 

@@ -47,7 +47,8 @@ TINY_SIGMA = 0.3
 TINY_X = np.linspace(0.0, 1.0, 6)
 TINY_Y = np.sin(TINY_X) + 1 + TINY_SIGMA * np.random.default_rng(1).normal(size=6)
 
-TABLE_COLUMNS = ["program", "probability", "count", "log_joint", "constants", "simplified"]
+TABLE_COLUMNS = ["program", "probability", "count", "log_joint", "constants", "trees",
+                 "simplified"]
 NAN_PADDING_WARNING = "Your data appears to have a single value or no finite values"
 
 # ArviZ 0.23 calls APIs that matplotlib 3.11 and pandas 3.1 deprecate; not ours to fix.
@@ -395,7 +396,7 @@ def exact_table() -> tuple[dict[str, float], float]:
 
 def test_enumerate_programs_are_exact(exact_post: Posterior) -> None:
     probs, log_z = exact_table()
-    table = exact_post.programs("f", top=None, simplify=False)
+    table = exact_post.programs("f", top=None, simplify=False, group="key")
     keys = [p.key for p in table["program"]]
     for key, p in zip(keys, table["probability"], strict=True):
         assert p == pytest.approx(probs[key], abs=1e-12)
@@ -429,3 +430,34 @@ def test_az_summary_without_constants(which: str, exact_post: Posterior,
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         az.summary(result.to_arviz())
+
+
+# ---------------------------------------------------------------------------- same function
+def test_programs_merge_trees_that_compute_the_same_function() -> None:
+    """(x + x), (x * (1 + 1)), ((x * 1) + x), ... are one law: one row, probabilities summed;
+    group="key" keeps one row per tree."""
+    prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=3)
+
+    def model(x, y=None):
+        f = ppl.sample("f", prior)
+        with ppl.plate("data", len(x)):
+            ppl.sample("y", dist.Normal(f(x), 0.3), obs=y)
+
+    x = np.linspace(-1.0, 1.0, 8)
+    post = infer(model, x, y=2 * x, method="enumerate", num_samples=500, num_chains=1)
+    by_key = post.programs("f", top=None, simplify=False, group="key")
+    by_function = post.programs("f", top=None, simplify=False)
+    assert set(by_key["trees"]) == {1}
+    assert by_function["probability"].sum() == pytest.approx(by_key["probability"].sum(),
+                                                             abs=1e-12)
+    assert by_function["trees"].sum() == len(by_key)
+    probe = np.array([-1.7, -0.3, 0.45, 1.9, 3.1])
+    twice = [bool(np.allclose(np.broadcast_to(p(probe), probe.shape), 2 * probe))
+             for p in by_key["program"]]
+    top = by_function.iloc[0]
+    assert np.allclose(top["program"](probe), 2 * probe)
+    assert top["trees"] == sum(twice) >= 3
+    assert top["probability"] == pytest.approx(by_key["probability"][twice].sum(), abs=1e-12)
+    assert len(by_function) < len(by_key)
+    with pytest.raises(PPLError, match="group must be"):
+        post.programs("f", group="law")
