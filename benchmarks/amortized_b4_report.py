@@ -211,7 +211,9 @@ def _what_is_measured(meta: dict[str, Any]) -> list[str]:
         f"sigma known (an argument of the model, so the program is its only latent site). "
         f"A task: a program drawn from the prior from a seed stream disjoint from the "
         f"training draws, kept when its size is ≥ 3 and its outputs on the design are "
-        f"finite, with a range ≥ 0.5 and |f| ≤ 50 (the filter of `examples/amortized.py`); "
+        f"finite, with a range ≥ 0.5 and |f| ≤ 50 (the filter of `examples/amortized.py`), "
+        f"and without a subtree of two or more nodes that is constant on the design (`x/x`, "
+        f"`x - x`, `cos(c)`: a structure no data can identify); "
         f"{st['n_points']} points x ~ U{list(st['x_range'])}, sorted; sigma = "
         f"{st['noise']:g} × the standard deviation of the clean outputs; "
         f"y = f(x) + sigma·N(0, 1).",
