@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 
 from inference.mcmc.exact import PLACEHOLDER, structures
-from inference.mcmc.moves import leaf_log_prob
 from ppl.ops import KIND_CONSTANT
 from ppl.prior import ProgramPrior
 from ppl.program import Program
@@ -57,6 +56,17 @@ LIBRARY_SIZE = 4
 LIBRARY_CELLS = 2_000_000
 """The most (entries × points) a library holds: its size limit drops below
 :data:`LIBRARY_SIZE` until the table fits (many inputs, many points)."""
+
+
+def _constant_log_prob(prior: ProgramPrior, c: np.ndarray) -> np.ndarray:
+    """log p_c of each constant in ``c`` (the prior's constant prior, vectorised)."""
+    cp = prior.constant_prior
+    if cp.family == "normal":
+        z = (c - cp.a) / cp.b
+        return np.asarray(-0.5 * z * z - math.log(cp.b) - 0.5 * math.log(2 * math.pi))
+    if cp.family == "laplace":
+        return np.asarray(-np.abs(c - cp.a) / cp.b - math.log(2 * cp.b))
+    return np.where((cp.a <= c) & (c <= cp.b), -math.log(cp.b - cp.a), -np.inf)
 
 
 @dataclass
@@ -181,10 +191,9 @@ class SubtreeLibrary:
             var = max(sigma * sigma, float(sse[ok].min()) / m, 1e-300)
             c_sd = np.sqrt(var / gg)
             log_w = self.log_p - sse / (2 * var)
-            for j in np.flatnonzero(ok & has_c):
-                r = self.entries[j][0][self.slot[j]]
-                log_w[j] += leaf_log_prob(self.prior, r, float(c_hat[j])) + \
-                    0.5 * math.log(2 * math.pi) + math.log(c_sd[j])
+            with_c = ok & has_c
+            log_w[with_c] += _constant_log_prob(self.prior, c_hat[with_c]) + \
+                0.5 * math.log(2 * math.pi) + np.log(c_sd[with_c])
         log_w = np.where(ok & np.isfinite(log_w), log_w, -np.inf)
         top = log_w.max()
         if not np.isfinite(top):
