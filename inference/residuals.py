@@ -30,6 +30,7 @@ array([0.        , 0.84147098, 0.90929743])
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,14 @@ def _path(phi: Program, v: int) -> list[tuple[int, int, list[tuple[int, int]]]]:
     return out
 
 
+def _as_points(out: Any, n: int) -> np.ndarray:
+    """A subtree's output as n float64 values (a constant subtree gives a scalar)."""
+    arr = np.asarray(out, dtype=np.float64)
+    if arr.shape == (n,):
+        return arr
+    return np.full(n, arr.item()) if arr.size == 1 else np.broadcast_to(arr, (n,))
+
+
 def subtree_targets(phi: Program, v: int, env: Mapping[str, np.ndarray], y: np.ndarray
                     ) -> np.ndarray | None:
     """The outputs node ``v``'s subtree would need for ``phi`` to give ``y`` on the inputs
@@ -127,8 +136,8 @@ def subtree_targets(phi: Program, v: int, env: Mapping[str, np.ndarray], y: np.n
             inverse = INVERSES.get((op.name, k)) if op.kind == KIND_FUNCTION else None
             if inverse is None or op.boolean:
                 return None
-            outs = [np.broadcast_to(np.asarray(Program.unchecked(
-                phi.grammar, phi.prods[s:e], phi.values[s:e], phi.inputs).evaluate_numpy(env),
-                dtype=np.float64), (n,)) for s, e in others]
+            outs = [_as_points(Program.unchecked(phi.grammar, phi.prods[s:e], phi.values[s:e],
+                                                 phi.inputs).evaluate_numpy(env), n)
+                    for s, e in others]
             z = np.asarray(inverse(z, outs), dtype=np.float64)
     return np.where(np.isfinite(z), z, np.nan)

@@ -187,7 +187,7 @@ class SubtreeLibrary:
             if size_budget is not None:
                 ok &= self.size <= size_budget
             if not ok.any():
-                return Scores(np.full(len(self), -np.inf), c_hat, c_hat)
+                return Scores(np.full(len(self), -np.inf), c_hat, np.full(len(self), np.nan))
             var = max(sigma * sigma, float(sse[ok].min()) / m, 1e-300)
             c_sd = np.sqrt(var / gg)
             log_w = self.log_p - sse / (2 * var)

@@ -270,9 +270,10 @@ def library_or_regenerate(rng: np.random.Generator, ctx: Context, state: GibbsSt
     incremental likelihood lets it read the data, else a regenerate move; which one runs
     depends only on the other sites' values (through the view), so the kernel is a fixed
     mixture during the move and stays exact."""
-    if library_data(view) is None:
+    data = library_data(view)
+    if data is None:
         return STRUCTURE_MOVES["regenerate"](rng, ctx, state, site, view)
-    return library(rng, ctx, state, site, view)
+    return library(rng, ctx, state, site, view, data)
 
 
 STRUCTURE_MOVES["library"] = library_or_regenerate

@@ -28,14 +28,16 @@ from inference.residuals import subtree_targets
 from inference.target import SiteInfo
 from ppl.program import Program
 
-__all__ = ["PRIOR_SHARE", "library", "library_data"]
+__all__ = ["PRIOR_SHARE", "LibraryData", "library", "library_data"]
+
+LibraryData = tuple[dict[str, np.ndarray], np.ndarray, float]
+"""What the library move reads from a view: (inputs by name, observations y, σ / √β)."""
 
 PRIOR_SHARE = 0.1
 """w: the budgeted prior's share of the library move's proposal."""
 
 
-def library_data(view: ProgramLikelihood | None
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray, float] | None:
+def library_data(view: ProgramLikelihood | None) -> LibraryData | None:
     """(inputs by name, observations y, noise scale σ / √β) of a view with one call and
     one factor over n points; None otherwise.
 
@@ -60,9 +62,11 @@ def library_data(view: ProgramLikelihood | None
 
 
 def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
-            view: ProgramLikelihood | None) -> tuple[GibbsState, MoveInfo]:
-    """The library move (module docstring)."""
-    data = library_data(view)
+            view: ProgramLikelihood | None, data: LibraryData | None = None
+            ) -> tuple[GibbsState, MoveInfo]:
+    """The library move (module docstring); ``data`` is ``library_data(view)`` when the
+    caller has it already."""
+    data = data if data is not None else library_data(view)
     if data is None or view is None:
         return state, REJECTED
     env, y, sigma = data
