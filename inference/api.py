@@ -340,6 +340,8 @@ def _assemble(results: list[ChainResult], plan: str, common: dict[str, Any]) -> 
     log_lik = {k: np.stack([r.pointwise[k][:n] for r in ok]) for k in ok[0].pointwise}
     attrs: dict[str, Any] = {"plan": plan, "chains": [r.chain for r in ok],
                              "seconds": [round(r.elapsed, 3) for r in ok]}
+    if any(r.search is not None for r in ok):
+        attrs["search"] = [r.search for r in ok]
     if "swap_accepted" in stats:
         with warnings.catch_warnings():  # a pair never proposed has no rate
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -118,6 +118,17 @@ class McmcOptions:
     """Parallel tempering rungs on the likelihood (1: no tempering)."""
     beta_min: float = 0.05
     """The hottest rung's β on the geometric ladder β_k = beta_min^(k/(K−1))."""
+    search_share: float = 0.5
+    """With ``max_time`` and a program site: the share of the budget spent in the search
+    phase (:mod:`inference.mcmc.search`: a tempered population with restarts, nothing
+    kept) before the exact chain at β = 1 starts from the best state found; 0 turns it
+    off."""
+    search_rungs: int = 4
+    """Walkers of the search phase, on the ladder β_k = search_beta_min^(k/(W−1))."""
+    search_beta_min: float = 0.001
+    """The hottest walker's β in the search phase."""
+    search_patience: int = 50
+    """Sweeps a search walker may go without improving its best before it restarts."""
     blocks: Sequence[tuple[str, Any]] | None = None
     """The Gibbs plan by hand, e.g. ``[("ProgramMH", "f"), ("RW", ["sigma"])]``."""
     collapsed: bool = False
@@ -138,6 +149,13 @@ class McmcOptions:
         check_int("init_candidates", self.init_candidates, 1)
         check_int("num_rungs", self.num_rungs, 1)
         check_int("cache_size", self.cache_size, 0)
+        check_int("search_rungs", self.search_rungs, 1)
+        check_int("search_patience", self.search_patience, 1)
+        share, b_min = self.search_share, self.search_beta_min
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+            raise PPLError(f"search_share must be in [0, 1); got {share!r}.")
+        if isinstance(b_min, bool) or not isinstance(b_min, (int, float)) or not 0 < b_min < 1:
+            raise PPLError(f"search_beta_min must be in (0, 1); got {b_min!r}.")
         check_bool("collapsed", self.collapsed)
         b = self.beta_min
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < 1:

@@ -25,13 +25,14 @@ import torch
 from tqdm.auto import tqdm
 
 from inference.config import RunConfig
-from inference.mcmc.gibbs import Gibbs
+from inference.mcmc.gibbs import Gibbs, GibbsState
+from inference.mcmc.search import search
 from inference.mcmc.tempering import geometric_ladder, swap
 from inference.target import Target
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
-__all__ = ["ChainResult", "ChainSpec", "make_specs", "run_chain", "run_chains"]
+__all__ = ["ChainResult", "ChainSpec", "make_specs", "run_chain", "run_chains", "searches"]
 
 
 class ChainSpec(NamedTuple):
@@ -71,6 +72,9 @@ class ChainResult(NamedTuple):
     """Seconds spent in this chain."""
     cut_short: bool
     """True when ``max_time`` stopped the chain early."""
+    search: dict[str, float] | None = None
+    """What the search phase did (:class:`~inference.mcmc.search.SearchResult`'s numbers),
+    or None without one."""
 
 
 def run_chain(spec: ChainSpec) -> ChainResult:
@@ -92,6 +96,7 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
     stats: dict[str, list[Any]] = {k: [] for k in ("lp", "acceptance_rate", "move",
                                                      "accepted", "n_invalid", "diverging")}
     pointwise: dict[str, list[np.ndarray]] = {}
+    found: dict[str, float] | None = None
     try:
         rng = np.random.default_rng(spec.seed)
         kernels = []
@@ -104,6 +109,10 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
         target = kernels[0].target
         num_warmup, num_samples, thin = cfg.warmup, cfg.num_samples, cfg.thin
         states = [k.init(rng, cfg.init_values, num_warmup) for k in kernels]
+        if searches(cfg, target):
+            assert cfg.max_time is not None
+            deadline = start + cfg.mcmc.search_share * cfg.max_time
+            states[0], found = _search(rng, spec, kernels[0], states[0], deadline)
         draws = {name: [] for name in target.latents}
         pointwise = {name: [] for name in target.observed}
         if len(kernels) > 1:
@@ -115,7 +124,7 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
         for i in range(total):
             if cfg.max_time is not None and time.perf_counter() - start > cfg.max_time:
                 bar.close()
-                return _result(spec, draws, stats, pointwise, None, start, True)
+                return _result(spec, draws, stats, pointwise, None, start, True, found)
             warm = i < num_warmup
             infos = []
             for k, kernel in enumerate(kernels):
@@ -133,8 +142,48 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
     except PPLError:  # bad input (e.g. no valid initial state) is the caller's error
         raise
     except Exception:  # a crashed chain is reported; the other chains are kept
-        return _result(spec, draws, stats, pointwise, traceback.format_exc(), start, False)
-    return _result(spec, draws, stats, pointwise, None, start, False)
+        return _result(spec, draws, stats, pointwise, traceback.format_exc(), start, False,
+                       found)
+    return _result(spec, draws, stats, pointwise, None, start, False, found)
+
+
+def searches(config: RunConfig, target: Target) -> bool:
+    """Whether a chain runs the search phase first: a time budget, a program site and a
+    positive ``search_share`` (:mod:`inference.mcmc.search`).
+
+    Examples
+    --------
+    >>> import ppl
+    >>> from inference.target import Target
+    >>> def model():
+    ...     ppl.sample("f", ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2))
+    >>> target = Target(model, (), {})
+    >>> searches(RunConfig.build(max_time=10), target), searches(RunConfig.build(), target)
+    (True, False)
+    """
+    return (config.max_time is not None and config.mcmc.search_share > 0
+            and any(site.kind == PROGRAM for site in target.latents.values()))
+
+
+def _search(rng: np.random.Generator, spec: ChainSpec, kernel: Gibbs, state: GibbsState,
+            deadline: float) -> tuple[GibbsState, dict[str, float]]:
+    """The search phase until ``deadline`` (a ``time.perf_counter`` time): ``kernel``
+    (β = 1) and hotter walkers on the search ladder; the exact chain restarts from the best
+    state found."""
+    cfg = spec.config
+    walkers, states = [kernel], [state]
+    for beta in geometric_ladder(cfg.mcmc.search_rungs, cfg.mcmc.search_beta_min)[1:]:
+        target = Target(spec.model, spec.args, spec.kwargs,
+                        seed=int(spec.seed.generate_state(1)[0]), given=spec.given,
+                        data_sites=spec.data_sites, beta=float(beta))
+        walkers.append(Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend, cfg.amortized))
+        states.append(walkers[-1].init(rng, cfg.init_values, cfg.warmup))
+    seconds = deadline - time.perf_counter()
+    states, found = search(rng, walkers, states, seconds, cfg.mcmc.search_patience)
+    info = {"sweeps": float(found.sweeps), "restarts": float(found.restarts),
+            "swap_rate": found.swap_rate, "seconds": found.seconds,
+            "log_joint": found.log_joint}
+    return kernel.restart(rng, states[0], found.values, cfg.warmup), info
 
 
 def _record(target: Target, state: Any, info: Any, draws: dict[str, list[Any]],
@@ -155,10 +204,10 @@ def _record(target: Target, state: Any, info: Any, draws: dict[str, list[Any]],
 
 def _result(spec: ChainSpec, draws: dict[str, list[Any]], stats: dict[str, list[Any]],
             pointwise: dict[str, list[np.ndarray]], error: str | None, start: float,
-            cut: bool) -> ChainResult:
+            cut: bool, search: dict[str, float] | None = None) -> ChainResult:
     return ChainResult(spec.chain, draws, {k: np.asarray(v) for k, v in stats.items()},
                        {k: np.asarray(v) for k, v in pointwise.items()}, error,
-                       time.perf_counter() - start, cut)
+                       time.perf_counter() - start, cut, search)
 
 
 def _one_thread() -> None:

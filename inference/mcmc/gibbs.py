@@ -185,7 +185,35 @@ class Gibbs:
             if b.kind == PROGRAM:
                 step[f"{b.name}.rw"] = 0.5
                 step[f"{b.name}.mala"] = 0.1
-        best: GibbsState | None = None
+        values = self.draw_start(rng, init_values, check=True)
+        best = GibbsState(values, self.target.log_joint(values), step, 0)
+        if self.collapsed:
+            self.workspace.require_views(self.target, best.values)
+        kernels = tuple(block.init(best.values, num_warmup, int(rng.integers(2**63)))
+                        for block in self.context.nuts_blocks)
+        return best._replace(nuts=kernels)
+
+    def restart(self, rng: np.random.Generator, state: GibbsState, values: dict[str, Any],
+                num_warmup: int) -> GibbsState:
+        """``state`` moved to ``values`` with its NUTS blocks set up again to adapt during
+        the next ``num_warmup`` steps (step sizes kept): how an exact chain starts from
+        what the search phase found."""
+        kernels = tuple(block.init(values, num_warmup, int(rng.integers(2**63)))
+                        for block in self.context.nuts_blocks)
+        if self.collapsed:
+            self.workspace.require_views(self.target, values)
+        return state._replace(values=values, log_joint=self.target.log_joint(values),
+                              nuts=kernels)
+
+    def draw_start(self, rng: np.random.Generator,
+                   init_values: Mapping[str, Any] | None = None, check: bool = False
+                   ) -> dict[str, Any]:
+        """The values of :meth:`init`'s start: the best (highest log joint) of
+        ``init_candidates`` valid draws, ``init_values`` held; with ``check``, the target's
+        scoring fast path is verified on the first valid draws. Also a fresh restart of the
+        search phase (:mod:`inference.mcmc.search`)."""
+        best: dict[str, Any] | None = None
+        best_lj = -math.inf
         fails = 0
         found: list[dict[str, Any]] = []
         while len(found) < self.options.init_candidates and fails < INIT_TRIES:
@@ -197,13 +225,13 @@ class Gibbs:
                 continue
             fails = 0
             found.append(values)
-            if len(found) == FAST_CHECKS:
+            if check and len(found) == FAST_CHECKS:
                 self.target.check_fast(found)
-            if best is None or lj > best.log_joint:
-                best = GibbsState(values, lj, step, 0)
+            if best is None or lj > best_lj:
+                best, best_lj = values, lj
             if init_values is not None and len(init_values) == len(self.sites):
                 break
-        if found and len(found) < FAST_CHECKS:
+        if check and found and len(found) < FAST_CHECKS:
             self.target.check_fast(found)
         if best is None:
             names = ", ".join(b.name for b in self.sites)
@@ -211,12 +239,7 @@ class Gibbs:
                 f"No valid initial state in {INIT_TRIES} tries (every draw gave log density "
                 f"-inf or nan) for sites: {names}. Check that the data can be explained at "
                 "all, or pass init_values.")
-        best = best._replace(log_joint=self.target.log_joint(best.values))
-        if self.collapsed:
-            self.workspace.require_views(self.target, best.values)
-        kernels = tuple(block.init(best.values, num_warmup, int(rng.integers(2**63)))
-                        for block in self.context.nuts_blocks)
-        return best._replace(nuts=kernels)
+        return best
 
     # ------------------------------------------------------------------ step
     def step(self, rng: np.random.Generator, state: GibbsState, adapt: bool = False

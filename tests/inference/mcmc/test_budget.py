@@ -42,7 +42,9 @@ def test_max_time_too_short_for_warmup_is_an_error():
 
 @pytest.mark.parametrize("kwargs", [{"max_time": 0}, {"max_time": -1}, {"max_time": "1"},
                                     {"num_rungs": 0}, {"beta_min": 1.5},
-                                    {"beta_min": 0.0}], ids=str)
+                                    {"beta_min": 0.0}, {"search_share": 1.0},
+                                    {"search_share": -0.1}, {"search_beta_min": 0.0},
+                                    {"search_rungs": 0}, {"search_patience": 0}], ids=str)
 def test_bad_budget_or_ladder_is_rejected(kwargs):
     with pytest.raises(ppl.PPLError):
         infer(model, X, y=Y, num_samples=5, num_chains=1, chain_method="sequential",
@@ -63,3 +65,22 @@ def test_default_warmup_leaves_the_budget_for_draws():
                      chain_method="sequential", progress=False, max_time=5.0,
                      blocks=[("ProgramMH", "f"), ("RW", "sigma")])
     assert post.num_draws > 0
+
+
+def test_search_phase_only_with_a_budget():
+    """max_time turns the search phase on (its record in attrs); search_share=0 and runs
+    without a budget have none."""
+    with pytest.warns(RunWarning, match="max_time"):
+        post = infer(model, X, y=Y, num_samples=10**6, num_warmup=5, num_chains=1,
+                     progress=False, max_time=2.0, search_patience=3)
+    (record,) = post.attrs["search"]
+    assert record["sweeps"] > 0 and record["restarts"] > 0
+    assert 0.0 <= record["swap_rate"] <= 1.0
+    assert 0 < record["seconds"] < 2.0
+    assert np.isfinite(record["log_joint"])
+    with pytest.warns(RunWarning, match="max_time"):
+        post = infer(model, X, y=Y, num_samples=10**6, num_warmup=5, num_chains=1,
+                     progress=False, max_time=1.0, search_share=0)
+    assert "search" not in post.attrs
+    post = infer(model, X, y=Y, num_samples=5, num_warmup=5, num_chains=1, progress=False)
+    assert "search" not in post.attrs

@@ -127,3 +127,45 @@ def test_tempering_broken_twin_fails(exact, monkeypatch):
                  beta_min=0.05)
     p_value, _tv, _null, z, _ = _check(post, exact)
     assert p_value < 0.001 or abs(z) > 4
+
+
+def test_timed_run_with_search_matches_enumeration(exact):
+    """With max_time the search phase (tempered population, restarts) picks each chain's
+    start; the kept draws come from the exact chain after it."""
+    post = infer(model, X, y=Y, method="mcmc", num_samples=5000, num_warmup=300,
+                 num_chains=4, seed=0, chain_method="sequential", progress=False,
+                 max_time=200.0, search_share=0.005, search_patience=5)
+    assert post.num_draws == 5000
+    assert len(post.attrs["search"]) == 4
+    assert all(s["sweeps"] > 0 and s["restarts"] > 0 for s in post.attrs["search"])
+    p_value, tv, null, z, ess = _check(post, exact)
+    assert ess > 500
+    assert p_value > 0.001 and tv < null and abs(z) < 4
+
+
+def test_search_as_a_sampler_is_the_broken_twin(exact):
+    """The search's own visits (restarts from the elite, no exact chain) are not posterior
+    draws: the same checks reject them."""
+    from inference.mcmc.gibbs import Gibbs
+    from inference.mcmc.search import search
+    from inference.mcmc.tempering import geometric_ladder
+    from inference.target import Target
+
+    rng = np.random.default_rng(0)
+    kernels = [Gibbs(Target(model, (X,), {"y": Y}, beta=float(b)))
+               for b in geometric_ladder(4, 0.001)]
+    states = [k.init(rng) for k in kernels]
+    visits: list = []
+    search(rng, kernels, states, seconds=600.0, patience=5, max_sweeps=4000,
+           callback=lambda i, s: visits.append(s[0].values["f"]))
+    draws = np.empty(len(visits), dtype=object)
+    draws[:] = visits
+    counts: dict = {}
+    for p in visits:
+        counts[p] = counts.get(p, 0) + 1
+    sizes = np.array([p.size for p in visits], dtype=float)
+    ess = float(az.ess(sizes[None, :]))
+    p_value = gtest_pvalue(counts, exact, top_k=25, ess=ess)
+    mean_size = sum(p.size * q for p, q in exact.items())
+    z = (sizes.mean() - mean_size) / float(az.mcse(sizes[None, :]))
+    assert p_value < 0.001 or abs(z) > 4
