@@ -6,7 +6,7 @@ noise scale σ ~ HalfNormal(0.5), and outputs y ~ Normal(φ(x), σ²). The scrip
 into a factor graph (``ppl.World``), saves its picture, and asks:
 
 - **posterior** p(φ, σ | x, y): 15 observed pairs from y = x + sin(x) (plan printed:
-  ``Gibbs: ProgramMH[f] + NUTS[sigma]``);
+  ``Gibbs: ProgramMH[f] + Noise[sigma]``);
 - **forward** p(y | x, φ, σ): predictions of the most probable program at new inputs
   (ancestral simulation: nothing observed downstream);
 - **reverse** p(x | y, φ, σ): which input produced the output y = 2.0 under that program

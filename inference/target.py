@@ -119,6 +119,10 @@ class Target:
         self.latents: dict[str, SiteInfo] = {
             name: SiteInfo.of(site) for name, site in found.sites.items() if site.latent}
         """Latent site -> what inference needs to know of it, in execution order."""
+        self.example: dict[str, Any] = {
+            name: site.value for name, site in found.sites.items() if site.latent}
+        """The latent sites' values in the discovery run (a draw from the prior): where a
+        kernel reads the model's structure (e.g. which likelihood a noise scale enters)."""
         self.observed: dict[str, Any] = {
             name: site.value for name, site in found.sites.items() if site.observed}
         """Observed site -> its data (checked: finite, non-empty, of its distribution's

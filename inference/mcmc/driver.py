@@ -10,6 +10,7 @@ parallel processes by default (``spawn`` context, one torch thread each) or on a
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import pickle
 import sys
@@ -117,14 +118,22 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
         pointwise = {name: [] for name in target.observed}
         if len(kernels) > 1:
             stats["swap_accepted"] = []
-        total = num_warmup + num_samples * thin
-        bar = tqdm(total=total, position=spec.chain, desc=f"chain {spec.chain}",
-                   disable=not cfg.progress, leave=False)
+        bar = tqdm(total=num_warmup + num_samples * thin, position=spec.chain,
+                   desc=f"chain {spec.chain}", disable=not cfg.progress, leave=False)
         swaps = np.full(len(kernels) - 1, np.nan)
-        for i in range(total):
-            if cfg.max_time is not None and time.perf_counter() - start > cfg.max_time:
+        # after a search, warmup yields to the budget: it ends at num_warmup sweeps or when
+        # half the time left is spent, so the exact chain always keeps draws
+        warm_until = None if found is None or cfg.max_time is None else \
+            (time.perf_counter() + start + cfg.max_time) / 2
+        for i in itertools.count():
+            if i >= num_warmup + num_samples * thin:
+                break
+            now = time.perf_counter()
+            if cfg.max_time is not None and now - start > cfg.max_time:
                 bar.close()
                 return _result(spec, draws, stats, pointwise, None, start, True, found)
+            if warm_until is not None and i < num_warmup and now > warm_until:
+                num_warmup = i
             warm = i < num_warmup
             infos = []
             for k, kernel in enumerate(kernels):

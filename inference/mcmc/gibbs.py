@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from inference.config import BACKENDS, AmortizedOptions, McmcOptions, NutsOptions
-from inference.mcmc.blocks import collapsed, continuous, discrete, nuts, program
+from inference.mcmc.blocks import collapsed, continuous, discrete, noise, nuts, program
 from inference.mcmc.blocks.base import BlockInfo, Context, GibbsState, MoveChoice, Workspace
 from inference.mcmc.moves import MOVES
 from inference.mcmc.nuts_block import NumpyroNutsBlock, NutsBlock
@@ -147,13 +147,39 @@ class Gibbs:
         self.options = options
         self.backend = backend
         self.sites = list(target.latents.values())
-        self.plan = make_plan(target.latents, options.blocks)
+        if options.blocks is not None:
+            make_plan(target.latents, options.blocks)  # a plan by hand is checked first
+        self.noise = self._noise(target, options.blocks)
+        """Noise site → the observed Normal sites whose scale it is (its residuals)."""
+        self.plan = make_plan(target.latents, options.blocks, self.noise)
         block = NutsBlock if backend == "pyro" else NumpyroNutsBlock
         self.workspace = Workspace(options.cache_size)
         self.context = Context(target, options, nuts, self.workspace,
                                tuple(block(target, sites, nuts)
                                      for kind, sites in self.plan if kind == "NUTS"),
                                MoveChoice.of(weights), amortized)
+
+    @staticmethod
+    def _noise(target: Target, blocks: Any) -> dict[str, list[str]]:
+        """The Noise blocks' sites and their likelihoods: by default every continuous site
+        that is the scale of an observed Normal site (read at the target's example
+        values); with a plan by hand, its Noise blocks' sites, which must be such scales."""
+        if blocks is None:
+            wanted = [s for s in target.latents.values() if s.kind == CONTINUOUS]
+        else:
+            by_hand = [n for kind, names in blocks if kind == "Noise"
+                       for n in ([names] if isinstance(names, str) else names)]
+            wanted = [target.latents[n] for n in by_hand
+                      if n in target.latents and target.latents[n].kind == CONTINUOUS]
+        found = {s.name: noise.noise_sites(target, target.example, s) for s in wanted}
+        if blocks is not None:
+            for name, sites in found.items():
+                if not sites:
+                    raise PPLError(f"Block Noise cannot update {name!r}: it must be a scalar "
+                                   "positive site that is the scale of an observed Normal "
+                                   "site (Normal(loc, sigma) or Normal(loc, sigma + c)); use "
+                                   "NUTS or RW for it.")
+        return {name: sites for name, sites in found.items() if sites}
 
     @property
     def collapsed(self) -> bool:
@@ -253,6 +279,12 @@ class Gibbs:
                 state, info = nuts.step(rng, self.context, state, nuts_index, adapt)
                 nuts_index += 1
                 infos.append(info)
+                continue
+            if kind == "Noise":
+                for site in sites:
+                    state, info = noise.step(rng, self.context, state, site,
+                                             self.noise[site.name])
+                    infos.append(info)
                 continue
             block = collapsed.step if kind == "ProgramMH" and self.collapsed \
                 else BLOCK_STEPS[kind]

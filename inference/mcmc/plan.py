@@ -6,7 +6,7 @@ A plan is a list of ``(kernel, sites)`` blocks that covers every latent site exa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from inference.target import SiteInfo
@@ -15,18 +15,21 @@ from ppl.trace import CONTINUOUS, DISCRETE, PROGRAM
 
 __all__ = ["BLOCK_KERNELS", "make_plan"]
 
-BLOCK_KERNELS = ("ProgramMH", "NUTS", "RW", "DiscreteMH")
-"""Block kernels a plan may use: program moves, NUTS, per-site random walk, discrete MH."""
+BLOCK_KERNELS = ("ProgramMH", "NUTS", "RW", "Noise", "DiscreteMH")
+"""Block kernels a plan may use: program moves, NUTS, per-site random walk, a Normal
+likelihood's scale from its residuals (:mod:`inference.mcmc.blocks.noise`), discrete MH."""
 _ALLOWED = {"ProgramMH": {PROGRAM}, "NUTS": {CONTINUOUS}, "RW": {CONTINUOUS},
-            "DiscreteMH": {DISCRETE}}
+            "Noise": {CONTINUOUS}, "DiscreteMH": {DISCRETE}}
 
 
-def make_plan(latents: Mapping[str, SiteInfo], blocks: Sequence[tuple[str, Any]] | None = None
-              ) -> list[tuple[str, list[SiteInfo]]]:
+def make_plan(latents: Mapping[str, SiteInfo], blocks: Sequence[tuple[str, Any]] | None = None,
+              noise: Collection[str] = ()) -> list[tuple[str, list[SiteInfo]]]:
     """The Gibbs plan: (kernel, sites) blocks covering every latent site exactly once.
 
-    Default: ``ProgramMH`` per program site, one ``NUTS`` block on all continuous sites,
-    ``DiscreteMH`` per discrete site, in the model's order. By hand, ``blocks`` is a
+    Default: ``ProgramMH`` per program site, a ``Noise`` block per site in ``noise`` (the
+    scales of Normal likelihoods, :func:`inference.mcmc.blocks.noise.noise_sites`), one
+    ``NUTS`` block on the other continuous sites, ``DiscreteMH`` per discrete site, in the
+    model's order. By hand, ``blocks`` is a
     sequence of ``(kernel, sites)`` pairs with kernel in :data:`BLOCK_KERNELS` and sites a
     name or a list of names; NUTS and RW take only continuous sites (no program or discrete
     site in a gradient block), ProgramMH only programs, DiscreteMH only discrete sites with
@@ -51,12 +54,15 @@ def make_plan(latents: Mapping[str, SiteInfo], blocks: Sequence[tuple[str, Any]]
                            "a finite support (e.g. Categorical) or use method='importance'.")
     if blocks is None:
         plan: list[tuple[str, list[SiteInfo]]] = []
-        continuous = [s for s in latents.values() if s.kind == CONTINUOUS]
+        continuous = [s for s in latents.values()
+                      if s.kind == CONTINUOUS and s.name not in noise]
         for s in latents.values():
             if s.kind == PROGRAM:
                 plan.append(("ProgramMH", [s]))
             elif s.kind == DISCRETE:
                 plan.append(("DiscreteMH", [s]))
+            elif s.name in noise:
+                plan.append(("Noise", [s]))
             elif s is continuous[0]:
                 plan.append(("NUTS", continuous))
         return plan

@@ -6,7 +6,7 @@
   the analytic posterior N(μ, s²), matched within 4 MCSE (mean and sd); a broken twin (the
   squared posterior) fails the same check;
 - posterior p(φ | x, y): the same draws as ``infer`` with the same seed;
-- the plan: "auto" prints ``Gibbs: ProgramMH[f] + NUTS[sigma]``; faults are PPLErrors.
+- the plan: "auto" prints ``Gibbs: ProgramMH[f] + Noise[sigma]``; faults are PPLErrors.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_auto_prints_its_plan(capsys: pytest.CaptureFixture[str]) -> None:
     y = np.sin(X) + 0.1
     post = query(noisy_curve, given={"y": y}, model_args=(X,), num_samples=10,
                  num_warmup=10, num_chains=1, progress=False)
-    assert capsys.readouterr().out.strip() == "Gibbs: ProgramMH[f] + NUTS[sigma]"
+    assert capsys.readouterr().out.strip() == "Gibbs: ProgramMH[f] + Noise[sigma]"
     assert set(post.samples) == {"f", "sigma"}
 
 

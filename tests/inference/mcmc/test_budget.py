@@ -35,9 +35,18 @@ def test_max_time_cuts_short_with_a_warning():
 
 
 def test_max_time_too_short_for_warmup_is_an_error():
+    """Without the search phase, num_warmup sweeps are kept to: no draws is an error."""
     with pytest.warns(RunWarning), pytest.raises(ppl.PPLError, match="No draws"):
         infer(model, X, y=Y, num_samples=10, num_warmup=10**6, num_chains=1,
-              chain_method="sequential", progress=False, max_time=0.5)
+              chain_method="sequential", progress=False, max_time=0.5, search_share=0)
+
+
+def test_after_a_search_warmup_yields_to_the_budget():
+    """After the search, warmup ends at num_warmup sweeps or half the time left."""
+    with pytest.warns(RunWarning, match="max_time"):
+        post = infer(model, X, y=Y, num_samples=10**6, num_warmup=10**6, num_chains=1,
+                     chain_method="sequential", progress=False, max_time=2.0)
+    assert post.num_draws > 0
 
 
 @pytest.mark.parametrize("kwargs", [{"max_time": 0}, {"max_time": -1}, {"max_time": "1"},

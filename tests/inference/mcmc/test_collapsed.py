@@ -226,7 +226,7 @@ def test_collapsed_with_a_latent_noise_scale_runs():
 
     post = infer(model, X, y=Y, method="mcmc", collapsed=True, num_samples=50,
                  num_warmup=20, num_chains=1, progress=False)
-    assert post.attrs["plan"] == "Gibbs: ProgramMH[f] (collapsed: Laplace) + NUTS[sigma]"
+    assert post.attrs["plan"] == "Gibbs: ProgramMH[f] (collapsed: Laplace) + Noise[sigma]"
     assert np.all(np.isfinite(post.stats["lp"]))
 
 

@@ -3,9 +3,11 @@
 y_i ~ N(f(x_i), σ²), f from the 302-program tiny grammar, σ ~ HalfNormal(1). The exact
 posterior is enumeration over f with σ integrated by quadrature:
 p(f | y) ∝ p(f) ∫ Π_i N(y_i | f(x_i), σ²) p(σ) dσ, and E[σ | y] = Σ_f p(f | y) E[σ | f, y].
-The default plan ``ProgramMH[f] + NUTS[sigma]`` must match it: a G-test on the program
-frequencies (counts deflated to the ESS), TV against its iid null, and E[σ] and E[size]
-within 4 MCSE. A broken twin (NUTS without the Jacobian of σ's log transform) fails.
+The default plan ``ProgramMH[f] + Noise[sigma]`` (σ from the residuals, an MH test) and the
+plan ``ProgramMH[f] + NUTS[sigma]`` must match it: a G-test on the program frequencies
+(counts deflated to the ESS), TV against its iid null, and E[σ] and E[size] within 4 MCSE.
+Broken twins fail: NUTS without the Jacobian of σ's log transform, and the noise block
+without its proposal densities in the ratio.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import ppl
 from inference import infer
 from inference.arviz import az
 from inference.mcmc import nuts_block
+from inference.mcmc.blocks import noise
 from ppl import dist
 from tests.stats.discrete import empirical, gtest_pvalue, tv_distance, tv_null_quantile
 
@@ -62,7 +65,10 @@ def exact() -> tuple[dict[Any, float], float]:
     return _exact()
 
 
-def _run(seed: int = 0, draws: int = 2000) -> Any:
+NUTS_PLAN = [("ProgramMH", "f"), ("NUTS", "sigma")]
+
+
+def _run(seed: int = 0, draws: int = 2000, **options: Any) -> Any:
     # sequential: the broken twin's monkeypatch must reach the chains (spawned workers
     # would import the unpatched kernel). 2000 draws per chain: with 1000 the ESS of the
     # program indicators is estimated unreliably (one run estimated 819 of 4000 draws where
@@ -70,7 +76,8 @@ def _run(seed: int = 0, draws: int = 2000) -> Any:
     # G-test overconfident; at 6000 draws per chain the default kernel matches the exact
     # posterior (p = 0.19, TV 0.023 against a null of 0.045).
     return infer(model, X, y=Y, method="mcmc", num_samples=draws, num_warmup=200,
-                 num_chains=4, seed=seed, progress=False, chain_method="sequential")
+                 num_chains=4, seed=seed, progress=False, chain_method="sequential",
+                 **options)
 
 
 def _check(post: Any, probs: dict[Any, float], mean_sigma: float) -> dict[str, float]:
@@ -92,10 +99,12 @@ def _check(post: Any, probs: dict[Any, float], mean_sigma: float) -> dict[str, f
             "size_z": (float(sizes.mean()) - mean_size) / float(az.mcse(sizes))}
 
 
-def test_program_and_noise_scale_match_enumeration_with_quadrature(exact: Any) -> None:
+@pytest.mark.parametrize("plan", ["Noise", "NUTS"])
+def test_program_and_noise_scale_match_enumeration_with_quadrature(exact: Any, plan: str
+                                                                   ) -> None:
     probs, mean_sigma = exact
-    post = _run()
-    assert post.attrs["plan"] == "Gibbs: ProgramMH[f] + NUTS[sigma]"
+    post = _run() if plan == "Noise" else _run(blocks=NUTS_PLAN)
+    assert post.attrs["plan"] == f"Gibbs: ProgramMH[f] + {plan}[sigma]"
     r = _check(post, probs, mean_sigma)
     assert r["ess"] > 200, r  # the G-test and TV null are deflated to this ESS
     assert r["p"] > 0.001, r
@@ -112,5 +121,15 @@ def test_broken_twin_nuts_without_jacobian(exact: Any, monkeypatch: pytest.Monke
     """Dropping log|dσ/du| samples σ from p(σ | …)/σ: E[σ] too small, caught by the check."""
     monkeypatch.setattr(nuts_block._Potential, "__call__", _without_jacobian)
     probs, mean_sigma = exact
-    r = _check(_run(draws=1000), probs, mean_sigma)
+    r = _check(_run(draws=1000, blocks=NUTS_PLAN), probs, mean_sigma)
     assert r["sigma_z"] < -4, r
+
+
+def test_broken_twin_noise_block_without_proposal_densities(
+        exact: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The residuals' proposal taken as symmetric samples σ from about p(σ | …) · q(σ):
+    caught by the E[σ] check."""
+    monkeypatch.setattr(noise, "log_q", lambda *args: 0.0)
+    probs, mean_sigma = exact
+    r = _check(_run(draws=1000), probs, mean_sigma)
+    assert abs(r["sigma_z"]) > 4, r
