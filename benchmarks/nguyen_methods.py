@@ -22,7 +22,6 @@ from benchmarks.nguyen_protocol import (
     CONSTANT_NRMSE,
     EXACT_NRMSE,
     MAX_DEPTH,
-    N_POINTS,
     NUM_WARMUP,
     SIGMA_FLOOR,
     SYMPY_CHECKS,
@@ -46,7 +45,8 @@ def _text(expr: Any) -> str | None:
 def ours_model(grammar: str, inputs: Sequence[str], scale: float) -> Callable[..., None]:
     """Our model of a data set: ``f ~ ProgramPrior(grammar, inputs, max_depth=MAX_DEPTH)``,
     ``sigma ~ HalfNormal(scale)``, ``obs ~ Normal(f(*columns), sigma + SIGMA_FLOOR·scale)``
-    at ``N_POINTS`` points; called as ``model(*columns, obs=y)``, one column per input.
+    at ``N_POINTS`` points; called as ``model(*columns, obs=y)``, one column per input: the
+    library's :func:`ppl.regression` (the user's default model, the same floor).
 
     ``run_ours`` builds it with ``scale = std(y)``; the ``ours+q`` proposals are trained
     on it with ``scale = 1`` (``benchmarks/nguyen_proposal.py``). The scale enters no part
@@ -54,18 +54,9 @@ def ours_model(grammar: str, inputs: Sequence[str], scale: float) -> Callable[..
     inputs.
     """
     import ppl
-    from ppl import dist
 
     prior = ppl.ProgramPrior(grammar, inputs=list(inputs), max_depth=MAX_DEPTH)
-    floor = SIGMA_FLOOR * scale
-
-    def model(*columns: Any, obs: Any = None) -> None:
-        f = ppl.sample("f", prior)
-        sigma = ppl.sample("sigma", dist.HalfNormal(scale))
-        with ppl.plate("data", N_POINTS):
-            ppl.sample("obs", dist.Normal(f(*columns), sigma + floor), obs=obs)
-
-    return model
+    return ppl.regression(prior, scale, SIGMA_FLOOR, observed="obs")
 
 
 def run_ours(problem: Problem, seed: int, budget: float, noise: float,

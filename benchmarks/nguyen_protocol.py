@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import sympy
 
+from ppl.models import NOISE_FLOOR
+
 LOAD = "load average (1 min) before the run"
 """Key of the machine record read before a run (the report quotes it with the command)."""
 METHODS = ("ours", "ours+q", "pyoperon", "gplearn")
@@ -35,8 +37,9 @@ EXACT_NRMSE = 1e-10
 """Primary recovery criterion (noiseless and noisy Nguyen): NRMSE on fresh points."""
 CONSTANT_NRMSE = 1e-3
 """Constant-* problems: NRMSE on fresh noiseless points below this and the same structure."""
-SIGMA_FLOOR = 1e-6
-"""Noise-scale floor of our model, relative to std(y)."""
+SIGMA_FLOOR = NOISE_FLOOR
+"""Noise-scale floor of our model, relative to std(y): the library's default
+(:data:`ppl.models.NOISE_FLOOR`, docs/decisions.md)."""
 SYMPY_TIMEOUT = 10.0
 """Seconds per sympy simplification (a guard: simplify can take minutes on big trees)."""
 NUM_WARMUP = 200

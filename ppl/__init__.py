@@ -27,6 +27,7 @@ from ppl.errors import (
     SupportError,
 )
 from ppl.grammar import Grammar, bundled_grammars
+from ppl.models import regression
 from ppl.primitives import deterministic, factor, param, plate, sample
 from ppl.prior import ConstantPrior, ProgramPrior
 from ppl.program import Program
@@ -53,6 +54,7 @@ __all__ = [
     "factor",
     "param",
     "plate",
+    "regression",
     "sample",
 ]
 

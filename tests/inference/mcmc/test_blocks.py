@@ -117,8 +117,8 @@ def test_the_kernel_keeps_its_caches_in_one_workspace() -> None:
         state, _ = k.step(rng, state)
     assert isinstance(k.workspace, Workspace) and k.context.workspace is k.workspace
     assert sum(hits + misses for hits, misses in k.workspace.stats.values()) > 0
-    assert set(vars(k)) == {"target", "options", "backend", "sites", "plan", "workspace",
-                            "context"}
+    assert set(vars(k)) == {"target", "options", "backend", "sites", "noise", "plan",
+                            "workspace", "context"}
 
 
 def test_same_chain_with_and_without_caches() -> None:
