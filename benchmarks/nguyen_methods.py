@@ -66,6 +66,7 @@ def run_ours(problem: Problem, seed: int, budget: float, noise: float,
     checked against, this run's model."""
     import torch
 
+    import ppl
     from inference import infer
     from inference.api import RunWarning
 
@@ -75,6 +76,7 @@ def run_ours(problem: Problem, seed: int, budget: float, noise: float,
     scale = float(np.std(y))
     floor = SIGMA_FLOOR * scale
     model = ours_model(problem.grammar, problem.inputs, scale)
+    prior = ppl.ProgramPrior(problem.grammar, inputs=list(problem.inputs), max_depth=MAX_DEPTH)
     columns = [X[:, i].copy() for i in range(X.shape[1])]
     extra: dict[str, Any] = {}
     options: dict[str, Any] = {}
@@ -98,6 +100,10 @@ def run_ours(problem: Problem, seed: int, budget: float, noise: float,
     lp = post.stats["lp"].reshape(-1)
     best = draws[int(np.argmax(lp))]
     env = {n: X_fresh[:, i] for i, n in enumerate(problem.inputs)}
+    searched = (post.attrs.get("search") or [None])[0]
+    best_from = "draws"
+    if searched is not None and searched["log_joint"] > float(lp.max()):
+        best, best_from = prior.parse(searched["best"]["f"]), "search"
     syms = symbols(problem)
 
     def as_sympy(p: Any) -> Any:
@@ -106,13 +112,17 @@ def run_ours(problem: Problem, seed: int, budget: float, noise: float,
 
     best_expr = as_sympy(best)
     result = check(problem, best_expr, best(**env), truth, X_fresh)
+    first = first_recovery(problem, prior, searched, env, truth, X_fresh, as_sympy)
     top = post.programs("f", top=1, simplify=False).iloc[0]
     p_true, checked = _posterior_true(problem, draws, lp, env, truth, X_fresh, as_sympy)
     return {"best_program": str(best), "best_sympy": _text(best_expr), **result,
             "wall_time": wall, "cpu_seconds": cpu,
             "chain_seconds": float(post.attrs["seconds"][0]),
             "num_draws": len(draws), "num_warmup": NUM_WARMUP,
-            "best_log_joint": float(lp.max()),
+            "best_log_joint": float(lp.max()), "best_from": best_from,
+            "first_recovery_seconds": first,
+            "search": None if searched is None else {
+                k: searched[k] for k in ("sweeps", "restarts", "swap_rate", "seconds")},
             "top_program": str(top["program"]), "top_probability": float(top["probability"]),
             "p_true": p_true, "distinct_programs": len({p.key for p in draws}),
             "sympy_checked_programs": checked, "move_sample": _move_sample(post),
@@ -121,6 +131,19 @@ def run_ours(problem: Problem, seed: int, budget: float, noise: float,
             "settings": {"grammar": problem.grammar, "max_depth": MAX_DEPTH,
                          "sigma": f"HalfNormal({scale:.4g}) + {floor:.3g}",
                          "num_chains": 1, "program_moves": 10}, **extra}
+
+
+def first_recovery(problem: Problem, prior: Any, searched: dict[str, Any] | None,
+                   env: dict[str, np.ndarray], truth: np.ndarray, X_fresh: np.ndarray,
+                   as_sympy: Callable[[Any], Any]) -> float | None:
+    """Seconds from the chain's start until the search's best program first recovered the
+    target (by :func:`check`), or None (no search, or never during the search)."""
+    for seconds, best in (searched or {}).get("history", []):
+        program = prior.parse(best["f"])
+        with np.errstate(all="ignore"):
+            if check(problem, as_sympy(program), program(**env), truth, X_fresh)["recovered"]:
+                return float(seconds)
+    return None
 
 
 def _move_sample(post: Any) -> dict[str, dict[str, float]]:

@@ -108,6 +108,21 @@ def effort(records: list[dict[str, Any]], methods: list[str]) -> list[str]:
                 lines.append(f"- {m}: {np.median(sweeps):,.0f} sweeps per run (median), each "
                              f"10 program proposals: about {10 * np.median(sweeps):,.0f} "
                              "programs" + _acceptance(recs))
+            searched = [r["search"] for r in recs if r.get("search")]
+            if searched:
+                lines.append(
+                    f"- {m}: a search phase of {np.median([x['seconds'] for x in searched]):.1f}"
+                    f" s per run (median): {np.median([x['sweeps'] for x in searched]):,.0f} "
+                    "population sweeps (each walker one sweep), "
+                    f"{np.median([x['restarts'] for x in searched]):,.0f} restarts, swaps "
+                    f"accepted {np.nanmedian([x['swap_rate'] for x in searched]):.0%}")
+            first = [r["first_recovery_seconds"] for r in recs
+                     if r.get("first_recovery_seconds") is not None]
+            if first:
+                lines.append(f"- {m}: time to first recovery (the search's best program "
+                             f"first recovers the target): median {np.median(first):.1f} s, "
+                             f"range {min(first):.1f}–{max(first):.1f} s, over the "
+                             f"{len(first)} runs where the search recovered it")
         elif m == "pyoperon":
             ev = [r["evaluations"] for r in recs if "evaluations" in r]
             gens = [r["generations"] for r in recs if "generations" in r]

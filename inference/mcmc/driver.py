@@ -73,9 +73,10 @@ class ChainResult(NamedTuple):
     """Seconds spent in this chain."""
     cut_short: bool
     """True when ``max_time`` stopped the chain early."""
-    search: dict[str, float] | None = None
-    """What the search phase did (:class:`~inference.mcmc.search.SearchResult`'s numbers),
-    or None without one."""
+    search: dict[str, Any] | None = None
+    """What the search phase did (:class:`~inference.mcmc.search.SearchResult`'s numbers,
+    and ``history``: (seconds since the chain began, the best state's programs as text)
+    each time the best law changed), or None without one."""
 
 
 def run_chain(spec: ChainSpec) -> ChainResult:
@@ -97,7 +98,7 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
     stats: dict[str, list[Any]] = {k: [] for k in ("lp", "acceptance_rate", "move",
                                                      "accepted", "n_invalid", "diverging")}
     pointwise: dict[str, list[np.ndarray]] = {}
-    found: dict[str, float] | None = None
+    found: dict[str, Any] | None = None
     try:
         rng = np.random.default_rng(spec.seed)
         kernels = []
@@ -113,7 +114,7 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
         if searches(cfg, target):
             assert cfg.max_time is not None
             deadline = start + cfg.mcmc.search_share * cfg.max_time
-            states[0], found = _search(rng, spec, kernels[0], states[0], deadline)
+            states[0], found = _search(rng, spec, kernels[0], states[0], deadline, start)
         draws = {name: [] for name in target.latents}
         pointwise = {name: [] for name in target.observed}
         if len(kernels) > 1:
@@ -175,7 +176,7 @@ def searches(config: RunConfig, target: Target) -> bool:
 
 
 def _search(rng: np.random.Generator, spec: ChainSpec, kernel: Gibbs, state: GibbsState,
-            deadline: float) -> tuple[GibbsState, dict[str, float]]:
+            deadline: float, start: float) -> tuple[GibbsState, dict[str, Any]]:
     """The search phase until ``deadline`` (a ``time.perf_counter`` time): ``kernel``
     (β = 1) and hotter walkers on the search ladder; the exact chain restarts from the best
     state found."""
@@ -187,11 +188,16 @@ def _search(rng: np.random.Generator, spec: ChainSpec, kernel: Gibbs, state: Gib
                         data_sites=spec.data_sites, beta=float(beta))
         walkers.append(Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend, cfg.amortized))
         states.append(walkers[-1].init(rng, cfg.init_values, cfg.warmup))
-    seconds = deadline - time.perf_counter()
-    states, found = search(rng, walkers, states, seconds, cfg.mcmc.search_patience)
-    info = {"sweeps": float(found.sweeps), "restarts": float(found.restarts),
-            "swap_rate": found.swap_rate, "seconds": found.seconds,
-            "log_joint": found.log_joint}
+    began = time.perf_counter()
+    states, found = search(rng, walkers, states, deadline - began, cfg.mcmc.search_patience)
+    programs = [n for n, site in kernel.target.latents.items() if site.kind == PROGRAM]
+    info: dict[str, Any] = {
+        "sweeps": float(found.sweeps), "restarts": float(found.restarts),
+        "swap_rate": found.swap_rate, "seconds": found.seconds,
+        "log_joint": found.log_joint,
+        "best": {n: str(found.values[n]) for n in programs},
+        "history": [(round(began - start + t, 4), {n: str(v[n]) for n in programs})
+                    for t, v in found.history]}
     return kernel.restart(rng, states[0], found.values, cfg.warmup), info
 
 
@@ -213,7 +219,7 @@ def _record(target: Target, state: Any, info: Any, draws: dict[str, list[Any]],
 
 def _result(spec: ChainSpec, draws: dict[str, list[Any]], stats: dict[str, list[Any]],
             pointwise: dict[str, list[np.ndarray]], error: str | None, start: float,
-            cut: bool, search: dict[str, float] | None = None) -> ChainResult:
+            cut: bool, search: dict[str, Any] | None = None) -> ChainResult:
     return ChainResult(spec.chain, draws, {k: np.asarray(v) for k, v in stats.items()},
                        {k: np.asarray(v) for k, v in pointwise.items()}, error,
                        time.perf_counter() - start, cut, search)

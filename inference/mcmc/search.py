@@ -59,6 +59,9 @@ class SearchResult(NamedTuple):
     """Accepted fraction of the swaps proposed (NaN with one walker)."""
     seconds: float
     """Time spent."""
+    history: tuple[tuple[float, dict[str, Any]], ...] = ()
+    """(seconds since the search began, the best state) each time the best state's
+    programs changed: when each law was first the best one."""
 
 
 def _signature(values: dict[str, Any]) -> str:
@@ -142,6 +145,7 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
     for b, s in zip(best, states, strict=True):
         elite.offer(b, s.values)
     since = [0] * len(states)
+    history = [(0.0, elite.items[0][2])] if elite.items else []
     sweeps = restarts = proposed = accepted = 0
     while time.perf_counter() - start < seconds and (max_sweeps is None
                                                      or sweeps < max_sweeps):
@@ -169,9 +173,16 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
             states[k] = state._replace(values=values, log_joint=lj_k)
             best[k] = cold.log_joint(values) if k else lj_k
             since[k] = 0
+        if elite.items and _programs(elite.items[0][2]) != _programs(history[-1][1]):
+            history.append((time.perf_counter() - start, elite.items[0][2]))
         if callback is not None:
             callback(sweeps - 1, states)
     top_lj, _, top = elite.items[0]
     rate = accepted / proposed if proposed else math.nan
     return states, SearchResult(top, top_lj, sweeps, restarts, rate,
-                                time.perf_counter() - start)
+                                time.perf_counter() - start, tuple(history))
+
+
+def _programs(values: dict[str, Any]) -> tuple[str, ...]:
+    """The canonical keys of a state's programs (what a law is, constants aside)."""
+    return tuple(v.key for v in values.values() if hasattr(v, "prods"))

@@ -87,6 +87,9 @@ def test_search_phase_only_with_a_budget():
     assert 0.0 <= record["swap_rate"] <= 1.0
     assert 0 < record["seconds"] < 2.0
     assert np.isfinite(record["log_joint"])
+    times = [t for t, _ in record["history"]]
+    assert times and times == sorted(times) and 0 <= times[0] <= times[-1] < 2.0
+    assert all(PRIOR.parse(best["f"]).key for _, best in record["history"])
     with pytest.warns(RunWarning, match="max_time"):
         post = infer(model, X, y=Y, num_samples=10**6, num_warmup=5, num_chains=1,
                      progress=False, max_time=1.0, search_share=0)
