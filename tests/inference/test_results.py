@@ -312,7 +312,7 @@ def test_programs_table(post: Posterior) -> None:
 
 
 def test_programs_full_table_accounts_for_every_draw(post: Posterior) -> None:
-    table = post.programs("f", top=None, simplify=False)
+    table = post.programs("f", top=None, simplify=False, group="key")
     assert list(table.columns) == [c for c in TABLE_COLUMNS if c != "simplified"]
     draws = flat_programs(post)
     assert table["count"].sum() == len(draws)
