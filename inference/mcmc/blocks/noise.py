@@ -7,14 +7,16 @@ residuals r = y − loc of the N points is, under a flat prior on t and temperat
 
     p(t | r) ∝ t^(−βN) exp(−β S / (2 t²)),   S = Σ r²,
 
-that is t² ~ InverseGamma((βN − 1) / 2, β S / 2). The block draws t² from it, sets
-σ' = t − c, and accepts with the Metropolis–Hastings ratio of the model's own log joint
-(its prior on σ included) and of this proposal's densities at both states (each read from
-its own state's residuals and offset), so the update is exact for any prior; with a flat
-prior on the scale it is a Gibbs draw (acceptance 1). At a state where the proposal is not
-defined (offsets that differ between points, S = 0, βN ≤ 1) the block stays put, and a
-proposal to such a state is rejected: the kernel is a fixed state-dependent MH proposal,
-so it leaves the target invariant.
+that is t² ~ InverseGamma((βN − 1) / 2, β S / 2). Half the time the block draws t² from
+it and sets σ' = t − c; the other half it takes a random walk on log σ (scale
+:data:`RW_SCALE`), which moves σ where the first cannot: with an exact fit S ≈ 0 puts t
+below the floor c, and only the walk brings σ down to it. The draw is accepted with the
+Metropolis–Hastings ratio of the model's own log joint (its prior on σ included) and of the
+mixture's densities at both states (each read from its own state's residuals and offset),
+so the update is exact for any prior and any model. At a state where the residuals'
+proposal is not defined (offsets that differ between points, S = 0, βN ≤ 1) the mixture is
+the walk alone, and that is the proposal's density there: a fixed state-dependent MH
+proposal, so the target stays invariant.
 
 Why: the noise scale's NUTS transition was 26–41% of a Nguyen run's time (issue 11); this
 update costs two scoring runs of the model and mixes in one step.
@@ -38,8 +40,11 @@ import torch
 from inference.mcmc.blocks.base import BlockInfo, Context, GibbsState, accept
 from inference.target import SiteInfo, Target
 
-__all__ = ["log_q", "noise_sites", "normal_terms", "step"]
+__all__ = ["RW_SCALE", "log_mix", "log_q", "noise_sites", "normal_terms", "step"]
 
+RW_SCALE = 1.0
+"""Scale of the random walk on log σ, the other half of the proposal: it moves σ where the
+residuals' proposal cannot (an exact fit: Σr² ≈ 0 puts that proposal below the floor)."""
 RTOL = 1e-6
 """Relative tolerance of "the scale moves one for one with σ" and of "one offset c at every
 point" (float32 sites round at about 1e-7)."""
@@ -146,47 +151,70 @@ def log_q(sigma: float, offset: float, sse: float, n: int, beta: float) -> float
         math.log(2.0 * t)
 
 
-def _proposal_terms(target: Target, values: Mapping[str, Any], names: list[str],
-                    site: str) -> tuple[float, float, float, int] | None:
-    """(log joint, offset c, S, N) at ``values``; None where the proposal is undefined."""
+def _terms(target: Target, values: Mapping[str, Any], names: list[str], site: str
+           ) -> tuple[float, tuple[float, float, int] | None]:
+    """(log joint, (offset c, S, N)) at ``values``; the second is None where the residuals'
+    proposal is not defined (a scale that is not σ + c at every point, S = 0)."""
     found = normal_terms(target, values, names)
     if found is None:
-        return None
+        return target.log_joint(values), None
     lj, terms = found
     sigma = float(torch.as_tensor(values[site]).detach())
     offsets = np.concatenate([(s - sigma).reshape(-1) for _, _, s in terms])
     resid = np.concatenate([(y - loc).reshape(-1) for y, loc, _ in terms])
     c = float(offsets[0])
     if not np.allclose(offsets, c, rtol=0.0, atol=RTOL * max(abs(sigma), abs(c), 1e-300)):
-        return None
+        return lj, None
     sse = float(resid @ resid)
-    if not (math.isfinite(sse) and sse > 0):
-        return None
-    return lj, c, sse, resid.size
+    if not (math.isfinite(sse) and sse > 0 and target.beta * resid.size > 1):
+        return lj, None
+    return lj, (c, sse, resid.size)
+
+
+def log_mix(to: float, frm: float, params: tuple[float, float, int] | None, beta: float
+            ) -> float:
+    """log density of the block's proposal of σ = ``to`` from σ = ``frm``: half the
+    residuals' proposal (``params`` = (c, S, N) of the state proposed from; absent when
+    None) and half a random walk on log σ of scale :data:`RW_SCALE`.
+
+    Examples
+    --------
+    >>> from scipy.integrate import quad
+    >>> round(quad(lambda s: math.exp(log_mix(s, 0.3, (0.1, 2.0, 10), 1.0)), 0, 60,
+    ...            points=[0.3])[0], 6)
+    1.0
+    """
+    z = (math.log(to) - math.log(frm)) / RW_SCALE if to > 0 else math.inf
+    rw = -0.5 * z * z - math.log(RW_SCALE * math.sqrt(2 * math.pi)) - math.log(to) \
+        if math.isfinite(z) else -math.inf
+    if params is None:
+        return rw
+    ig = log_q(to, params[0], params[1], params[2], beta)
+    return float(np.logaddexp(math.log(0.5) + ig, math.log(0.5) + rw))
 
 
 def step(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
          names: list[str]) -> tuple[GibbsState, BlockInfo]:
-    """One update of ``site`` from the residuals of the observed sites ``names``."""
+    """One update of ``site``: a draw from the mixture of :func:`log_mix` (the residuals'
+    proposal, or a random walk on log σ), then the MH test."""
     target, beta = ctx.target, ctx.target.beta
-    here = _proposal_terms(target, state.values, names, site.name)
-    _, c, sse, n = here if here is not None else (0.0, 0.0, 0.0, 0)
-    a, b = 0.5 * (beta * n - 1.0), 0.5 * beta * sse
-    if not (a > 0 and b > 0):  # the proposal is not defined here: stay
-        return state, BlockInfo((0.0,))
-    v = b / rng.gamma(a)
-    sigma2 = math.sqrt(v) - c
-    if not sigma2 > 0:
-        return state, BlockInfo((0.0,))
     old = state.values[site.name]
+    sigma = float(old.detach())
+    _, here = _terms(target, state.values, names, site.name)
+    if here is not None and rng.random() < 0.5:
+        c, sse, n = here
+        sigma2 = math.sqrt(0.5 * beta * sse / rng.gamma(0.5 * (beta * n - 1.0))) - c
+    else:
+        sigma2 = sigma * math.exp(RW_SCALE * rng.standard_normal())
+    if not sigma2 > 0:  # outside the support: rejected
+        return state, BlockInfo((0.0,))
     value = torch.as_tensor(sigma2, dtype=old.dtype).reshape(old.shape)
     values = dict(state.values)
     values[site.name] = value
-    there = _proposal_terms(target, values, names, site.name)
-    if there is None:
-        return state, BlockInfo((0.0,))
-    lj2, c2, sse2, n2 = there
-    ratio = log_q(float(old.detach()), c2, sse2, n2, beta) - log_q(sigma2, c, sse, n, beta)
+    lj2, there = _terms(target, values, names, site.name)
+    if not math.isfinite(lj2):
+        return state, BlockInfo((0.0,), invalid=1)
+    ratio = log_mix(sigma, sigma2, there, beta) - log_mix(sigma2, sigma, here, beta)
     if math.isnan(ratio):
         return state, BlockInfo((0.0,))
     new, info = accept(rng, target, state, site.name, value, ratio, lj2)

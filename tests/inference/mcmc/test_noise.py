@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from scipy import integrate, stats
 
 import ppl
@@ -118,3 +119,21 @@ def test_broken_twin_without_proposal_densities(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(noise, "log_q", wrong)
     z_mean, _ = _check(_run())
     assert abs(z_mean) > 4, z_mean
+
+
+def exact_model(y: Any = None) -> None:
+    sigma = ppl.sample("sigma", dist.HalfNormal(1.0))
+    with ppl.plate("data", 8):
+        ppl.sample("y", dist.Normal(0.9, sigma + 1e-6), obs=y)
+
+
+def test_an_exact_fit_brings_sigma_down_to_the_floor():
+    """Σr² = 0: the residuals' proposal is undefined and the walk on log σ takes σ from
+    its start to the floor's scale (the posterior ∝ (σ + 1e-6)^-8 near 0)."""
+    kernel = Gibbs(Target(exact_model, (), {"y": np.full(8, 0.9)}))
+    assert kernel.describe() == "Gibbs: Noise[sigma]"
+    rng = np.random.default_rng(0)
+    state = kernel.init(rng, {"sigma": torch.tensor(0.5)})
+    for _ in range(300):
+        state, _ = kernel.step(rng, state)
+    assert float(state.values["sigma"]) < 1e-4
