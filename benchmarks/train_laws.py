@@ -8,9 +8,13 @@ NRMSE below 0.003 on 200 fresh noiseless points (about the error of fitted const
 this noise). Move weights, ladders and other search settings are compared here, and only
 then run on B1.
 
+With ``--noiseless`` the data are exact and the model is ``ppl.regression(prior,
+scale=std(y))`` (a learned noise scale with the library's floor, the B1 setting).
+
 Run::
 
     python -m benchmarks.train_laws --label default --budget 10
+    python -m benchmarks.train_laws --label noiseless --budget 10 --noiseless
     python -m benchmarks.train_laws --label lib --budget 10 \\
         --options '{"structure_weights": {"regenerate": 0.4, "insert_delete": 0.2,
                     "relabel": 0.2, "library": 0.2}}'
@@ -46,8 +50,11 @@ RECOVERED = 0.003
 """NRMSE on fresh points below which the best draw counts as the law."""
 
 
-def run(options: dict[str, Any], law: str, seed: int, budget: float) -> dict[str, Any]:
-    """One chain on one law: the best draw, its NRMSE on fresh points, the draws."""
+def run(options: dict[str, Any], law: str, seed: int, budget: float,
+        noiseless: bool = False) -> dict[str, Any]:
+    """One chain on one law: the best draw, its NRMSE on fresh points, the draws. With
+    ``noiseless``, the data are exact and the model is ``ppl.regression`` (a learned
+    noise scale with the library's floor), as on B1."""
     import torch
 
     import ppl
@@ -63,10 +70,15 @@ def run(options: dict[str, Any], law: str, seed: int, budget: float) -> dict[str
     sigma = 0.01 * sd
     y = clean + sigma * rng.standard_normal(20)
 
-    def model(x: Any, y: Any = None) -> None:
+    def known_noise(x: Any, y: Any = None) -> None:
         f = ppl.sample("f", prior)
         with ppl.plate("data", len(x)):
             ppl.sample("y", dist.Normal(f(x), sigma), obs=y)
+
+    model = known_noise
+    if noiseless:
+        y = clean
+        model = ppl.regression(prior, scale=sd)
 
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -94,12 +106,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--budget", type=float, default=10.0)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--laws", nargs="+", default=list(LAWS), choices=list(LAWS))
+    parser.add_argument("--noiseless", action="store_true",
+                        help="exact data, model ppl.regression (learned noise with a floor)")
     args = parser.parse_args(argv)
     options = json.loads(args.options)
     out = []
     for law in args.laws:
         for seed in (int(s) for s in args.seeds.split(",")):
-            record = {"label": args.label, **run(options, law, seed, args.budget)}
+            record = {"label": args.label,
+                      **run(options, law, seed, args.budget, args.noiseless)}
             out.append(record)
             print(json.dumps(record), flush=True)
     print(f"{args.label}: recovered {sum(r['recovered'] for r in out)}/{len(out)}, "
