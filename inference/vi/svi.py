@@ -188,11 +188,15 @@ def _warn(attrs: Mapping[str, Any], cfg: RunConfig, category: type[Warning],
                       "mode; for a posterior use guide='normal' or 'mvn', or method='nuts'.",
                       category, stacklevel=4)
     elif not khat <= limit:
+        hints = [] if guide in ("mvn", "lowrank") else ["guide='mvn'"]
+        if attrs["stopped"] != "num_steps":
+            hints.append(f"a smaller tolerance (the fit stopped after {attrs['steps']} steps)")
+        hints += ["more num_steps", "method='nuts'"]
         warnings.warn(f"Pareto k̂ = {khat:.2f} > {limit} for guide {guide!r}: the guide misses "
-                      "part of the posterior (too narrow or the wrong shape), so its draws "
-                      f"are unreliable{', even reweighted by PSIS' if cfg.svi.psis else ''}. "
-                      "Try guide='mvn', more num_steps, or method='nuts'.",
-                      category, stacklevel=4)
+                      "part of the posterior (too narrow, lighter tails, or the wrong shape), "
+                      "so its draws are unreliable"
+                      f"{', even reweighted by PSIS' if cfg.svi.psis else ''}. Try "
+                      f"{', '.join(hints[:-1])} or {hints[-1]}.", category, stacklevel=4)
     if attrs["stopped"] == "max_time":
         warnings.warn(f"max_time stopped SVI after {attrs['steps']} of {attrs['num_steps']} "
                       "steps, before the ELBO converged.", category, stacklevel=4)

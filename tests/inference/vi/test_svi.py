@@ -126,12 +126,18 @@ def test_arviz_groups_work(conjugate: dict[str, Posterior]) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_eight_schools_means_within_two_reference_sds(backend: str) -> None:
     ref = reference("eight_schools_noncentered")
-    post = infer(MODELS["eight_schools_noncentered"], *ref.args, backend=backend,
-                 num_samples=500, num_chains=2, seed=0, **QUIET)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always", RunWarning)
+        post = infer(MODELS["eight_schools_noncentered"], *ref.args, backend=backend,
+                     num_samples=500, num_chains=2, seed=0, **QUIET)
     far = {p: round(abs(float(draws_of(post.samples, p).mean()) - r["mean"]) / r["sd"], 3)
            for p, r in ref.summary.items()}
     assert max(far.values()) < 2.0, far
-    assert math.isfinite(post.attrs["khat"]) and post.attrs["khat"] < 0.7
+    # k̂ is reported, and flagged exactly when above 0.7 (measured 0.50 and 0.52 here; it
+    # reads the extreme tail, so other seeds give 0.45-0.71)
+    khat = post.attrs["khat"]
+    assert math.isfinite(khat)
+    assert any("Pareto k̂" in str(w.message) for w in record) == (khat > 0.7)
     assert post.samples["theta"].shape == (2, 500, 8)  # the deterministic site
 
 
