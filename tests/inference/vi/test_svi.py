@@ -10,8 +10,10 @@ the sd within 9% (Pyro; NumPyro 0.10 sd and 7.5%). The bars are 0.3 sd and 15%: 
 measured worst case with a margin, and tight enough that the broken twin (``AutoDelta``, a
 point: sd 0) and a posterior shifted by half an sd both fail them.
 
-Eight schools (posteriordb): every parameter's mean within 2 reference sds (the brief's
-bar; measured worst 0.20 sd on Pyro and 0.28 sd on NumPyro for seeds 0 and 1), k̂ reported.
+Eight schools (posteriordb): every parameter's mean within 2 reference sds (measured worst
+0.20 sd on Pyro and 0.28 sd on NumPyro for seeds 0 and 1), k̂ reported. Only Pyro's fit
+runs here (NumPyro's costs 6–8 s of compilation; examples/variational.py runs it against
+the reference, and the conjugate, user-guide and compare tests cover NumPyro's path).
 
 k̂ (P7): a mean-field guide on a posterior with correlation −0.98 has marginal sds
 sqrt(1 − ρ²) = 0.21 of the true ones, so its weights have Pareto shape about
@@ -123,7 +125,7 @@ def test_arviz_groups_work(conjugate: dict[str, Posterior]) -> None:
 
 
 # ---------------------------------------------------------------------------- P4
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ["pyro"])  # NumPyro's fit: examples/variational.py
 def test_eight_schools_means_within_two_reference_sds(backend: str) -> None:
     ref = reference("eight_schools_noncentered")
     with warnings.catch_warnings(record=True) as record:
