@@ -21,6 +21,7 @@ from inference.mcmc.gibbs import Gibbs
 from inference.nuts import run_nuts
 from inference.results import Posterior, load
 from inference.target import Target
+from inference.vi import run_svi
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
@@ -67,14 +68,16 @@ def infer(model: Callable[..., Any], *args: Any,
     model_kwargs : mapping, optional
         The model's keyword arguments, any names; merged with the model keywords among
         ``**kwargs`` (a name in both is an error).
-    method : {"mcmc", "auto", "enumerate", "importance", "nuts", "amortized"}
+    method : {"mcmc", "auto", "enumerate", "importance", "nuts", "amortized", "svi"}
         ``"mcmc"`` (default): Metropolis-within-Gibbs (program moves with data-driven
         constants, NUTS on the continuous sites with the programs held fixed, MH on discrete
         sites); ``"auto"``: the same, printing its plan; ``"enumerate"``: exact (finite
         latents only); ``"importance"``: importance sampling from the prior; ``"nuts"``: the
         backend's own NUTS run on the model (continuous latent sites only);
         ``"amortized"``: importance sampling with a trained ``proposal`` for its program
-        site (mixed with the prior), the other latents from their priors.
+        site (mixed with the prior), the other latents from their priors; ``"svi"``: the
+        backend's SVI fits a guide to the continuous latent sites, and the result holds
+        draws of the guide (:mod:`inference.vi`; no program sites yet).
     proposal, prior_weight, neural_weight, edit_weight : Proposal, float, float, float
         A trained proposal (:func:`inference.amortized.train_proposal`): the proposal of
         ``method="amortized"`` (1,000 particles unless ``num_particles``); with
@@ -108,7 +111,24 @@ def infer(model: Callable[..., Any], *args: Any,
     max_time : float, optional
         Seconds per chain; a chain stops cleanly at the budget (with a warning).
     num_particles : int, optional
-        ``method="importance"``: particles from the prior (10 × num_samples × num_chains).
+        ``method="importance"``: particles from the prior (10 × num_samples × num_chains);
+        ``method="svi"``: particles of the ELBO estimate per step (1).
+    guide : {"normal", "mvn", "lowrank", "delta"} or callable
+        ``method="svi"``: the backend's ``AutoNormal`` (default), ``AutoMultivariateNormal``,
+        ``AutoLowRankMultivariateNormal`` or ``AutoDelta`` (MAP), or a guide written with
+        ``ppl.sample``/``ppl.param`` that takes the model's arguments.
+    elbo, num_steps, learning_rate, lr_decay, tolerance : str, int, float, float, float
+        ``method="svi"``: ``"trace"`` (``Trace_ELBO``, default) or ``"meanfield"``
+        (``TraceMeanField_ELBO``); at most ``num_steps`` (3000) steps of clipped Adam whose
+        step size decays from ``learning_rate`` (0.02) to ``learning_rate × lr_decay``
+        (0.1); the run stops early when the mean ELBO of a window of 100 steps changes by
+        less than ``tolerance`` (1e-3) relative to the previous window's, or at
+        ``max_time``. ``num_samples × num_chains`` draws of the fitted guide form the
+        result; ``attrs`` hold the ELBO trace, steps, convergence and the Pareto k̂ of the
+        guide's importance weights (a RunWarning above 0.7).
+    psis : bool
+        ``method="svi"``: resample the guide's draws by their Pareto-smoothed importance
+        weights (False).
     blocks : list of (kernel, sites) pairs, optional
         The Gibbs plan by hand, e.g. ``[("ProgramMH", "f"), ("RW", ["sigma"])]``; kernels
         ``ProgramMH``, ``NUTS``, ``RW`` (random walk per site), ``DiscreteMH``. Every latent
@@ -152,6 +172,8 @@ def infer(model: Callable[..., Any], *args: Any,
     config, model_kw = split_options(model, args, kwargs, model_kwargs, caller="infer")
     if config.method == "nuts":
         return run_nuts(model, args, model_kw, config)
+    if config.method == "svi":
+        return run_svi(model, args, model_kw, config)
     target = Target(model, args, model_kw, seed=config.seed)
     return run_target(target, config)
 

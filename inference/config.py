@@ -3,7 +3,8 @@
 A run is described by one :class:`RunConfig`: the options every method shares (method,
 backend, draws, chains, seed, ...) plus one small record per method family:
 :class:`McmcOptions` (the Gibbs kernel of ``"mcmc"``/``"auto"``), :class:`NutsOptions`
-(``"nuts"`` and the Gibbs plan's NUTS blocks) and :class:`ImportanceOptions`. ``infer``,
+(``"nuts"`` and the Gibbs plan's NUTS blocks), :class:`ImportanceOptions`,
+:class:`AmortizedOptions` and :class:`SviOptions` (``"svi"``). ``infer``,
 ``query`` and ``compare`` take the same flat keyword options and build the record with
 :meth:`RunConfig.build`; the driver, the kernels and the NUTS bridges read the record, so
 no option is copied by hand between layers. "Where is the default of X?": here.
@@ -24,6 +25,7 @@ ppl.errors.PPLError: seed must be an integer >= 0; got -1.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -36,11 +38,11 @@ import numpy as np
 from ppl.backend import BACKENDS
 from ppl.errors import PPLError
 
-__all__ = ["BACKENDS", "CACHE_SIZE", "DEFAULT_STRUCTURE_WEIGHTS", "METHODS",
+__all__ = ["BACKENDS", "CACHE_SIZE", "DEFAULT_STRUCTURE_WEIGHTS", "ELBOS", "GUIDES", "METHODS",
            "AmortizedOptions", "ImportanceOptions", "McmcOptions", "NutsOptions", "RunConfig",
-           "check_bool", "check_int", "option_names"]
+           "SviOptions", "check_bool", "check_int", "option_names"]
 
-METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts", "amortized")
+METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts", "amortized", "svi")
 """Every value of ``method``."""
 
 DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.4, "insert_delete": 0.2,
@@ -49,6 +51,13 @@ DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.4, "insert_del
 
 CACHE_SIZE = 4096
 """Default capacity of each LRU cache of the Gibbs kernel and of the Laplace fits."""
+
+GUIDES = ("normal", "mvn", "lowrank", "delta")
+"""Guide names of ``method="svi"``: the backends' ``AutoNormal``,
+``AutoMultivariateNormal``, ``AutoLowRankMultivariateNormal`` and ``AutoDelta``."""
+
+ELBOS = ("trace", "meanfield")
+"""ELBO names of ``method="svi"``: ``Trace_ELBO`` and ``TraceMeanField_ELBO``."""
 
 
 def check_int(name: str, value: Any, low: int, none_ok: bool = False) -> None:
@@ -225,8 +234,89 @@ class AmortizedOptions:
                            f"{type(self.proposal).__name__}.")
 
 
+@dataclass(frozen=True)
+class SviOptions:
+    """Options of ``method="svi"``: stochastic variational inference with the backend's own
+    SVI, autoguides, ELBOs and clipped Adam (:mod:`inference.vi`).
+
+    Examples
+    --------
+    >>> SviOptions().guide, SviOptions().elbo, SviOptions().num_steps
+    ('normal', 'trace', 3000)
+    >>> SviOptions(guide="gaussian")
+    Traceback (most recent call last):
+    ...
+    ppl.errors.PPLError: Unknown guide 'gaussian'; expected one of ('normal', 'mvn',
+    'lowrank', 'delta') or a callable guide(*args, **kwargs) written with ppl.sample and
+    ppl.param.
+    """
+
+    guide: Any = "normal"
+    """One of :data:`GUIDES`, or a guide callable taking the model's arguments."""
+    elbo: str = "trace"
+    """One of :data:`ELBOS`."""
+    num_steps: int = 3000
+    """Optimisation steps at most (fewer when the ELBO converges or ``max_time`` ends)."""
+    learning_rate: float = 0.02
+    """Adam's initial step size."""
+    lr_decay: float = 0.1
+    """The step size decays exponentially to ``learning_rate × lr_decay`` at
+    ``num_steps``."""
+    num_particles: int | None = None
+    """Particles of the ELBO estimate per step; None: 1. (The same flat option is
+    ``method="importance"``'s particle count.)"""
+    tolerance: float = 1e-3
+    """Stop when the relative change of the smoothed ELBO (the mean over a window of steps)
+    between two windows falls below this; 0: run every step."""
+    psis: bool = False
+    """Resample the guide's draws by their Pareto-smoothed importance weights."""
+
+    def __post_init__(self) -> None:
+        g = self.guide
+        if isinstance(g, str):
+            if g not in GUIDES:
+                raise PPLError(f"Unknown guide {g!r}; expected one of {GUIDES} or a callable "
+                               "guide(*args, **kwargs) written with ppl.sample and ppl.param.")
+        elif not callable(g):
+            raise PPLError(f"guide must be one of {GUIDES} or a callable guide(*args, "
+                           f"**kwargs); got {type(g).__name__} {g!r}.")
+        if self.elbo not in ELBOS:
+            raise PPLError(f"Unknown elbo {self.elbo!r}; expected one of {ELBOS}.")
+        check_int("num_steps", self.num_steps, 1)
+        check_int("num_particles", self.num_particles, 1, none_ok=True)
+        for name, low, high in (("learning_rate", 0.0, math.inf), ("lr_decay", 0.0, 1.0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low < v <= high:
+                raise PPLError(f"{name} must be a number in ({low}, {high}]; got {v!r}.")
+        t = self.tolerance
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1:
+            raise PPLError(f"tolerance must be a number in [0, 1); got {t!r}.")
+        check_bool("psis", self.psis)
+        if self.elbo == "meanfield" and g in ("mvn", "lowrank"):
+            raise PPLError(f"elbo='meanfield' assumes a guide that factorises over the "
+                           f"model's sites, and guide={g!r} couples them; use elbo='trace'.")
+        if self.psis and g == "delta":
+            raise PPLError("psis=True reweights draws of the guide, and guide='delta' (a "
+                           "point estimate) has one point; use guide='normal' or 'mvn'.")
+
+    @property
+    def guide_name(self) -> str:
+        """The guide's name: one of :data:`GUIDES`, or the callable's ``__name__``.
+
+        Examples
+        --------
+        >>> def my_guide(y=None):
+        ...     pass
+        >>> SviOptions().guide_name, SviOptions(guide=my_guide).guide_name
+        ('normal', 'my_guide')
+        """
+        g = self.guide
+        return g if isinstance(g, str) else str(getattr(g, "__name__", type(g).__name__))
+
+
 _RECORDS: dict[str, type] = {"mcmc": McmcOptions, "nuts": NutsOptions,
-                             "importance": ImportanceOptions, "amortized": AmortizedOptions}
+                             "importance": ImportanceOptions, "amortized": AmortizedOptions,
+                             "svi": SviOptions}
 
 
 @dataclass(frozen=True)
@@ -244,7 +334,7 @@ class RunConfig:
     """One of :data:`METHODS`."""
     backend: str = "pyro"
     """Whose NUTS runs ("pyro" or "numpyro"): the whole model under ``"nuts"``, the NUTS
-    blocks under ``"mcmc"``/``"auto"``."""
+    blocks under ``"mcmc"``/``"auto"``; whose SVI under ``"svi"``."""
     num_samples: int = 1000
     """Draws kept per chain."""
     num_warmup: int | None = None
@@ -264,7 +354,8 @@ class RunConfig:
     init_values: Mapping[str, Any] | None = None
     """Initial values of some or all latent sites."""
     max_time: float | None = None
-    """Seconds per chain; a chain stops cleanly at the budget (with a warning)."""
+    """Seconds per chain (``"svi"``: of the optimisation); a run stops cleanly at the
+    budget (with a warning)."""
     mcmc: McmcOptions = field(default_factory=McmcOptions)
     """The Gibbs kernel's options."""
     nuts: NutsOptions = field(default_factory=NutsOptions)
@@ -273,6 +364,8 @@ class RunConfig:
     """Importance sampling's options."""
     amortized: AmortizedOptions = field(default_factory=AmortizedOptions)
     """A trained proposal and how it is used."""
+    svi: SviOptions = field(default_factory=SviOptions)
+    """SVI's options."""
 
     SHARED: ClassVar[tuple[str, ...]] = (
         "method", "backend", "num_samples", "num_warmup", "num_chains", "thin", "seed",
@@ -284,7 +377,7 @@ class RunConfig:
         if self.backend not in BACKENDS or (self.backend != "pyro"
                                             and self.method in ("enumerate", "importance")):
             raise PPLError(f"backend must be one of {BACKENDS} ('numpyro' with method='nuts', "
-                           f"'mcmc' or 'auto'); got backend={self.backend!r} with "
+                           f"'svi', 'mcmc' or 'auto'); got backend={self.backend!r} with "
                            f"method={self.method!r}.")
         check_int("num_samples", self.num_samples, 1)
         check_int("num_warmup", self.num_warmup, 0, none_ok=True)
@@ -375,4 +468,4 @@ def option_names() -> tuple[str, ...]:
     names = list(RunConfig.SHARED)
     for rec in _RECORDS.values():
         names += _fields(rec)
-    return tuple(names)
+    return tuple(dict.fromkeys(names))  # num_particles: importance's and SVI's

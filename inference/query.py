@@ -85,9 +85,10 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
     >>> fwd.samples["y"].shape
     (1, 200, 5)
     """
-    if method not in METHODS or method == "nuts":
-        raise PPLError(f"query takes method in {[m for m in METHODS if m != 'nuts']}; got "
-                       f"{method!r} (the 'mcmc' plan runs NUTS on the continuous sites).")
+    if method not in METHODS or method in ("nuts", "svi"):
+        raise PPLError(f"query takes method in {[m for m in METHODS if m not in ('nuts', 'svi')]}"
+                       f"; got {method!r} (the 'mcmc' plan runs NUTS on the continuous sites; "
+                       "infer runs 'nuts' and 'svi').")
     config = RunConfig.build(caller="query", method=method, **options)
     if isinstance(world_or_model, World):
         world = world_or_model

@@ -23,6 +23,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import numpy as np
+import torch
+
 from ppl.backend import active
 from ppl.prior import ProgramPrior
 from ppl.scoring import Unsupported, active_scorer
@@ -116,16 +119,28 @@ def factor(name: str, log_factor: Any) -> Any:
 def param(name: str, init_value: Any = None, **kwargs: Any) -> Any:
     """A learnable parameter (the backend's ``param``).
 
+    On Pyro, an initial value given as a number, a list of numbers or a numpy array becomes
+    a tensor of torch's default dtype (Pyro's ``param`` takes tensors only), so one guide
+    text, e.g. ``ppl.param("loc", 0.0)``, runs on either backend.
+
     Examples
     --------
     >>> import pyro, torch, ppl
     >>> pyro.clear_param_store()
     >>> ppl.param("w", torch.tensor(0.5))
     tensor(0.5000, requires_grad=True)
+    >>> ppl.param("v", 1.5)
+    tensor(1.5000, requires_grad=True)
     >>> list(pyro.get_param_store().keys())
-    ['w']
+    ['w', 'v']
     >>> pyro.clear_param_store()
     """
     if active_scorer() is not None:
         raise Unsupported("param sites live in the backend's parameter store")
+    if active() == "pyro" and (isinstance(init_value, (int, float, np.ndarray)) or (
+            isinstance(init_value, (list, tuple)) and init_value
+            and all(isinstance(v, (int, float)) for v in init_value))) \
+            and not isinstance(init_value, bool):
+        init_value = torch.as_tensor(np.asarray(init_value, dtype=np.float64),
+                                     dtype=torch.get_default_dtype())
     return _lib().param(name, init_value, **kwargs)
