@@ -45,6 +45,11 @@ def test_wheel_contains_grammars_and_py_typed(wheel: Path) -> None:
     assert "ppl/py.typed" in names
     assert "inference/py.typed" in names
     assert not any(n.startswith(("tests/", "examples/", "benchmarks/")) for n in names)
+    # every package of the source tree ships (a subpackage missing from pyproject.toml's
+    # list would install a wheel whose `import inference` fails)
+    for init in sorted((REPO / "ppl").rglob("__init__.py")) + sorted(
+            (REPO / "inference").rglob("__init__.py")):
+        assert init.relative_to(REPO).as_posix() in names, init
 
 
 def test_installed_wheel_loads_bundled_grammars(wheel: Path, tmp_path: Path) -> None:
