@@ -3,11 +3,13 @@
 y_i ~ N(f(x_i), σ²), f from the 302-program tiny grammar, σ ~ HalfNormal(1). The exact
 posterior is enumeration over f with σ integrated by quadrature:
 p(f | y) ∝ p(f) ∫ Π_i N(y_i | f(x_i), σ²) p(σ) dσ, and E[σ | y] = Σ_f p(f | y) E[σ | f, y].
-The default plan ``ProgramMH[f] + Noise[sigma]`` (σ from the residuals, an MH test) and the
-plan ``ProgramMH[f] + NUTS[sigma]`` must match it: a G-test on the program frequencies
-(counts deflated to the ESS), TV against its iid null, and E[σ] and E[size] within 4 MCSE.
-Broken twins fail: NUTS without the Jacobian of σ's log transform, and the noise block
-without its proposal densities in the ratio.
+The default plan ``ProgramMH[f] + Noise[sigma]`` (σ from the residuals, an MH test) must
+match it: a G-test on the program frequencies (counts deflated to the ESS), TV against its
+iid null, and E[σ] and E[size] within 4 MCSE (the same check passed with the plan
+``ProgramMH[f] + NUTS[sigma]``, the default until 2026-12-06: 47 s of CI, dropped; NUTS
+blocks keep their known-posterior tests in test_continuous.py). Broken twins fail: NUTS
+without the Jacobian of σ's log transform, and the noise block without its proposal
+densities in the ratio.
 """
 
 from __future__ import annotations
@@ -99,12 +101,10 @@ def _check(post: Any, probs: dict[Any, float], mean_sigma: float) -> dict[str, f
             "size_z": (float(sizes.mean()) - mean_size) / float(az.mcse(sizes))}
 
 
-@pytest.mark.parametrize("plan", ["Noise", "NUTS"])
-def test_program_and_noise_scale_match_enumeration_with_quadrature(exact: Any, plan: str
-                                                                   ) -> None:
+def test_program_and_noise_scale_match_enumeration_with_quadrature(exact: Any) -> None:
     probs, mean_sigma = exact
-    post = _run() if plan == "Noise" else _run(blocks=NUTS_PLAN)
-    assert post.attrs["plan"] == f"Gibbs: ProgramMH[f] + {plan}[sigma]"
+    post = _run()
+    assert post.attrs["plan"] == "Gibbs: ProgramMH[f] + Noise[sigma]"
     r = _check(post, probs, mean_sigma)
     assert r["ess"] > 200, r  # the G-test and TV null are deflated to this ESS
     assert r["p"] > 0.001, r
