@@ -223,8 +223,10 @@ def mcmc_arm(task: Task, proposal: Proposal | None, budget: float, seed: int
     wall time ``W`` evenly, so sweep ``k`` (warmup included, from 0) ends at
     ``s + k (W − s) / (K − 1)`` of ``K`` sweeps.
     """
+    # search_share=0: B4 times the kept draws of one chain from its start; a timed run's
+    # search phase would keep nothing for half the budget (docs/decisions.md)
     options: dict[str, Any] = {"method": "mcmc", "num_chains": 1, "seed": seed,
-                               "progress": False}
+                               "progress": False, "search_share": 0}
     if proposal is not None:
         options["proposal"] = proposal
     with warnings.catch_warnings():
