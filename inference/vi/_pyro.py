@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pyro
 import torch
-from pyro import poutine
 from pyro.infer import SVI as _SVI
 from pyro.infer import Trace_ELBO as _Trace_ELBO
 from pyro.infer import TraceMeanField_ELBO as _TraceMeanField_ELBO
@@ -29,7 +28,7 @@ from inference.nuts import Sites, per_draw
 from inference.vi.fit import Draws, Fit, train
 from inference.vi.guides import GuideError, check_coverage, check_signature, make_guide
 from ppl import backend
-from ppl.trace import seeded
+from ppl.trace import seeded, trace_model
 
 __all__ = ["CLIP_NORM", "ELBOS", "RUN_ERRORS", "SVI", "context", "discover", "run"]
 
@@ -104,7 +103,7 @@ def _shapes(guide: Callable[..., Any], sites: Sites, label: str) -> dict[str, tu
     """One run of the guide: it must take the model's arguments and sample every latent
     site; the shape of each latent site's value."""
     try:
-        tr: Any = poutine.trace(guide).get_trace(*sites.args, **sites.kwargs)
+        tr: Any = trace_model(guide, sites.args, sites.kwargs)
     except RUN_ERRORS as err:
         raise GuideError(f"The guide {label!r} failed on the model's arguments: "
                          f"{type(err).__name__}: {err}") from err
@@ -130,7 +129,7 @@ def _vectorized(guide: Callable[..., Any], sites: Sites, shapes: Mapping[str, tu
     """``n`` draws of the guide in one run, under a plate left of the model's plates."""
     dim = -(sites.max_plate_nesting + 1)
     with pyro.plate("_ppl_draws", n, dim=dim):
-        tr: Any = poutine.trace(guide).get_trace(*sites.args, **sites.kwargs)
+        tr: Any = trace_model(guide, sites.args, sites.kwargs)
     tr.compute_log_prob()
     log_q = np.zeros(n)
     for site in tr.nodes.values():
@@ -146,7 +145,7 @@ def _looped(guide: Callable[..., Any], sites: Sites, shapes: Mapping[str, tuple[
     values: dict[str, list[np.ndarray]] = {k: [] for k in shapes}
     log_q = np.zeros(n)
     for i in range(n):
-        tr: Any = poutine.trace(guide).get_trace(*sites.args, **sites.kwargs)
+        tr: Any = trace_model(guide, sites.args, sites.kwargs)
         tr.compute_log_prob()
         log_q[i] = sum(float(s["log_prob_sum"]) for s in tr.nodes.values()
                        if s["type"] == "sample" and not site_is_subsample(s))
