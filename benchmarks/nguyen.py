@@ -11,8 +11,11 @@ Methods:
 
 - ``ours``: ``f ~ ProgramPrior(koza | arith, max_depth=6)``, noise scale
   ``s0 + sigma`` with ``sigma ~ HalfNormal(std(y))`` and a fixed floor
-  ``s0 = 1e-6 · std(y)``; ``infer(method="mcmc")`` on one chain until ``max_time``.
-  Reported best program: the draw with the highest log joint (``stats["lp"]``).
+  ``s0 = 1e-6 · std(y)`` (``ppl.regression``); ``infer(method="mcmc")`` on one chain until
+  ``max_time`` (its first half a search phase, the rest an exact chain). Reported best
+  program: the draw with the highest log joint (``stats["lp"]``), or the search's best
+  state when its log joint is higher; time to first recovery: when the search's best
+  program first recovered the target (its history).
 - ``ours+q``: ``ours`` with ``proposal=q`` in the ``infer`` call (the neural structure
   moves), q trained once per (grammar, inputs) on the same model with scale 1, programs
   from the grammar's prior and a broad design (``benchmarks/nguyen_proposal.py``), for
