@@ -21,27 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from eight_schools import REFERENCE, SIGMA, Y, eight_schools  # this folder is on sys.path
 from matplotlib.figure import Figure
 
-import ppl
 from inference import compare
 from inference.api import RunWarning
-from ppl import dist
 
 FIGURE = "variational.png"
-Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
-SIGMA = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
-REFERENCE = {"mu": (4.41, 3.31), "tau": (3.60, 3.20)}
-"""posteriordb reference (mean, sd) of eight_schools_noncentered, rounded."""
-
-
-def eight_schools(sigma: Any, y: Any = None) -> None:
-    mu = ppl.sample("mu", dist.Normal(0.0, 5.0))
-    tau = ppl.sample("tau", dist.HalfCauchy(5.0))
-    with ppl.plate("schools", len(sigma)):
-        theta_trans = ppl.sample("theta_trans", dist.Normal(0.0, 1.0))
-        theta = ppl.deterministic("theta", mu + tau * theta_trans)
-        ppl.sample("y", dist.Normal(theta, sigma), obs=y)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
