@@ -170,11 +170,12 @@ def proposals(args: argparse.Namespace, ex: ProcessPoolExecutor | None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    jobs = [(m, p, s) for p in args.problems for s in range(args.seeds) for m in args.methods]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    jobs = [(m, p, s) for p in args.problems for s in seeds for m in args.methods]
     meta = {"command": "python -m benchmarks.nguyen " + " ".join(args.argv),
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(), "code": code_version(), "budget": args.budget,
-            "seeds": args.seeds,
+            "seeds": args.seeds, "first_seed": args.first_seed,
             "noise": args.noise, "methods": list(args.methods), "problems": list(args.problems),
             "jobs": args.jobs}
     out: dict[str, Any] = {"meta": meta, "records": []}
@@ -228,6 +229,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         choices=list(PROBLEMS), metavar="NAME",
                         help="problems to run (default: all Nguyen-1..12 and Constant-1..3)")
     parser.add_argument("--seeds", type=int, default=3, help="seed indices 0..S-1 (3)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first seed index: runs seeds F..F+S-1, so a measurement can "
+                        "be split across sessions and merged (0)")
     parser.add_argument("--budget", type=float, default=20.0,
                         help="wall-clock seconds per run, one core (20)")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS,
@@ -251,8 +255,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="do not run: build the report from these JSON files")
     parser.add_argument("--notes", type=Path, help="Markdown appended to the report section")
     args = parser.parse_args(argv)
-    if args.seeds < 1 or args.budget <= 0 or args.noise < 0 or args.jobs < 1:
-        parser.error("--seeds and --jobs must be >= 1, --budget > 0, --noise >= 0")
+    if args.seeds < 1 or args.first_seed < 0 or args.budget <= 0 or args.noise < 0 or args.jobs < 1:
+        parser.error("--seeds and --jobs must be >= 1, --first-seed >= 0, --budget > 0, "
+                     "--noise >= 0")
     if args.proposal_time <= 0 or args.proposal_hidden < 1:
         parser.error("--proposal-time must be > 0 and --proposal-hidden >= 1")
     args.argv = argv

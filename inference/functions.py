@@ -124,7 +124,8 @@ def merge_equal_functions(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]
         count = into["count"] + row["count"]
         into["log_joint"] = float((into["log_joint"] * into["count"]
                                    + row["log_joint"] * row["count"]) / count)
-        into["probability"] += row["probability"]
+        # a sum of fractions that add up to one can exceed it by an ulp
+        into["probability"] = min(1.0, into["probability"] + row["probability"])
         into["count"] = count
         into["trees"] += 1
     return merged

@@ -23,15 +23,15 @@ FIELDS = {"method", "problem", "seed", "budget", "noise", "n_points", "best_prog
 
 def test_nguyen_1_smoke(tmp_path: Path) -> None:
     out = tmp_path / "nguyen.json"
-    run = nguyen.main(["--problems", "Nguyen-1", "--seeds", "1", "--budget", "3",
-                       "--methods", "ours", "--out", str(out)])
+    run = nguyen.main(["--problems", "Nguyen-1", "--seeds", "1", "--first-seed", "2",
+                       "--budget", "3", "--methods", "ours", "--out", str(out)])
     assert run is not None
     saved = json.loads(out.read_text())
     assert saved["meta"]["command"].startswith("python -m benchmarks.nguyen")
     (record,) = saved["records"]
     assert record["error"] is None
     assert not FIELDS - set(record), f"missing fields: {FIELDS - set(record)}"
-    assert (record["method"], record["problem"], record["seed"]) == ("ours", "Nguyen-1", 0)
+    assert (record["method"], record["problem"], record["seed"]) == ("ours", "Nguyen-1", 2)
     assert isinstance(record["recovered"], bool)
     assert 0.0 <= record["p_true"] <= 1.0
     assert 0.0 <= record["top_probability"] <= 1.0
