@@ -131,6 +131,13 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
                 break
             now = time.perf_counter()
             if cfg.max_time is not None and now - start > cfg.max_time:
+                if found is not None and not stats["lp"]:
+                    # a search that overran the budget (a loaded machine) still hands its
+                    # best state to the user: one exact sweep from it is kept as a draw
+                    states[0], info = kernels[0].step(rng, states[0], adapt=False)
+                    _record(target, states[0], info, draws, stats, pointwise)
+                    if len(kernels) > 1:
+                        stats["swap_accepted"].append(np.full(len(kernels) - 1, np.nan))
                 bar.close()
                 return _result(spec, draws, stats, pointwise, None, start, True, found)
             if warm_until is not None and i < num_warmup and now > warm_until:

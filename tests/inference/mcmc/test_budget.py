@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -47,6 +49,26 @@ def test_after_a_search_warmup_yields_to_the_budget():
         post = infer(model, X, y=Y, num_samples=10**6, num_warmup=10**6, num_chains=1,
                      chain_method="sequential", progress=False, max_time=2.0)
     assert post.num_draws > 0
+
+
+def test_a_search_that_overruns_the_budget_keeps_one_draw(monkeypatch):
+    """A search that ends after the whole budget (a loaded machine: its last sweeps took
+    longer than planned) still hands its best state on: one exact sweep from it is kept."""
+    from inference.mcmc import driver
+
+    def slow_search(*args, **kwargs):
+        state, found = real(*args, **kwargs)
+        time.sleep(1.0)  # the budget is 0.5 s
+        return state, found
+
+    real = driver._search
+    monkeypatch.setattr(driver, "_search", slow_search)
+    with pytest.warns(RunWarning, match="max_time"):
+        post = infer(model, X, y=Y, num_samples=10**6, num_chains=2, chain_method="sequential",
+                     progress=False, max_time=0.5, search_patience=3)
+    assert post.num_draws == 1
+    assert post.samples["f"].shape == (2, 1) and np.isfinite(post.stats["lp"]).all()
+    assert all(s["sweeps"] > 0 for s in post.attrs["search"])
 
 
 @pytest.mark.parametrize("kwargs", [{"max_time": 0}, {"max_time": -1}, {"max_time": "1"},
