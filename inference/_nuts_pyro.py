@@ -238,7 +238,9 @@ def _vectorized(model: Callable[..., Any], sites: Sites, flat: dict[str, np.ndar
         shapes = {k: first.nodes[k]["log_prob"].shape for k in sites.observed}
         pw = {k: per_draw(v, n, tuple(shapes[k])) for k, v in pw.items()}
         det = {k: per_draw(v, n, tuple(first.nodes[k]["value"].shape)) for k, v in det.items()}
-    except (ValueError, RuntimeError, TypeError, IndexError) as err:
+    except (ValueError, RuntimeError, TypeError, IndexError, PPLError) as err:
+        # PPLError: a program site (a query's given program) cannot take the draws' plate;
+        # a real fault of the model resurfaces in the separate runs that follow
         raise _NotVectorizable(str(err)) from err
     return lp, pw, det
 

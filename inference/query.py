@@ -28,13 +28,14 @@ from inference.api import check_model_call, run_target
 from inference.config import METHODS, RunConfig
 from inference.results import Posterior
 from inference.target import Target, to_torch
+from inference.vi import run_svi
 from ppl.errors import PPLError
 from ppl.prior import ProgramPrior
 from ppl.program import Program
 from ppl.trace import PROGRAM, log_joint, seeded, trace_model
 from ppl.world import World
 
-__all__ = ["query"]
+__all__ = ["conditioned", "query"]
 
 
 def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[str] | None = None,
@@ -53,8 +54,11 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
     given : mapping, optional
         Site -> value: observations (e.g. ``{"y": y}``), inputs, parameters, or a program as
         a :class:`ppl.Program` or as text in its grammar.
-    method : {"auto", "mcmc", "enumerate", "importance"}
+    method : {"auto", "mcmc", "enumerate", "importance", "amortized", "svi"}
         As in :func:`inference.infer`; ignored by forward queries, which always simulate.
+        ``"svi"`` fits a guide to the model with the given sites observed
+        (:func:`conditioned`) on ``backend`` (``"pyro"``; ``"numpyro"`` when no program
+        is given).
         ``"auto"`` prints its plan in one line.
     model_args, model_kwargs
         The model's arguments when ``world_or_model`` is a model (any names).
@@ -85,10 +89,10 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
     >>> fwd.samples["y"].shape
     (1, 200, 5)
     """
-    if method not in METHODS or method in ("nuts", "svi"):
-        raise PPLError(f"query takes method in {[m for m in METHODS if m not in ('nuts', 'svi')]}"
-                       f"; got {method!r} (the 'mcmc' plan runs NUTS on the continuous sites; "
-                       "infer runs 'nuts' and 'svi').")
+    if method not in METHODS or method == "nuts":
+        raise PPLError(f"query takes method in {[m for m in METHODS if m != 'nuts']}; got "
+                       f"{method!r} (the 'mcmc' plan runs NUTS on the continuous sites; infer "
+                       "runs 'nuts').")
     config = RunConfig.build(caller="query", method=method, **options)
     if isinstance(world_or_model, World):
         world = world_or_model
@@ -106,6 +110,13 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
         print(line)
         return _forward(world, targets, given, config.num_samples * config.num_chains,
                         config.num_chains, config.seed, line)
+    if config.method == "svi":
+        post = run_svi(conditioned(world.model, given, config.backend), world.args,
+                       world.kwargs, config)
+        post.attrs["query"] = (f"inference of [{', '.join(targets)}] given "
+                               f"[{', '.join(sorted(evidence))}] (svi: the given sites are "
+                               "observed)")
+        return post
     data_sites = [s for s in given if not world.children(s)]
     target = Target(world.model, world.args, world.kwargs, seed=config.seed, given=given,
                     data_sites=data_sites)
@@ -113,6 +124,39 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
     post.attrs["query"] = (f"inference of [{', '.join(targets)}] given "
                            f"[{', '.join(sorted(evidence))}]")
     return post
+
+
+def conditioned(model: Callable[..., Any], given: Mapping[str, Any], backend: str
+                ) -> Callable[..., Any]:
+    """``model`` with the ``given`` sites observed at their values, on ``backend``: what
+    ``method="svi"`` fits (every given site's density is part of the joint it targets,
+    which for p(targets | given) is a constant or the likelihood of the evidence).
+
+    Examples
+    --------
+    >>> import ppl
+    >>> from ppl import dist
+    >>> def model():
+    ...     return ppl.sample("a", dist.Normal(0.0, 1.0))
+    >>> float(conditioned(model, {"a": torch.tensor(0.5)}, "pyro")())
+    0.5
+    """
+    if backend == "numpyro":
+        programs = [k for k, v in given.items() if isinstance(v, Program)]
+        if programs:
+            raise PPLError(f"query(method='svi', backend='numpyro') cannot take the given "
+                           f"program of site {programs[0]!r} (NumPyro's autoguides check every "
+                           "site's value as an array); use backend='pyro'.")
+        import jax.numpy as jnp
+        from numpyro import handlers
+
+        data = {k: jnp.asarray(np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor)
+                                          else v))
+                for k, v in given.items()}
+        return handlers.condition(model, data=data)  # type: ignore[no-any-return]
+    from pyro import poutine
+
+    return poutine.condition(model, data=dict(given))  # type: ignore[no-any-return]
 
 
 def _parse_given(world: World, given: dict[str, Any]) -> dict[str, Any]:

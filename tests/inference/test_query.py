@@ -97,6 +97,36 @@ def test_reverse_query_matches_the_analytic_posterior(backend: str) -> None:
     assert list(post.log_lik) == ["y"]  # y was given: an observation
 
 
+def linear_inverse(y: Any = None) -> None:
+    x = ppl.sample("x", dist.Normal(0.0, 1.0))
+    ppl.sample("y", dist.Normal(2.0 * x + 1.0, 0.5), obs=y)
+
+
+@pytest.mark.parametrize("backend", ["pyro", "numpyro"])
+def test_reverse_query_by_svi(backend: str) -> None:
+    """The same reverse query fitted by SVI (the given sites observed): through the given
+    program on Pyro, through the same law written in the model on NumPyro. The Gaussian
+    posterior is in AutoNormal's family, so the fit's mean and sd are the exact ones up to
+    the optimiser (a tenth of the sd) and the draws' Monte Carlo error."""
+    model, given = ((inverse, {"f": "((2.0 * x) + 1.0)", "y": REVERSE_Y}) if backend == "pyro"
+                    else (linear_inverse, {"y": REVERSE_Y}))
+    post = query(model, "x", given=given, method="svi", num_steps=1500, num_samples=1000,
+                 num_chains=2, seed=0, progress=False, backend=backend)
+    assert post.method == "svi" and list(post.samples) == ["x"]
+    assert "svi: the given sites are observed" in post.attrs["query"]
+    x = post.samples["x"]
+    n = x.size
+    assert abs(float(x.mean()) - REVERSE_MEAN) < 0.1 * REVERSE_SD + 4 * REVERSE_SD / n**0.5
+    assert abs(float(x.std()) / REVERSE_SD - 1) < 0.1 + 4 / (2 * n) ** 0.5
+    assert post.attrs["khat"] < 0.5
+
+
+def test_svi_query_on_numpyro_refuses_a_given_program() -> None:
+    with pytest.raises(ppl.PPLError, match=r"given program of site 'f'.*backend='pyro'"):
+        query(inverse, "x", given={"f": "((2.0 * x) + 1.0)", "y": REVERSE_Y}, method="svi",
+              backend="numpyro", progress=False)
+
+
 def test_reverse_query_broken_twin(monkeypatch: pytest.MonkeyPatch) -> None:
     """Targeting p(x | y)² (sd / √2) must fail the sd check."""
     original = Target.log_joint_tensor
