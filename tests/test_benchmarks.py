@@ -152,3 +152,31 @@ def test_b4_censored_median(times: list[float | None], expected: tuple[float, bo
     from benchmarks.amortized_b4_report import censored_median
 
     assert censored_median(times, budget=10.0) == expected
+
+
+def test_svi_speed_smoke(tmp_path: Path) -> None:
+    """Issue 12's SVI-vs-NUTS harness on eight schools: one short SVI schedule on Pyro, one
+    short NUTS run on NumPyro, the report rows; and the regression model's shapes."""
+    from benchmarks import svi_speed as s
+    from benchmarks.posteriordb import eight_schools_noncentered, reference
+
+    ref = reference("eight_schools_noncentered")
+    sigma, y = ref.args
+    svi = s.svi_run(eight_schools_noncentered, (sigma,), {"y": y}, ref.summary, "pyro", (20, 40))
+    assert [r["steps"] for r in svi["tried"]] == [20, 40] or svi["tried"][-1]["close"]
+    assert svi["max_z"] >= 0 and svi["khat"] > 0 and isinstance(svi["reached"], bool)
+    nuts = s.nuts_run(eight_schools_noncentered, (sigma,), {"y": y}, ref.summary, "numpyro",
+                      (20,))
+    assert nuts["draws"] == 20 and not nuts["reached"] and nuts["min_ess"] < s.ESS_GOAL
+    rows = [{"model": "eight schools", "method": m, "backend": b, **r}
+            for m, b, r in (("svi", "pyro", svi), ("nuts", "numpyro", nuts))]
+    meta = {"command": "python -m benchmarks.svi_speed", "date": "today", "code": "x",
+            "machine": {}}
+    page = tmp_path / "b.md"
+    s.replace_sections(page, s.report({"meta": meta, "rows": rows}), (s.HEADING,))
+    text = page.read_text()
+    assert text.startswith(s.HEADING) and "| eight schools | svi | pyro |" in text
+    onehot, x, yr = s.regression_data(60, groups=4)
+    post, _ = s.timed(s.hier_regression, (onehot, x), {"y": yr}, method="svi",
+                      num_steps=30, num_samples=50, num_chains=1)
+    assert post.samples["a"].shape == (1, 50, 4)
