@@ -106,6 +106,8 @@ class Target:
         """Given sites held at a value (prior terms, never tempered)."""
         self.fast = False
         """Whether the scoring fast path is on (see :meth:`check_fast`)."""
+        self.last_record: tuple[tuple[tuple[str, Any], ...], Scorer] | None = None
+        """The last :meth:`record`: the values it ran at (by identity) and its run."""
         self.beta = float(beta)
         """Likelihood temperature: scores are log prior + beta · log likelihood."""
         with data_errors():
@@ -217,8 +219,18 @@ class Target:
 
     def record(self, values: Mapping[str, Any]) -> Scorer:
         """A recorded fast-path run at ``values`` (sites and program calls); needs
-        ``self.fast``."""
-        return self._score(values, record=True)
+        ``self.fast``. The last run is kept: called again with the same value objects (by
+        identity; values are never changed in place) it is returned without running the
+        model again (the noise block records the state it moves to, and the program
+        block's incremental likelihood is then built from that same state)."""
+        items = tuple(values.items())
+        last = self.last_record
+        if last is not None and len(last[0]) == len(items) and all(
+                k == j and v is w for (k, v), (j, w) in zip(last[0], items, strict=True)):
+            return last[1]
+        run = self._score(values, record=True)
+        self.last_record = (items, run)
+        return run
 
     def log_joint_tensor(self, values: Mapping[str, Any]) -> torch.Tensor:
         """log p(values, data) (tempered) as a torch scalar that keeps the autograd graph of

@@ -279,7 +279,8 @@ class ProgramLikelihood:
         others = [lp.sum() for name, (_, _, lp, _) in run.sites.items()
                   if name not in matched and isinstance(lp, torch.Tensor) and lp.requires_grad]
         if others:
-            grads = torch.autograd.grad(torch.stack(others).sum(), outputs, allow_unused=True)
+            grads = torch.autograd.grad(torch.stack(others).sum(), outputs, allow_unused=True,
+                                        retain_graph=True)  # the run may be read again
             if any(g is not None for g in grads):
                 return None  # some other factor reads the program's output
         np_calls = [(tuple(_numpy(a) for a in c.args),
