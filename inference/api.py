@@ -76,8 +76,9 @@ def infer(model: Callable[..., Any], *args: Any,
         backend's own NUTS run on the model (continuous latent sites only);
         ``"amortized"``: importance sampling with a trained ``proposal`` for its program
         site (mixed with the prior), the other latents from their priors; ``"svi"``: the
-        backend's SVI fits a guide to the continuous latent sites, and the result holds
-        draws of the guide (:mod:`inference.vi`; no program sites yet).
+        backend's SVI fits a guide to the continuous latent sites (with program sites, on
+        Pyro: a grammar guide trained by score-function gradients, jointly), and the
+        result holds draws of the guide (:mod:`inference.vi`).
     proposal, prior_weight, neural_weight, edit_weight : Proposal, float, float, float
         A trained proposal (:func:`inference.amortized.train_proposal`): the proposal of
         ``method="amortized"`` (1,000 particles unless ``num_particles``); with
@@ -112,7 +113,8 @@ def infer(model: Callable[..., Any], *args: Any,
         Seconds per chain; a chain stops cleanly at the budget (with a warning).
     num_particles : int, optional
         ``method="importance"``: particles from the prior (10 × num_samples × num_chains);
-        ``method="svi"``: particles of the ELBO estimate per step (1).
+        ``method="svi"``: particles of the ELBO estimate per step (1; with a program site
+        10, at least 2: each particle's baseline is the mean of the others).
     guide : {"normal", "mvn", "lowrank", "delta"} or callable
         ``method="svi"``: the backend's ``AutoNormal`` (default), ``AutoMultivariateNormal``,
         ``AutoLowRankMultivariateNormal`` or ``AutoDelta`` (MAP), or a guide written with

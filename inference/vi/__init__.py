@@ -1,14 +1,20 @@
-"""Variational inference for continuous latent sites: ``infer(..., method="svi")``.
+"""Variational inference: ``infer(..., method="svi")``.
 
 DESIGN.md §5, "Variational": the backends' own SVI fits an autoguide (or the user's guide)
-to the posterior of a model's continuous latent sites; the result reports the Pareto k̂ of
-the guide's importance weights, the honest measure of how much of the posterior the guide
-missed (TESTING.md P7). Program sites are not handled yet (``method="mcmc"`` samples them).
+to the posterior of a model's continuous latent sites; with program sites (``backend=
+"pyro"`` only), a grammar guide with learnable context-dependent production logits is
+fitted jointly with the continuous sites by score-function gradients. The result reports
+the Pareto k̂ of the guide's importance weights, the honest measure of how much of the
+posterior the guide missed (TESTING.md P7).
 
 - :mod:`inference.vi.svi`: :func:`run_svi` (the method), :func:`pareto_khat`;
 - :mod:`inference.vi.guides`: the guide names (:data:`AUTOGUIDES`) and their checks;
+- :mod:`inference.vi.programs`: the program guide (``ProgramGuide``), the constants' and
+  continuous sites' Normal guides;
+- :mod:`inference.vi.program_fit`: their training (score-function ELBO gradients with a
+  leave-one-out baseline) and draws;
 - :mod:`inference.vi.fit`: the optimisation loop (windows, convergence, ``max_time``,
-  progress) shared by both backends.
+  progress) shared by every path.
 
 Examples
 --------

@@ -50,6 +50,7 @@ from inference._arviz import az
 from inference.config import RunConfig
 from inference.nuts import Sites
 from inference.results import Posterior
+from inference.vi import program_fit
 from inference.vi.fit import Fit, thin, window
 from ppl.errors import PPLError
 from ppl.trace import CONTINUOUS, PROGRAM
@@ -57,30 +58,32 @@ from ppl.trace import CONTINUOUS, PROGRAM
 __all__ = ["check_sites", "pareto_khat", "run_svi"]
 
 
-def check_sites(sites: Sites, init_values: Mapping[str, Any] | None) -> None:
-    """SVI here fits continuous latent sites: refuse program and discrete ones by name, a
-    model without latent sites, and ``init_values`` naming no latent site.
+def check_sites(sites: Sites, init_values: Mapping[str, Any] | None,
+                backend: str = "pyro") -> None:
+    """SVI here fits continuous latent sites (both backends) and program sites (Pyro):
+    refuse program sites on NumPyro and discrete sites by name, a model without latent
+    sites, and ``init_values`` naming no latent site.
 
     Examples
     --------
-    >>> import numpy as np
     >>> sites = Sites({"f": "program", "s": "continuous"}, {}, (), {}, 0)
+    >>> check_sites(sites, None)
     >>> try:
-    ...     check_sites(sites, None)
+    ...     check_sites(sites, None, backend="numpyro")
     ... except PPLError as err:
-    ...     print(str(err)[:86])
-    method='svi' cannot fit program site 'f': SVI on program sites is not implemented yet
+    ...     print(str(err)[:77])
+    method='svi' fits program site 'f' on backend='pyro' only (the program guide
     """
     programs = [n for n, k in sites.latents.items() if k == PROGRAM]
-    if programs:
+    if programs and backend != "pyro":
         listed = ", ".join(repr(n) for n in programs)
-        raise PPLError(f"method='svi' cannot fit program site {listed}: SVI on program "
-                       "sites is not implemented yet (a guide over programs is planned). Use "
-                       "method='mcmc' (program moves, NUTS on the continuous sites).")
-    discrete = [n for n, k in sites.latents.items() if k != CONTINUOUS]
+        raise PPLError(f"method='svi' fits program site {listed} on backend='pyro' only (the "
+                       "program guide is trained by score-function gradients in torch). Use "
+                       "backend='pyro', or method='mcmc'.")
+    discrete = [n for n, k in sites.latents.items() if k not in (CONTINUOUS, PROGRAM)]
     if discrete:
         listed = ", ".join(repr(n) for n in discrete)
-        raise PPLError(f"method='svi' fits continuous latent sites; {listed} "
+        raise PPLError(f"method='svi' fits continuous and program latent sites; {listed} "
                        f"{'is' if len(discrete) == 1 else 'are'} discrete (the autoguides "
                        "cannot reparameterize a discrete draw). Use method='mcmc'.")
     if not sites.latents:
@@ -134,15 +137,20 @@ def run_svi(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[st
     start = time.perf_counter()
     with impl.context():
         sites: Sites = impl.discover(model, args, kwargs, cfg.seed)
-        check_sites(sites, cfg.init_values)
-        fit, draws = impl.run(model, sites, cfg, n)
+        check_sites(sites, cfg.init_values, cfg.backend)
+        extra: dict[str, Any] = {}
+        if PROGRAM in sites.latents.values():
+            fit, draws, extra = program_fit.run(model, sites.args, sites.kwargs, cfg, n)
+        else:
+            fit, draws = impl.run(model, sites, cfg, n)
     opts = cfg.svi
     log_w = draws.lp - draws.log_q
     if opts.guide == "delta":  # a point has no importance weights: no tail to fit
         smoothed, khat = np.full(n, -math.log(n)), math.inf
     else:
         smoothed, khat = pareto_khat(log_w)
-    attrs = _attrs(cfg, sites, fit, khat)
+    priors = extra.pop("priors", {})
+    attrs = {**_attrs(cfg, sites, fit, khat), **extra}
     picks = np.arange(n)
     if opts.psis:
         w = np.exp(smoothed - np.logaddexp.reduce(smoothed))
@@ -161,7 +169,7 @@ def run_svi(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[st
     stats = {"lp": draws.lp[picks].reshape(shape), "log_weight": log_w[picks].reshape(shape)}
     return Posterior(method="svi", samples={**blocks(draws.samples), **blocks(draws.derived)},
                      stats=stats, log_lik=blocks(draws.log_lik), observed=sites.observed,
-                     priors={}, model=model, args=tuple(args), kwargs=dict(kwargs),
+                     priors=priors, model=model, args=tuple(args), kwargs=dict(kwargs),
                      attrs=attrs)
 
 
@@ -188,10 +196,11 @@ def _warn(attrs: Mapping[str, Any], cfg: RunConfig, category: type[Warning],
                       "mode; for a posterior use guide='normal' or 'mvn', or method='nuts'.",
                       category, stacklevel=4)
     elif not khat <= limit:
-        hints = [] if guide in ("mvn", "lowrank") else ["guide='mvn'"]
+        hints = [] if guide in ("mvn", "lowrank", "grammar") else ["guide='mvn'"]
         if attrs["stopped"] != "num_steps":
             hints.append(f"a smaller tolerance (the fit stopped after {attrs['steps']} steps)")
-        hints += ["more num_steps", "method='nuts'"]
+        hints += ["more num_steps", "more num_particles" if guide == "grammar" else
+                  "method='nuts'"] + (["method='mcmc'"] if guide == "grammar" else [])
         warnings.warn(f"Pareto k̂ = {khat:.2f} > {limit} for guide {guide!r}: the guide misses "
                       "part of the posterior (too narrow, lighter tails, or the wrong shape), "
                       "so its draws are unreliable"

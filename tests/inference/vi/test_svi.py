@@ -218,16 +218,6 @@ def test_compare_with_svi_rows_fills_the_agreement_columns() -> None:
 
 
 # ---------------------------------------------------------------------------- bad inputs
-TINY = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2)
-
-
-def with_program(x: Any, y: Any = None) -> None:
-    f = ppl.sample("f", TINY)
-    s = ppl.sample("s", dist.HalfNormal(1.0))
-    with ppl.plate("data", len(x)):
-        ppl.sample("y", dist.Normal(f(x), s), obs=y)
-
-
 def with_discrete(y: Any = None) -> None:
     k = ppl.sample("k", dist.Bernoulli(0.5))
     with ppl.plate("data", 20):
@@ -273,9 +263,6 @@ def test_bad_options_are_refused_by_name(options: dict[str, Any], message: str) 
 
 
 BAD_MODELS = [
-    (with_program, (np.linspace(0, 1, 5),), {"y": np.zeros(5)},
-     r"cannot fit program site 'f': SVI on program sites is not implemented yet.*"
-     r"method='mcmc'"),
     (with_discrete, (), {"y": Y}, r"'k' is discrete.*method='mcmc'"),
     (no_latents, (), {"y": Y}, "no latent sites"),
 ]
@@ -283,7 +270,7 @@ BAD_MODELS = [
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("model", "args", "kwargs", "message"), BAD_MODELS,
-                         ids=["program", "discrete", "no-latents"])
+                         ids=["discrete", "no-latents"])
 def test_models_svi_cannot_fit_are_refused_by_site(model: Any, args: tuple[Any, ...],
                                                    kwargs: dict[str, Any], message: str,
                                                    backend: str) -> None:
