@@ -84,9 +84,11 @@ def infer(model: Callable[..., Any], *args: Any,
         ``method="amortized"`` (1,000 particles unless ``num_particles``); with
         ``method="mcmc"`` its site also gets the exact neural independence move and the
         neural edit move (a subtree redrawn by the network), weights ``neural_weight`` and
-        ``edit_weight`` (0.2 each) among the structure moves. ``prior_weight`` (0.05, at
-        least 0.05) is the prior's share of the proposal. ``attrs`` report ESS, Pareto
-        k̂ (a RunWarning above 0.7) and the log evidence.
+        ``edit_weight`` (0.2 each) among the structure moves; with ``method="svi"`` the
+        site's grammar guide starts at 1,000 draws of the proposal on the data (smoothed
+        toward the prior; ``attrs["guide_init"]``). ``prior_weight`` (0.05, at least
+        0.05) is the prior's share of the proposal. ``attrs`` report ESS, Pareto k̂ (a
+        RunWarning above 0.7) and the log evidence.
     num_samples, num_warmup, num_chains, thin : int
         Draws kept per chain (1000), adaptive sweeps before them (default ``num_samples``,
         or at most 200 when ``max_time`` is set), chains (4), and sweeps per kept draw (1).

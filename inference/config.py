@@ -403,9 +403,9 @@ class RunConfig:
             raise PPLError("method='amortized' needs proposal=, a trained proposal "
                            "(inference.amortized.train_proposal or load_proposal).")
         if self.amortized.proposal is not None and self.method not in (
-                "amortized", "mcmc", "auto"):
-            raise PPLError(f"proposal= is used by method='amortized', 'mcmc' or 'auto'; got "
-                           f"method={self.method!r}.")
+                "amortized", "mcmc", "auto", "svi"):
+            raise PPLError(f"proposal= is used by method='amortized', 'mcmc', 'auto' or "
+                           f"'svi'; got method={self.method!r}.")
         if self.mcmc.collapsed and self.amortized.proposal is not None:
             raise PPLError("collapsed=True has no neural move: pass either collapsed=True or "
                            "proposal=, not both.")

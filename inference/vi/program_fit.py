@@ -52,11 +52,17 @@ from ppl.errors import PPLError
 from ppl.evaluate import BoundProgram
 from ppl.trace import CONTINUOUS, PROGRAM, seeded
 
-__all__ = ["CLIP_NORM", "INVALID_PENALTY", "PARTICLES", "Fitted", "Guides", "Particle",
-           "Stepper", "check_options", "fit_guides", "run", "surrogate"]
+__all__ = ["CLIP_NORM", "INIT_DRAWS", "INIT_PSEUDO_COUNT", "INVALID_PENALTY", "PARTICLES",
+           "Fitted", "Guides", "Particle", "Stepper", "check_options", "fit_guides", "run",
+           "surrogate"]
 
 PARTICLES = 10
 """Particles per step when ``num_particles`` is not given (the baseline needs ≥ 2)."""
+INIT_DRAWS = 1000
+"""Draws of a trained proposal that start the program guide (``proposal=``)."""
+INIT_PSEUDO_COUNT = 50.0
+"""Weight of the untrained guide (the prior) against those draws, in draws: every context
+keeps the prior's choices in the mix, so no tree loses its mass."""
 INVALID_PENALTY = 10.0
 """An invalid particle's f: this many nats below the worst valid one of its step."""
 CLIP_NORM = 10.0
@@ -114,11 +120,33 @@ class Guides:
                 self.constants[name] = ConstantGuides(site.fn, on_new=self._add)
             elif site.kind == CONTINUOUS:
                 self.continuous[name] = SiteGuide(site.fn, site.shape, init.get(name))
+        self.initialised = self._from_proposal(target, cfg)
+        """How the program guides started: "prior", or the proposal's draws used."""
         params = [p for g in self.programs.values() for p in g.parameters()]
         params += [p for g in self.continuous.values() for p in g.parameters()]
         opts = cfg.svi
         self.optim = ClippedAdam(params, lr=opts.learning_rate, clip_norm=CLIP_NORM,
                                  lrd=opts.lr_decay ** (1.0 / opts.num_steps))
+
+    def _from_proposal(self, target: Target, cfg: RunConfig) -> str:
+        """With ``proposal=`` (a trained amortized proposal), start its site's guide at
+        :data:`INIT_DRAWS` draws of the proposal on the model's data (mixed with the prior
+        as every use of a network is: ``prior_weight``), smoothed by
+        :data:`INIT_PSEUDO_COUNT` toward the prior."""
+        opts = cfg.amortized
+        if opts.proposal is None:
+            return "prior"
+        from inference.amortized.mixture import MixedProposal
+        from inference.api import check_proposal  # api imports this package
+
+        site = check_proposal(opts.proposal, target)
+        mixed = MixedProposal.for_model(opts.proposal, target.args, target.kwargs,
+                                        {**target.observed, **target.given_obs},
+                                        opts.prior_weight)
+        rng = np.random.default_rng(cfg.seed)
+        draws = [mixed.sample(rng)[0] for _ in range(INIT_DRAWS)]
+        used = self.programs[site.name].init_from(draws, INIT_PSEUDO_COUNT)
+        return f"proposal ({used} draws)"
 
     def _add(self, params: list[torch.Tensor]) -> None:
         self.optim.add_param_group({"params": params,
@@ -339,7 +367,8 @@ def run(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, A
     _, draw_rng, _ = _seeds(cfg.seed)
     with torch.no_grad():
         draws = _draws(target, out.guides, draw_rng, n, out.stepper.cache)
-    extra = {"plan": out.label, "guide": "grammar", "num_particles": out.stepper.k,
+    extra = {"plan": out.label, "guide": "grammar", "guide_init": out.guides.initialised,
+             "num_particles": out.stepper.k,
              "invalid": out.stepper.invalid, "skipped_steps": out.stepper.skipped,
              "structures": {name: len(b) for name, b in out.guides.constants.items()},
              "priors": {name: g.prior for name, g in out.guides.programs.items()}}

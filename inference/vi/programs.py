@@ -180,6 +180,43 @@ class ProgramGuide:
         """The learnable tensors."""
         return [self.logits, self.input_logits]
 
+    def init_from(self, programs: Sequence[Program], pseudo_count: float) -> int:
+        """Set the logits to the choices made by ``programs`` (e.g. draws of a trained
+        amortized proposal on the data), smoothed toward the current guide: in each
+        context, q(r) ∝ pseudo_count · q_now(r) + (the times r was chosen there), so the
+        support stays the prior's. Programs outside the support are skipped; returns how
+        many were used.
+
+        Examples
+        --------
+        >>> import ppl
+        >>> prior = ppl.ProgramPrior("tiny", inputs=["x"], max_depth=3)
+        >>> guide = ProgramGuide(prior)
+        >>> guide.init_from([prior.parse("sin(x)")] * 9, pseudo_count=1.0)
+        9
+        >>> p = math.exp(guide.log_prob(prior.parse("sin(x)")))
+        >>> 0.8 < p < 1.0 and guide.log_prob(prior.parse("(x + 1)")) > -math.inf
+        True
+        """
+        if not pseudo_count > 0:
+            raise PPLError(f"pseudo_count must be > 0 (it keeps the prior's support); got "
+                           f"{pseudo_count!r}.")
+        drafts = [d for d in (self.draft(p) for p in programs) if d is not None]
+        with torch.no_grad():
+            counts = torch.zeros_like(self.logits)
+            in_counts = torch.zeros_like(self.input_logits)
+            for d in drafts:
+                for row, r in zip(d.rows, d.prods, strict=True):
+                    counts[row, r] += 1.0
+                for row, k in zip(d.input_rows, d.input_picks, strict=True):
+                    in_counts[row, k] += 1.0
+            for logits, mask, n in ((self.logits, self.mask, counts),
+                                    (self.input_logits, self.input_mask, in_counts)):
+                now = torch.softmax(logits + mask, dim=-1)
+                mass = pseudo_count * now + n
+                logits.copy_(torch.where(mass > 0, torch.log(mass), torch.zeros_like(mass)))
+        return len(drafts)
+
     # ------------------------------------------------------------------ sampling
     def _cumulative(self) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
