@@ -241,6 +241,8 @@ def run_target(target: Target, config: RunConfig) -> Posterior:
         return _importance(target, config, rng, common)
     if config.amortized.proposal is not None:
         check_proposal(config.amortized.proposal, target)
+    if config.init_values is not None:  # named and checked here, not in a crashed chain
+        config = dataclasses.replace(config, init_values=target.check_init(config.init_values))
     kernel = Gibbs(target, config.mcmc, config.nuts, config.backend, config.amortized)
     if config.mcmc.collapsed:  # fail before any chain starts when the model does not allow it
         probe = dataclasses.replace(config.mcmc, init_candidates=5)

@@ -24,6 +24,7 @@ from pyro.poutine.util import site_is_subsample
 
 from ppl.backend import to_torch
 from ppl.errors import DataError, PPLError
+from ppl.program import Program
 from ppl.scoring import Scorer, Unsupported
 from ppl.trace import (
     CONTINUOUS,
@@ -191,6 +192,66 @@ class Target:
             return False
         self.fast = bool(states)
         return self.fast
+
+    def check_init(self, init_values: Mapping[str, Any]) -> dict[str, Any]:
+        """``init_values`` checked against the latent sites and made ready to hold: a
+        program (a :class:`ppl.Program` or its text) parsed by its site's prior, a number
+        or array as a float64 tensor of the site's shape inside its support. Raises a
+        :class:`PPLError` naming the first offending site.
+
+        Examples
+        --------
+        >>> import ppl
+        >>> from ppl import dist
+        >>> def model():
+        ...     f = ppl.sample("f", ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2))
+        ...     ppl.sample("s", dist.HalfNormal(1.0))
+        >>> target = Target(model, (), {})
+        >>> out = target.check_init({"f": "sin(x)", "s": 0.5})
+        >>> str(out["f"]), float(out["s"])
+        ('sin(x)', 0.5)
+        >>> try:
+        ...     target.check_init({"s": -1.0})
+        ... except ppl.PPLError as err:
+        ...     print(str(err)[:52])
+        init_values['s'] = -1.0 is outside the support of si
+        """
+        out: dict[str, Any] = {}
+        for name, value in init_values.items():
+            site = self.latents.get(name)
+            if site is None:
+                raise PPLError(f"init_values names {name!r}, which is not a latent site of the "
+                               f"model; its latent sites are {list(self.latents)}.")
+            if site.kind == PROGRAM:
+                if not isinstance(value, (str, Program)):
+                    raise PPLError(f"init_values[{name!r}] must be a ppl.Program or its text "
+                                   f"(site {name!r} is program-valued); got "
+                                   f"{type(value).__name__}.")
+                try:
+                    out[name] = site.fn.parse(value)
+                except PPLError as err:
+                    raise PPLError(f"init_values[{name!r}] is not a program of its site's "
+                                   f"prior: {err}") from err
+                continue
+            try:
+                arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor)
+                                 else value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise PPLError(f"init_values[{name!r}] must be a number or an array; got "
+                               f"{type(value).__name__}.") from None
+            if not np.all(np.isfinite(arr)):
+                raise PPLError(f"init_values[{name!r}] has NaN or inf values.")
+            if np.broadcast_shapes(arr.shape, site.shape) != site.shape:
+                raise PPLError(f"init_values[{name!r}] has shape {arr.shape}; site {name!r} has "
+                               f"shape {site.shape}.")
+            tensor = torch.as_tensor(np.broadcast_to(arr, site.shape).copy())
+            support = getattr(site.fn, "support", None)
+            if support is not None and not bool(torch.all(support.check(tensor))):
+                shown = arr.tolist() if arr.size <= 4 else f"an array of shape {arr.shape}"
+                raise PPLError(f"init_values[{name!r}] = {shown} is outside the support of "
+                               f"site {name!r} ({support}).")
+            out[name] = tensor
+        return out
 
     def log_joint(self, values: Mapping[str, Any]) -> float:
         """log p(values, data) (tempered: log prior + beta · log likelihood); −inf when any

@@ -324,3 +324,40 @@ def tiny_sigma_model(x: Any, y: Any = None) -> None:
 def test_enumerate_rejects_an_infinite_space(model: Callable[..., Any], needle: str) -> None:
     with pytest.raises(PPLError, match=needle):
         infer(model, X, y=Y, **{**FAST, "method": "enumerate"})
+
+
+BAD_INIT = [({"g": 1.0}, "init_values names 'g', which is not a latent site"),
+            ({"sigma": -1.0}, r"init_values\['sigma'\] = -1.0 is outside the support"),
+            ({"sigma": np.ones(3)}, r"init_values\['sigma'\] has shape \(3,\)"),
+            ({"sigma": math.nan}, r"init_values\['sigma'\] has NaN"),
+            ({"sigma": "big"}, r"init_values\['sigma'\] must be a number"),
+            ({"f": "x +"}, r"init_values\['f'\] is not a program of its site's prior"),
+            ({"f": 3.0}, r"init_values\['f'\] must be a ppl.Program or its text")]
+
+
+@pytest.mark.parametrize(("init", "needle"), BAD_INIT,
+                         ids=["unknown", "support", "shape", "nan", "type", "parse",
+                              "program-type"])
+def test_bad_init_values_are_rejected_naming_the_site(init: dict[str, Any], needle: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """mcmc checks init_values before any chain starts (they used to crash every chain)."""
+    monkeypatch.setattr(driver, "run_chains", _no_sampling)
+    with pytest.raises(PPLError, match=needle):
+        infer(program_model, X, y=Y, init_values=init, **FAST)
+
+
+def test_init_values_take_program_text_and_hold_the_start() -> None:
+    """A program given as text starts every chain there (the start is checked by the
+    kernel's init, before any sweep)."""
+    from inference.config import RunConfig
+    from inference.mcmc.gibbs import Gibbs
+    from inference.target import Target
+
+    target = Target(program_model, (X,), {"y": Y})
+    init = target.check_init({"f": "(x * x)", "sigma": 0.1})
+    cfg = RunConfig.build(init_values=init)
+    state = Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend).init(np.random.default_rng(0),
+                                                                 cfg.init_values, 0)
+    assert str(state.values["f"]) == "(x * x)" and float(state.values["sigma"]) == 0.1
+    post = infer(program_model, X, y=Y, init_values={"f": "(x * x)", "sigma": 0.1}, **FAST)
+    assert post.num_draws == 30
