@@ -51,7 +51,7 @@ HEADING = "## SVI against NUTS: time to a fit (issue 12)"
 GROUPS = 20
 N = 1000
 SVI_STEPS = (125, 250, 500, 1000, 2000, 4000, 8000)
-NUTS_DRAWS = (100, 200, 400, 800, 1600)
+NUTS_DRAWS = (100, 200, 400, 800, 1600, 3200)
 ESS_GOAL = 400
 SDS = 2.0
 """The issue's goal for SVI: every reference mean within this many reference sds."""
@@ -181,10 +181,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     meta = {"command": "python -m benchmarks.svi_speed " + " ".join(args.argv),
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(), "code": code_version()}
+    path = args.out / "svi_speed.json"
+    old = json.loads(path.read_text()) if args.only and path.exists() else None
     rows = []
-    for name, (model, margs, kwargs, ref) in problems(args.out, args.n).items():
+    for m, (name, (model, margs, kwargs, ref)) in enumerate(problems(args.out, args.n).items()):
         for backend in ("pyro", "numpyro"):
             for method in ("svi", "nuts"):
+                if args.only and f"{m}:{method}:{backend}" not in args.only:
+                    if old is not None:  # the row of the earlier run, as it was
+                        rows += [r for r in old["rows"] if (r["model"], r["method"],
+                                                            r["backend"]) == (name, method,
+                                                                              backend)]
+                    continue
                 t0 = time.perf_counter()
                 result = (svi_run(model, margs, kwargs, ref, backend, args.svi_steps,
                                   args.max_run_seconds)
@@ -195,8 +203,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              "schedule_seconds": time.perf_counter() - t0})
                 print(json.dumps({k: v for k, v in rows[-1].items() if k != "tried"}),
                       flush=True)
+    if old is not None:  # both commands, each row from the run that made it
+        meta["command"] = old["meta"]["command"] + "\n" + meta["command"]
+        meta["date"] = old["meta"]["date"] + " and " + meta["date"]
     out = {"meta": meta, "rows": rows}
-    (args.out / "svi_speed.json").write_text(json.dumps(out, indent=1))
+    path.write_text(json.dumps(out, indent=1))
     return out
 
 
@@ -243,6 +254,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=N, help=f"regression observations ({N})")
     parser.add_argument("--svi-steps", type=int, nargs="+", default=list(SVI_STEPS))
     parser.add_argument("--nuts-draws", type=int, nargs="+", default=list(NUTS_DRAWS))
+    parser.add_argument("--only", nargs="+", metavar="M:METHOD:BACKEND",
+                        help="run only these rows (model index 0 or 1, svi or nuts, pyro or "
+                        "numpyro), keeping the other rows of an earlier svi_speed.json")
     parser.add_argument("--max-run-seconds", type=float, default=300.0,
                         help="stop a schedule after a run that took longer (300)")
     parser.add_argument("--write", type=Path, help="write the report section into this file")
