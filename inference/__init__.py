@@ -20,9 +20,9 @@ Program('sin(x)')
 True
 """
 
-from inference.api import infer
+from inference.api import infer, resume
 from inference.compare import compare, plot_compare
 from inference.query import query
 from inference.results import Posterior, load
 
-__all__ = ["Posterior", "compare", "infer", "load", "plot_compare", "query"]
+__all__ = ["Posterior", "compare", "infer", "load", "plot_compare", "query", "resume"]

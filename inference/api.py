@@ -12,7 +12,17 @@ from typing import Any
 import numpy as np
 
 from inference.amortized.mixture import MixedProposal
-from inference.amortized.persist import ProposalMismatchError, differences, key_parts
+from inference.amortized.persist import ProposalMismatchError, key_parts
+from inference.amortized.persist import differences as key_differences
+from inference.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    atomic_write,
+    chain_path,
+    differences,
+    fingerprint,
+    read,
+)
 from inference.config import RunConfig, option_names
 from inference.enumerate import enumerate_posterior
 from inference.importance import importance_posterior
@@ -25,8 +35,8 @@ from inference.vi import run_svi
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
-__all__ = ["RunWarning", "check_model_call", "check_proposal", "infer", "load", "run_target",
-           "split_options"]
+__all__ = ["RunWarning", "check_model_call", "check_proposal", "infer", "load", "resume",
+           "run_target", "split_options"]
 
 
 APPROXIMATION_NOTE = (
@@ -222,9 +232,11 @@ def check_model_call(model: Callable[..., Any], args: Sequence[Any],
                        f"{err}.{hint}") from None
 
 
-def run_target(target: Target, config: RunConfig) -> Posterior:
+def run_target(target: Target, config: RunConfig, resumed: list[bool] | None = None
+               ) -> Posterior:
     """Run ``config.method`` on a prepared :class:`~inference.target.Target`: the engine
-    behind :func:`infer` and :func:`inference.query`."""
+    behind :func:`infer` and :func:`inference.query` (and :func:`resume`, which passes
+    which chains continue from their checkpoint files)."""
     model = target.model
     common: dict[str, Any] = {"model": model, "args": target.args, "kwargs": target.kwargs,
               "observed": {k: _numpy(v) for k, v in target.observed.items()},
@@ -248,16 +260,84 @@ def run_target(target: Target, config: RunConfig) -> Posterior:
         probe = dataclasses.replace(config.mcmc, init_candidates=5)
         Gibbs(target, probe, config.nuts, config.backend, config.amortized).init(
             np.random.default_rng(config.seed))
+    if config.checkpoint is not None and kernel.context.nuts_blocks and \
+            config.backend == "numpyro":
+        raise PPLError("checkpoint= cannot save NumPyro's NUTS blocks yet (their compiled "
+                       "transitions do not pickle); use backend='pyro' for the NUTS blocks "
+                       "of a checkpointed run.")
     if config.method == "auto":
         print(kernel.describe())
     given = {**target.fixed, **target.given_obs} or None
-    specs = make_specs(model, target.args, target.kwargs, config, given,
-                       list(target.given_obs) if given else None)
+    data_sites = list(target.given_obs) if given else None
+    if config.checkpoint is not None and resumed is None:
+        atomic_write(config.checkpoint, {
+            "format": FORMAT, "fingerprint": fingerprint(target), "given": given,
+            "data_sites": data_sites, "config": dataclasses.replace(config, executor=None)})
+    specs = make_specs(model, target.args, target.kwargs, config, given, data_sites)
+    if resumed is not None:
+        specs = [spec._replace(resume=r) for spec, r in zip(specs, resumed, strict=True)]
     results = run_chains(specs, config.chain_method, config.executor)
     post = _assemble(results, kernel.describe(), common)
     if config.mcmc.collapsed:
         post.attrs["approximation"] = APPROXIMATION_NOTE
+    if resumed is not None:
+        post.attrs["resumed"] = [bool(r) for r in resumed]
     return post
+
+
+RESUME_OPTIONS = ("progress", "chain_method", "executor")
+"""The run options :func:`resume` may change: how the chains run, not what they do."""
+
+
+def resume(path: str, model: Callable[..., Any], *args: Any, force: bool = False,
+           model_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Posterior:
+    """Continue the run checkpointed to ``path`` (``infer(..., checkpoint=path)``, method
+    ``"mcmc"``) and return its whole posterior, the draws before the checkpoint included.
+
+    The model and its data are given again, as to ``infer`` (keywords that are not in
+    :data:`RESUME_OPTIONS` go to the model); the run's other options come from the
+    checkpoint. A checkpoint of another model (name or source), data, program prior or
+    package version is refused with a :class:`~inference.checkpoint.CheckpointError` naming
+    what differs, unless ``force=True``. Each chain continues from its own file; a chain
+    that had written none yet starts again from its seed (the same draws it would have
+    made). Without ``max_time``, the result is bitwise the uninterrupted run's.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np, ppl
+    >>> from ppl import dist
+    >>> def model(y=None):
+    ...     m = ppl.sample("m", dist.Normal(0.0, 1.0))
+    ...     ppl.sample("y", dist.Normal(m, 1.0), obs=y)
+    >>> path = str(pathlib.Path(tempfile.mkdtemp()) / "run.ckpt")
+    >>> whole = infer(model, y=np.array(0.5), num_samples=40, num_warmup=20, num_chains=1,
+    ...               seed=3, progress=False, checkpoint=path, checkpoint_every=25)
+    >>> again = resume(path, model, y=np.array(0.5), progress=False)  # from sweep 50 of 60
+    >>> bool(np.array_equal(whole.samples["m"], again.samples["m"]))
+    True
+    """
+    manifest = read(path)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{path!r} is not a checkpoint of this version (format "
+                              f"{FORMAT}).")
+    names = set(option_names()) - set(RESUME_OPTIONS)
+    fixed = sorted(set(kwargs) & names)
+    if fixed:
+        raise PPLError(f"resume continues the run with its own options; {fixed[0]!r} cannot "
+                       f"be changed (only {', '.join(RESUME_OPTIONS)}).")
+    options = {k: kwargs.pop(k) for k in RESUME_OPTIONS if k in kwargs}
+    model_kw = {**kwargs, **dict(model_kwargs or {})}
+    check_model_call(model, args, model_kw)
+    config = dataclasses.replace(manifest["config"], checkpoint=path, **options)
+    target = Target(model, args, model_kw, seed=config.seed, given=manifest["given"],
+                    data_sites=manifest["data_sites"])
+    diffs = differences(manifest["fingerprint"], fingerprint(target))
+    if diffs and not force:
+        raise CheckpointError(f"The checkpoint {path!r} is of another run: its "
+                              f"{', '.join(diffs)} differ(s) from this call's (pass "
+                              "force=True to continue anyway).")
+    resumed = [chain_path(path, c).exists() for c in range(config.num_chains)]
+    return run_target(target, config, resumed)
 
 
 def check_proposal(proposal: Any, target: Target) -> Any:
@@ -290,7 +370,7 @@ def check_proposal(proposal: Any, target: Target) -> Any:
                        f"{list(target.latents)}.")
     now = key_parts(site.fn, site.name, {})
     saved = {k: v for k, v in proposal.key_parts.items() if k != "sites"}
-    diffs = differences(saved, {k: v for k, v in now.items() if k != "sites"})
+    diffs = key_differences(saved, {k: v for k, v in now.items() if k != "sites"})
     if diffs:
         raise ProposalMismatchError(
             f"The proposal for site {site.name!r} was trained for another prior: "

@@ -356,6 +356,10 @@ class RunConfig:
     max_time: float | None = None
     """Seconds per chain (``"svi"``: of the optimisation); a run stops cleanly at the
     budget (with a warning)."""
+    checkpoint: str | None = None
+    """MCMC: a file to checkpoint the run to (:mod:`inference.checkpoint`); None: none."""
+    checkpoint_every: int = 100
+    """MCMC: sweeps between two checkpoints of a chain."""
     mcmc: McmcOptions = field(default_factory=McmcOptions)
     """The Gibbs kernel's options."""
     nuts: NutsOptions = field(default_factory=NutsOptions)
@@ -369,7 +373,8 @@ class RunConfig:
 
     SHARED: ClassVar[tuple[str, ...]] = (
         "method", "backend", "num_samples", "num_warmup", "num_chains", "thin", "seed",
-        "progress", "chain_method", "executor", "init_values", "max_time")
+        "progress", "chain_method", "executor", "init_values", "max_time", "checkpoint",
+        "checkpoint_every")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -391,6 +396,16 @@ class RunConfig:
         if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))
                               or not t > 0):
             raise PPLError(f"max_time must be a positive number of seconds; got {t!r}.")
+        check_int("checkpoint_every", self.checkpoint_every, 1)
+        if self.checkpoint is not None:
+            if not isinstance(self.checkpoint, (str, os.PathLike)):
+                raise PPLError(f"checkpoint must be a file path; got "
+                               f"{type(self.checkpoint).__name__}.")
+            if self.method not in ("mcmc", "auto"):
+                raise PPLError(f"checkpoint= is a feature of method='mcmc' (and 'auto'); not "
+                               f"yet of method={self.method!r}.")
+            if self.mcmc.collapsed:
+                raise PPLError("checkpoint= does not work with collapsed=True yet.")
         if self.init_values is not None and not isinstance(self.init_values, Mapping):
             raise PPLError(f"init_values must map site names to values; got "
                            f"{type(self.init_values).__name__}.")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from inference.checkpoint import FORMAT, atomic_write, chain_path, read
 from inference.config import RunConfig
 from inference.mcmc.gibbs import Gibbs, GibbsState
 from inference.mcmc.search import search
@@ -55,6 +56,8 @@ class ChainSpec(NamedTuple):
     """Sites held at given values (query)."""
     data_sites: list[str] | None = None
     """Given sites that are observations (query)."""
+    resume: bool = False
+    """Continue from this chain's checkpoint file (``config.checkpoint``)."""
 
 
 class ChainResult(NamedTuple):
@@ -110,25 +113,42 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
             kernels.append(Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend, cfg.amortized))
         target = kernels[0].target
         num_warmup, num_samples, thin = cfg.warmup, cfg.num_samples, cfg.thin
-        states = [k.init(rng, cfg.init_values, num_warmup) for k in kernels]
-        if searches(cfg, target):
-            assert cfg.max_time is not None
-            deadline = start + cfg.mcmc.search_share * cfg.max_time
-            states[0], found = _search(rng, spec, kernels[0], states[0], deadline, start)
-        draws = {name: [] for name in target.latents}
-        pointwise = {name: [] for name in target.observed}
-        if len(kernels) > 1:
-            stats["swap_accepted"] = []
-        bar = tqdm(total=num_warmup + num_samples * thin, position=spec.chain,
-                   desc=f"chain {spec.chain}", disable=not cfg.progress, leave=False)
+        first, warm_until = 0, None
         swaps = np.full(len(kernels) - 1, np.nan)
-        # after a search, warmup yields to the budget: it ends at num_warmup sweeps or when
-        # half the time left is spent, so the exact chain always keeps draws
-        warm_until = None if found is None or cfg.max_time is None else \
-            (time.perf_counter() + start + cfg.max_time) / 2
-        for i in itertools.count():
+        if spec.resume:
+            snap = read(chain_path(_path(cfg), spec.chain), [k.target for k in kernels])
+            states, first, num_warmup = snap["states"], snap["sweep"], snap["num_warmup"]
+            rng.bit_generator.state = snap["rng"]
+            draws, stats, pointwise = snap["draws"], snap["stats"], snap["pointwise"]
+            found, swaps = snap["search"], snap["swaps"]
+            for kernel, state in zip(kernels, states, strict=True):
+                kernel.target.check_fast([state.values])  # as its init did
+        else:
+            states = [k.init(rng, cfg.init_values, num_warmup) for k in kernels]
+            if searches(cfg, target):
+                assert cfg.max_time is not None
+                deadline = start + cfg.mcmc.search_share * cfg.max_time
+                states[0], found = _search(rng, spec, kernels[0], states[0], deadline, start)
+            draws = {name: [] for name in target.latents}
+            pointwise = {name: [] for name in target.observed}
+            if len(kernels) > 1:
+                stats["swap_accepted"] = []
+            # after a search, warmup yields to the budget: it ends at num_warmup sweeps or
+            # when half the time left is spent, so the exact chain always keeps draws
+            if found is not None and cfg.max_time is not None:
+                warm_until = (time.perf_counter() + start + cfg.max_time) / 2
+        bar = tqdm(total=num_warmup + num_samples * thin, initial=first, position=spec.chain,
+                   desc=f"chain {spec.chain}", disable=not cfg.progress, leave=False)
+        for i in itertools.count(first):
             if i >= num_warmup + num_samples * thin:
                 break
+            if cfg.checkpoint is not None and i > first and i % cfg.checkpoint_every == 0:
+                atomic_write(chain_path(_path(cfg), spec.chain), {
+                    "format": FORMAT, "chain": spec.chain, "sweep": i,
+                    "num_warmup": num_warmup, "states": states,
+                    "rng": rng.bit_generator.state, "draws": draws, "stats": stats,
+                    "pointwise": pointwise, "search": found, "swaps": swaps},
+                    [k.target for k in kernels])
             now = time.perf_counter()
             if cfg.max_time is not None and now - start > cfg.max_time:
                 if found is not None and not stats["lp"]:
@@ -206,6 +226,11 @@ def _search(rng: np.random.Generator, spec: ChainSpec, kernel: Gibbs, state: Gib
         "history": [(round(began - start + t, 4), {n: str(v[n]) for n in programs})
                     for t, v in found.history]}
     return kernel.restart(rng, states[0], found.values, cfg.warmup), info
+
+
+def _path(cfg: RunConfig) -> str:
+    assert cfg.checkpoint is not None
+    return os.fspath(cfg.checkpoint)
 
 
 def _record(target: Target, state: Any, info: Any, draws: dict[str, list[Any]],

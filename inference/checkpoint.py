@@ -1,0 +1,177 @@
+"""Checkpoints of a program-MCMC run: atomic files, and what a resume must match.
+
+``infer(..., checkpoint="run.ckpt", checkpoint_every=100)`` writes, before any chain
+starts, a manifest ``run.ckpt`` (the run's options and a fingerprint of what it ran on),
+and every ``checkpoint_every`` sweeps one file per chain, ``run.ckpt.chain<c>``, with that
+chain's whole state: every rung's Gibbs state (programs, continuous values, adaptive step
+sizes, the NUTS blocks' kernels), the random generator's state, the loop's position and the
+draws kept so far. Caches are not saved: each is a memo of its key, rebuilt on demand.
+:func:`inference.resume` continues the run from them, and N sweeps, a checkpoint, a fresh
+process and N more are bitwise the 2N sweeps of an uninterrupted run (without ``max_time``,
+whose cut depends on the clock).
+
+Every file is written atomically (:func:`atomic_write`: a temporary file in the same
+folder, flushed and fsynced, then ``os.replace``): a run killed during a write leaves the
+previous checkpoint intact.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "run.ckpt"
+>>> atomic_write(path, {"a": 1})
+>>> read(path)
+{'a': 1}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import ppl
+from inference.target import Target
+from ppl.errors import PPLError
+from ppl.trace import PROGRAM
+
+__all__ = ["FORMAT", "CheckpointError", "atomic_write", "chain_path", "differences",
+           "fingerprint", "read"]
+
+FORMAT = 1
+"""Version of the checkpoint files' layout."""
+
+
+class CheckpointError(PPLError):
+    """A checkpoint that cannot be read, or that belongs to another run."""
+
+
+class _Pickler(pickle.Pickler):
+    """Stores the objects of ``keep`` by their position: a chain's state refers to its
+    target (and through it the model), which the resuming process builds anew."""
+
+    def __init__(self, file: Any, keep: Sequence[Any]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.keep = {id(o): i for i, o in enumerate(keep)}
+
+    def persistent_id(self, obj: Any) -> Any:
+        i = self.keep.get(id(obj))
+        return None if i is None else ("keep", i)
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: Any, keep: Sequence[Any]) -> None:
+        super().__init__(file)
+        self.keep = keep
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and pid[0] == "keep" and pid[1] < len(self.keep)):
+            raise pickle.UnpicklingError(f"unknown reference {pid!r}")
+        return self.keep[pid[1]]
+
+
+def atomic_write(path: str | os.PathLike[str], payload: Any, keep: Sequence[Any] = ()
+                 ) -> None:
+    """Pickle ``payload`` to ``path`` atomically: a temporary file next to it, flushed and
+    fsynced, then renamed over it (``os.replace``), then the folder fsynced. A reader sees
+    the old file or the new one, never a part. The objects of ``keep`` are stored as
+    references, which :func:`read` resolves to the objects it is given."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        _Pickler(f, keep).dump(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # a folder that cannot be opened (some platforms): the rename stands
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(path: str | os.PathLike[str], keep: Sequence[Any] = ()) -> Any:
+    """The payload of a checkpoint file (references to ``keep``'s positions resolved to its
+    objects); :class:`CheckpointError` naming the file when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return _Unpickler(f, keep).load()
+    except FileNotFoundError:
+        raise CheckpointError(f"No checkpoint at {os.fspath(path)!r}.") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as err:
+        raise CheckpointError(f"The checkpoint {os.fspath(path)!r} cannot be read: "
+                              f"{type(err).__name__}: {err}") from None
+
+
+def chain_path(path: str | os.PathLike[str], chain: int) -> Path:
+    """The file of chain ``chain`` of the checkpoint ``path``."""
+    return Path(f"{os.fspath(path)}.chain{chain}")
+
+
+def _digest(value: Any, h: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        h.update(str((value.dtype, value.shape)).encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, Mapping):
+        for k in sorted(value, key=str):
+            h.update(repr(k).encode())
+            _digest(value[k], h)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _digest(v, h)
+    else:
+        h.update(repr(value).encode())
+
+
+def fingerprint(target: Target) -> dict[str, str]:
+    """What a resume must match: the package version, the model (its name and source),
+    the data (observed values and arguments), and each program site's grammar and prior
+    limits.
+
+    Examples
+    --------
+    >>> import numpy as np, ppl
+    >>> from ppl import dist
+    >>> def model(y=None):
+    ...     ppl.sample("y", dist.Normal(ppl.sample("m", dist.Normal(0.0, 1.0)), 1.0), obs=y)
+    >>> a = fingerprint(Target(model, (), {"y": np.array(1.0)}))
+    >>> b = fingerprint(Target(model, (), {"y": np.array(2.0)}))
+    >>> differences(a, b)
+    ['data']
+    """
+    model = target.model
+    try:
+        source = inspect.getsource(model)
+    except (OSError, TypeError):
+        source = ""
+    data = hashlib.sha256()
+    _digest([target.args, target.kwargs, target.observed, target.given_obs, target.fixed],
+            data)
+    programs = hashlib.sha256()
+    for name, site in sorted(target.latents.items()):
+        if site.kind == PROGRAM:
+            p = site.fn
+            programs.update(repr((name, p.grammar.fingerprint, p.max_depth, p.max_size,
+                                  tuple(p.inputs), repr(p.constant_prior))).encode())
+    return {"package": ppl.__version__,
+            "model": f"{getattr(model, '__module__', '?')}."
+                     f"{getattr(model, '__qualname__', repr(model))} "
+                     f"{hashlib.sha256(source.encode()).hexdigest()[:16]}",
+            "data": data.hexdigest()[:16], "programs": programs.hexdigest()[:16],
+            "sites": ",".join(f"{n}:{s.kind}" for n, s in sorted(target.latents.items()))}
+
+
+def differences(saved: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+    """The fingerprint entries that differ."""
+    return [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
