@@ -107,7 +107,9 @@ def infer(model: Callable[..., Any], *args: Any,
     progress : bool
         tqdm bars per chain (only on a terminal, never with ``CI`` set).
     chain_method : {"parallel", "sequential"}
-        Chains in processes (default) or one after another; ``executor`` overrides both.
+        Chains in processes (default) or one after another; ``executor`` (any
+        process-based ``concurrent.futures.Executor``: a ``ProcessPoolExecutor``, a Dask
+        client's ``get_executor()``) overrides both.
     init_values : dict, optional
         Initial values of some or all latent sites.
     init_candidates : int

@@ -286,13 +286,26 @@ def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
             raise PPLError("Chains cannot run in threads: they would share Pyro's handler "
                            "stack. Pass a process-based executor (ProcessPoolExecutor, a Dask "
                            "client's) or use chain_method='sequential'.")
-        return [f.result() for f in [executor.submit(run_chain, s) for s in specs]]
+        futures = [executor.submit(run_chain, s) for s in specs]
+        return [_collect(spec, future) for spec, future in zip(specs, futures, strict=True)]
     workers = min(len(specs), os.cpu_count() or 1)
     if chain_method == "parallel" and workers > 1 and _picklable(specs[0]):
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                  initializer=_one_thread) as ex:
             return list(ex.map(run_chain, specs))
     return [run_chain(s) for s in specs]
+
+
+def _collect(spec: ChainSpec, future: Any) -> ChainResult:
+    """A chain's result from its future; a chain whose worker died (a killed process, a
+    lost connection: the executor raises) is a crashed chain, reported like one that
+    raised, so the other chains' draws are kept."""
+    try:
+        result: ChainResult = future.result()
+    except Exception as err:  # whatever the executor raises for a lost worker
+        return ChainResult(spec.chain, {}, {}, {}, f"chain {spec.chain}'s worker failed: "
+                           f"{type(err).__name__}: {err}", 0.0, False)
+    return result
 
 
 def make_specs(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],

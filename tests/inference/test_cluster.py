@@ -1,0 +1,63 @@
+"""Chains on a real Dask cluster (issue 13 item 2): a ``LocalCluster`` of 2 worker
+processes on the loopback interface, started by the test.
+
+- the same seed gives the same draws as a local run, and the chains ran on the workers;
+- a worker killed in the middle of a run is reported (a crashed chain, a RunWarning) and
+  the other chain's draws are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster, get_task_stream
+
+from inference import infer
+from inference.api import RunWarning
+from tests.inference.checkpoint_models import X, Y, regression
+from tests.inference.cluster_models import KILL_FLAG, dies_once
+
+RUN: dict[str, Any] = {"num_samples": 40, "num_warmup": 20, "num_chains": 2, "seed": 5,
+                       "progress": False}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    flag = tmp_path_factory.mktemp("cluster") / "killed"
+    os.environ[KILL_FLAG] = str(flag)  # the workers inherit it; dies_once reads it
+    try:
+        # a killed worker's task is not retried elsewhere: its chain is reported
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+                LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                             host="127.0.0.1", dashboard_address=None,
+                             silence_logs=logging.CRITICAL) as cluster, \
+                Client(cluster) as c:
+            yield c
+    finally:
+        del os.environ[KILL_FLAG]
+
+
+def test_chains_on_the_cluster_equal_a_local_run(client: Client) -> None:
+    local = infer(regression, X, y=Y, chain_method="sequential", **RUN)
+    with get_task_stream(client) as stream:
+        remote = infer(regression, X, y=Y, executor=client.get_executor(), **RUN)
+    workers = {t["worker"] for t in stream.data}
+    assert len(stream.data) == 2 and workers <= set(client.scheduler_info()["workers"])
+    assert np.array_equal(remote.stats["lp"], local.stats["lp"])
+    assert [str(p) for p in remote.samples["f"].reshape(-1)] == \
+        [str(p) for p in local.samples["f"].reshape(-1)]
+
+
+def test_a_killed_worker_is_reported_and_the_other_chain_kept(client: Client,
+                                                               tmp_path: Path) -> None:
+    with pytest.warns(RunWarning, match="1 of 2 chains crashed"):
+        post = infer(dies_once, X, y=Y, executor=client.get_executor(), **RUN)
+    assert post.samples["f"].shape == (1, 40)
+    assert Path(os.environ[KILL_FLAG]).exists()
