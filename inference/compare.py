@@ -153,6 +153,9 @@ def compare(model: Callable[..., Any], *args: Any, methods: Sequence[Any],
     if "method" in kwargs:
         raise PPLError("compare takes methods=[...] (a list of entries), not method=; a "
                        "model argument named 'method' goes in model_kwargs.")
+    if "checkpoint" in kwargs:
+        raise PPLError("checkpoint= names one run's files: give it in one entry's options, "
+                       "e.g. ('mcmc', {'checkpoint': 'run.ckpt'}), not to compare.")
     common: dict[str, Any] = {"progress": False}
     common.update({k: v for k, v in kwargs.items() if k in infer_options})
     model_kw = {k: v for k, v in kwargs.items() if k not in infer_options}

@@ -333,6 +333,8 @@ BAD = [
      "reference must be the label or position"),
     ("bool reference", {"methods": ["mcmc"], "reference": True}, "got True"),
     ("method kwarg", {"methods": ["mcmc"], "method": "mcmc"}, "not method="),
+    ("shared checkpoint", {"methods": ["mcmc"], "checkpoint": "run.ckpt"},
+     "in one entry's options"),
 ]
 
 
