@@ -70,9 +70,12 @@ SUBSETS = {
     "regenerate+insert_delete": {"regenerate": 0.5, "insert_delete": 0.5},
     "regenerate+relabel": {"regenerate": 0.5, "relabel": 0.5},
 }
+"""The default mixture runs in CI; each ergodic subset alone (15–18 s each) in ``make
+validate`` (CI time, docs/plan.md)."""
 
 
-@pytest.mark.parametrize("name", list(SUBSETS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "default-mixture"
+                                               else [pytest.mark.slow]) for n in SUBSETS])
 def test_mcmc_matches_enumeration(name, exact):
     p_value, tv, null, z, ess = _check(_run(SUBSETS[name]), exact)
     assert ess > 500
@@ -132,10 +135,10 @@ def test_tempering_broken_twin_fails(exact, monkeypatch):
 def test_timed_run_with_search_matches_enumeration(exact):
     """With max_time the search phase (tempered population, restarts) picks each chain's
     start; the kept draws come from the exact chain after it."""
-    post = infer(model, X, y=Y, method="mcmc", num_samples=5000, num_warmup=300,
+    post = infer(model, X, y=Y, method="mcmc", num_samples=3000, num_warmup=300,
                  num_chains=4, seed=0, chain_method="sequential", progress=False,
                  max_time=200.0, search_share=0.005, search_patience=5)
-    assert post.num_draws == 5000
+    assert post.num_draws == 3000
     assert len(post.attrs["search"]) == 4
     assert all(s["sweeps"] > 0 and s["restarts"] > 0 for s in post.attrs["search"])
     p_value, tv, null, z, ess = _check(post, exact)
