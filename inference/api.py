@@ -12,16 +12,14 @@ from typing import Any
 import numpy as np
 
 from inference.amortized.mixture import MixedProposal
-from inference.amortized.persist import ProposalMismatchError, key_parts
-from inference.amortized.persist import differences as key_differences
+from inference.amortized.persist import ProposalMismatchError, differences, key_parts
 from inference.checkpoint import (
     FORMAT,
     CheckpointError,
-    atomic_write,
     chain_path,
-    differences,
     fingerprint,
     read,
+    save,
 )
 from inference.config import RunConfig, option_names
 from inference.enumerate import enumerate_posterior
@@ -272,7 +270,7 @@ def run_target(target: Target, config: RunConfig, resumed: list[bool] | None = N
     given = {**target.fixed, **target.given_obs} or None
     data_sites = list(target.given_obs) if given else None
     if config.checkpoint is not None and resumed is None:
-        atomic_write(config.checkpoint, {
+        save(config.checkpoint, {
             "format": FORMAT, "fingerprint": fingerprint(target), "given": given,
             "data_sites": data_sites, "config": dataclasses.replace(config, executor=None)})
     specs = make_specs(model, target.args, target.kwargs, config, given, data_sites)
@@ -335,9 +333,8 @@ def resume(path: str, model: Callable[..., Any], *args: Any, force: bool = False
                     data_sites=manifest["data_sites"])
     diffs = differences(manifest["fingerprint"], fingerprint(target))
     if diffs and not force:
-        raise CheckpointError(f"The checkpoint {path!r} is of another run: its "
-                              f"{', '.join(diffs)} differ(s) from this call's (pass "
-                              "force=True to continue anyway).")
+        raise CheckpointError(f"The checkpoint {path!r} is of another run: "
+                              f"{'; '.join(diffs)} (pass force=True to continue anyway).")
     resumed = [chain_path(path, c).exists() for c in range(config.num_chains)]
     return run_target(target, config, resumed)
 
@@ -372,7 +369,7 @@ def check_proposal(proposal: Any, target: Target) -> Any:
                        f"{list(target.latents)}.")
     now = key_parts(site.fn, site.name, {})
     saved = {k: v for k, v in proposal.key_parts.items() if k != "sites"}
-    diffs = key_differences(saved, {k: v for k, v in now.items() if k != "sites"})
+    diffs = differences(saved, {k: v for k, v in now.items() if k != "sites"})
     if diffs:
         raise ProposalMismatchError(
             f"The proposal for site {site.name!r} was trained for another prior: "

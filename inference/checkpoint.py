@@ -10,15 +10,15 @@ draws kept so far. Caches are not saved: each is a memo of its key, rebuilt on d
 process and N more are bitwise the 2N sweeps of an uninterrupted run (without ``max_time``,
 whose cut depends on the clock).
 
-Every file is written atomically (:func:`atomic_write`: a temporary file in the same
-folder, flushed and fsynced, then ``os.replace``): a run killed during a write leaves the
-previous checkpoint intact.
+Every file is written atomically (:func:`save`, by :func:`inference.files.atomic_write`: a
+temporary file in the same folder, flushed and fsynced, then ``os.replace``): a run killed
+during a write leaves the previous checkpoint intact.
 
 Examples
 --------
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.ckpt"
->>> atomic_write(path, {"a": 1})
+>>> save(path, {"a": 1})
 >>> read(path)
 {'a': 1}
 """
@@ -37,12 +37,13 @@ import numpy as np
 import torch
 
 import ppl
+from inference.amortized.persist import key_parts
+from inference.files import atomic_write
 from inference.target import Target
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
-__all__ = ["FORMAT", "CheckpointError", "atomic_write", "chain_path", "differences",
-           "fingerprint", "read"]
+__all__ = ["FORMAT", "CheckpointError", "chain_path", "fingerprint", "read", "save"]
 
 FORMAT = 1
 """Version of the checkpoint files' layout."""
@@ -76,27 +77,10 @@ class _Unpickler(pickle.Unpickler):
         return self.keep[pid[1]]
 
 
-def atomic_write(path: str | os.PathLike[str], payload: Any, keep: Sequence[Any] = ()
-                 ) -> None:
-    """Pickle ``payload`` to ``path`` atomically: a temporary file next to it, flushed and
-    fsynced, then renamed over it (``os.replace``), then the folder fsynced. A reader sees
-    the old file or the new one, never a part. The objects of ``keep`` are stored as
-    references, which :func:`read` resolves to the objects it is given."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        _Pickler(f, keep).dump(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # a folder that cannot be opened (some platforms): the rename stands
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def save(path: str | os.PathLike[str], payload: Any, keep: Sequence[Any] = ()) -> None:
+    """Pickle ``payload`` to ``path`` atomically; the objects of ``keep`` are
+    stored as references, which :func:`read` resolves to the objects it is given."""
+    atomic_write(path, lambda f: _Pickler(f, keep).dump(payload))
 
 
 def read(path: str | os.PathLike[str], keep: Sequence[Any] = ()) -> Any:
@@ -134,20 +118,21 @@ def _digest(value: Any, h: Any) -> None:
         h.update(repr(value).encode())
 
 
-def fingerprint(target: Target) -> dict[str, str]:
+def fingerprint(target: Target) -> dict[str, Any]:
     """What a resume must match: the package version, the model (its name and source),
-    the data (observed values and arguments), and each program site's grammar and prior
-    limits.
+    the data (observed values and arguments), the latent sites, and each program site's
+    prior (:func:`inference.amortized.persist.key_parts`, as a trained proposal's key).
 
     Examples
     --------
     >>> import numpy as np, ppl
     >>> from ppl import dist
+    >>> from inference.amortized.persist import differences
     >>> def model(y=None):
     ...     ppl.sample("y", dist.Normal(ppl.sample("m", dist.Normal(0.0, 1.0)), 1.0), obs=y)
     >>> a = fingerprint(Target(model, (), {"y": np.array(1.0)}))
     >>> b = fingerprint(Target(model, (), {"y": np.array(2.0)}))
-    >>> differences(a, b)
+    >>> [d.split()[0] for d in differences(a, b)]
     ['data']
     """
     model = target.model
@@ -158,20 +143,15 @@ def fingerprint(target: Target) -> dict[str, str]:
     data = hashlib.sha256()
     _digest([target.args, target.kwargs, target.observed, target.given_obs, target.fixed],
             data)
-    programs = hashlib.sha256()
+    programs = {}
     for name, site in sorted(target.latents.items()):
         if site.kind == PROGRAM:
-            p = site.fn
-            programs.update(repr((name, p.grammar.fingerprint, p.max_depth, p.max_size,
-                                  tuple(p.inputs), repr(p.constant_prior))).encode())
+            parts = key_parts(site.fn, name, {})
+            del parts["sites"]
+            programs[name] = parts
     return {"package": ppl.__version__,
             "model": f"{getattr(model, '__module__', '?')}."
                      f"{getattr(model, '__qualname__', repr(model))} "
                      f"{hashlib.sha256(source.encode()).hexdigest()[:16]}",
-            "data": data.hexdigest()[:16], "programs": programs.hexdigest()[:16],
+            "data": data.hexdigest()[:16], "programs": programs,
             "sites": ",".join(f"{n}:{s.kind}" for n, s in sorted(target.latents.items()))}
-
-
-def differences(saved: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
-    """The fingerprint entries that differ."""
-    return [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]

@@ -27,10 +27,9 @@ import torch
 from inference.api import check_model_call, run_target
 from inference.config import METHODS, RunConfig
 from inference.results import Posterior
-from inference.target import Target, to_torch
+from inference.target import Target, checked_value, to_torch
 from inference.vi import run_svi
 from ppl.errors import PPLError
-from ppl.prior import ProgramPrior
 from ppl.program import Program
 from ppl.trace import PROGRAM, log_joint, seeded, trace_model
 from ppl.world import World
@@ -170,26 +169,10 @@ def _parse_given(world: World, given: dict[str, Any]) -> dict[str, Any]:
             raise PPLError(f"Site {name!r} is deterministic (a function of other sites); it "
                            "cannot be given. Give the sites it is computed from.")
         fn = world.distribution(name)
-        if isinstance(fn, ProgramPrior):
-            if not isinstance(value, (str, Program)):
-                raise PPLError(f"Site {name!r} is program-valued: give a ppl.Program or its "
-                               f"text, not {type(value).__name__}.")
-            try:  # the prior's input order: the model calls the program positionally
-                value = fn.parse(value)
-            except PPLError as err:
-                raise PPLError(f"Given program for site {name!r} does not parse as a "
-                               f"program of its prior: {err}") from err
-        else:
-            value = to_torch(np.asarray(value, dtype=float)
-                             if isinstance(value, (int, float, list)) else value)
-            arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value,
-                             dtype=float)
-            if arr.size == 0 or not np.all(np.isfinite(arr)):
-                raise PPLError(f"Given value of site {name!r} is empty or has NaN/inf values.")
-            want = tuple(np.shape(world.value(name)))
-            if arr.shape != want:
-                raise PPLError(f"Given value of site {name!r} has shape {arr.shape}; the site "
-                               f"has shape {want}.")
+        checked = checked_value(f"Given value of site {name!r}", name, fn,
+                                tuple(np.shape(world.value(name))), value)
+        value = checked if isinstance(checked, Program) else to_torch(
+            np.asarray(value, dtype=float) if isinstance(value, (int, float, list)) else value)
         out[name] = value
     return out
 

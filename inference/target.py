@@ -24,6 +24,7 @@ from pyro.poutine.util import site_is_subsample
 
 from ppl.backend import to_torch
 from ppl.errors import DataError, PPLError
+from ppl.prior import ProgramPrior
 from ppl.program import Program
 from ppl.scoring import Scorer, Unsupported
 from ppl.trace import (
@@ -38,7 +39,8 @@ from ppl.trace import (
     trace_model,
 )
 
-__all__ = ["CONTINUOUS", "DISCRETE", "PROGRAM", "SiteInfo", "Target", "to_torch"]
+__all__ = ["CONTINUOUS", "DISCRETE", "PROGRAM", "SiteInfo", "Target", "checked_value",
+           "to_torch"]
 
 
 class SiteInfo(NamedTuple):
@@ -60,6 +62,58 @@ class SiteInfo(NamedTuple):
         if site.kind == PROGRAM:
             return cls(site.name, PROGRAM, base_distribution(site.fn), ())
         return cls(site.name, site.kind, site.fn, site.shape)
+
+
+def checked_value(label: str, site: str, fn: Any, shape: tuple[int, ...], value: Any,
+                  broadcast: bool = False) -> Program | np.ndarray:
+    """A value given for site ``site`` (distribution ``fn``, value shape ``shape``), checked:
+    for a program site, a :class:`ppl.Program` or its text, parsed by the site's prior (its
+    input order); otherwise a non-empty finite float64 array of the site's shape (or one
+    that broadcasts to it, with ``broadcast``) inside the site's support. Each failure is a
+    :class:`PPLError` that starts with ``label``. Used for ``init_values`` and for the
+    given sites of a query.
+
+    Examples
+    --------
+    >>> from ppl import dist
+    >>> checked_value("init_values['s']", "s", dist.HalfNormal(1.0), (), 0.5)
+    array(0.5)
+    >>> try:
+    ...     checked_value("init_values['s']", "s", dist.HalfNormal(1.0), (), -1.0)
+    ... except PPLError as err:
+    ...     print(str(err)[:52])
+    init_values['s'] = -1.0 is outside the support of si
+    """
+    if isinstance(fn, ProgramPrior):
+        if not isinstance(value, (str, Program)):
+            raise PPLError(f"{label} must be a ppl.Program or its text: site {site!r} is "
+                           f"program-valued; got {type(value).__name__}.")
+        try:
+            return fn.parse(value)
+        except PPLError as err:
+            raise PPLError(f"{label} does not parse as a program of its site's prior: "
+                           f"{err}") from err
+    try:
+        arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value,
+                         dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PPLError(f"{label} must be a number or an array; got "
+                       f"{type(value).__name__}.") from None
+    if arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise PPLError(f"{label} is empty or has NaN/inf values.")
+    try:
+        fits = (np.broadcast_shapes(arr.shape, shape) if broadcast else arr.shape) == shape
+    except ValueError:  # shapes that do not broadcast
+        fits = False
+    if not fits:
+        raise PPLError(f"{label} has shape {arr.shape}; site {site!r} has shape {shape}.")
+    support = getattr(fn, "support", None)
+    if support is not None and not bool(torch.all(support.check(torch.as_tensor(
+            np.broadcast_to(arr, shape).copy())))):
+        shown = arr.tolist() if arr.size <= 4 else f"an array of shape {arr.shape}"
+        raise PPLError(f"{label} = {shown} is outside the support of site {site!r} "
+                       f"({support}).")
+    return arr
 
 
 class Target:
@@ -194,10 +248,9 @@ class Target:
         return self.fast
 
     def check_init(self, init_values: Mapping[str, Any]) -> dict[str, Any]:
-        """``init_values`` checked against the latent sites and made ready to hold: a
-        program (a :class:`ppl.Program` or its text) parsed by its site's prior, a number
-        or array as a float64 tensor of the site's shape inside its support. Raises a
-        :class:`PPLError` naming the first offending site.
+        """``init_values`` checked against the latent sites (:func:`checked_value`) and made
+        ready to hold: programs parsed, numbers as float64 tensors of the site's shape.
+        Raises a :class:`PPLError` naming the first offending site.
 
         Examples
         --------
@@ -210,11 +263,6 @@ class Target:
         >>> out = target.check_init({"f": "sin(x)", "s": 0.5})
         >>> str(out["f"]), float(out["s"])
         ('sin(x)', 0.5)
-        >>> try:
-        ...     target.check_init({"s": -1.0})
-        ... except ppl.PPLError as err:
-        ...     print(str(err)[:52])
-        init_values['s'] = -1.0 is outside the support of si
         """
         out: dict[str, Any] = {}
         for name, value in init_values.items():
@@ -222,35 +270,10 @@ class Target:
             if site is None:
                 raise PPLError(f"init_values names {name!r}, which is not a latent site of the "
                                f"model; its latent sites are {list(self.latents)}.")
-            if site.kind == PROGRAM:
-                if not isinstance(value, (str, Program)):
-                    raise PPLError(f"init_values[{name!r}] must be a ppl.Program or its text "
-                                   f"(site {name!r} is program-valued); got "
-                                   f"{type(value).__name__}.")
-                try:
-                    out[name] = site.fn.parse(value)
-                except PPLError as err:
-                    raise PPLError(f"init_values[{name!r}] is not a program of its site's "
-                                   f"prior: {err}") from err
-                continue
-            try:
-                arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor)
-                                 else value, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise PPLError(f"init_values[{name!r}] must be a number or an array; got "
-                               f"{type(value).__name__}.") from None
-            if not np.all(np.isfinite(arr)):
-                raise PPLError(f"init_values[{name!r}] has NaN or inf values.")
-            if np.broadcast_shapes(arr.shape, site.shape) != site.shape:
-                raise PPLError(f"init_values[{name!r}] has shape {arr.shape}; site {name!r} has "
-                               f"shape {site.shape}.")
-            tensor = torch.as_tensor(np.broadcast_to(arr, site.shape).copy())
-            support = getattr(site.fn, "support", None)
-            if support is not None and not bool(torch.all(support.check(tensor))):
-                shown = arr.tolist() if arr.size <= 4 else f"an array of shape {arr.shape}"
-                raise PPLError(f"init_values[{name!r}] = {shown} is outside the support of "
-                               f"site {name!r} ({support}).")
-            out[name] = tensor
+            got = checked_value(f"init_values[{name!r}]", name, site.fn, site.shape, value,
+                                broadcast=True)
+            out[name] = got if isinstance(got, Program) else \
+                torch.as_tensor(np.broadcast_to(got, site.shape).copy())
         return out
 
     def log_joint(self, values: Mapping[str, Any]) -> float:

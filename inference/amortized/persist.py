@@ -37,13 +37,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from inference.files import atomic_write
 from ppl.errors import PPLError
 from ppl.prior import ProgramPrior
 from ppl.trace import Site
@@ -151,17 +151,7 @@ def write(path: str | os.PathLike[str], metadata: Mapping[str, Any],
     target = Path(path)
     payload = {"format": FORMAT, "metadata": json.dumps(metadata, sort_keys=True),
                "network": dict(network), "optimizer": optimizer}
-    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda f: torch.save(payload, f))
 
 
 def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any],

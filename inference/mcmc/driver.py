@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from inference.checkpoint import FORMAT, atomic_write, chain_path, read
+from inference.checkpoint import FORMAT, chain_path, read, save
 from inference.config import RunConfig
 from inference.mcmc.gibbs import Gibbs, GibbsState
 from inference.mcmc.search import search
@@ -143,7 +143,7 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
             if i >= num_warmup + num_samples * thin:
                 break
             if cfg.checkpoint is not None and i > first and i % cfg.checkpoint_every == 0:
-                atomic_write(chain_path(_path(cfg), spec.chain), {
+                save(chain_path(_path(cfg), spec.chain), {
                     "format": FORMAT, "chain": spec.chain, "sweep": i,
                     "num_warmup": num_warmup, "states": states,
                     "rng": rng.bit_generator.state, "draws": draws, "stats": stats,

@@ -329,9 +329,9 @@ def test_enumerate_rejects_an_infinite_space(model: Callable[..., Any], needle: 
 BAD_INIT = [({"g": 1.0}, "init_values names 'g', which is not a latent site"),
             ({"sigma": -1.0}, r"init_values\['sigma'\] = -1.0 is outside the support"),
             ({"sigma": np.ones(3)}, r"init_values\['sigma'\] has shape \(3,\)"),
-            ({"sigma": math.nan}, r"init_values\['sigma'\] has NaN"),
+            ({"sigma": math.nan}, r"init_values\['sigma'\] is empty or has NaN"),
             ({"sigma": "big"}, r"init_values\['sigma'\] must be a number"),
-            ({"f": "x +"}, r"init_values\['f'\] is not a program of its site's prior"),
+            ({"f": "x +"}, r"init_values\['f'\] does not parse as a program of its site's prior"),
             ({"f": 3.0}, r"init_values\['f'\] must be a ppl.Program or its text")]
 
 
