@@ -329,6 +329,14 @@ def resume(path: str, model: Callable[..., Any], *args: Any, force: bool = False
     model_kw = {**kwargs, **dict(model_kwargs or {})}
     check_model_call(model, args, model_kw)
     config = dataclasses.replace(manifest["config"], checkpoint=path, **options)
+    return _resume_mcmc(path, manifest, config, model, args, model_kw, force)
+
+
+def _resume_mcmc(path: str, manifest: Mapping[str, Any], config: RunConfig,
+                 model: Callable[..., Any], args: tuple[Any, ...],
+                 model_kw: dict[str, Any], force: bool) -> Posterior:
+    """:func:`resume` for ``method="mcmc"`` (and ``"auto"``): the chains of
+    :func:`run_target` continue from their files."""
     target = Target(model, args, model_kw, seed=config.seed, given=manifest["given"],
                     data_sites=manifest["data_sites"])
     diffs = differences(manifest["fingerprint"], fingerprint(target))

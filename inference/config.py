@@ -38,12 +38,16 @@ import numpy as np
 from ppl.backend import BACKENDS
 from ppl.errors import PPLError
 
-__all__ = ["BACKENDS", "CACHE_SIZE", "DEFAULT_STRUCTURE_WEIGHTS", "ELBOS", "GUIDES", "METHODS",
+__all__ = ["BACKENDS", "CACHE_SIZE", "CHECKPOINT_METHODS", "DEFAULT_STRUCTURE_WEIGHTS",
+           "ELBOS", "GUIDES", "METHODS",
            "AmortizedOptions", "ImportanceOptions", "McmcOptions", "NutsOptions", "RunConfig",
            "SviOptions", "check_bool", "check_int", "option_names"]
 
 METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts", "amortized", "svi")
 """Every value of ``method``."""
+
+CHECKPOINT_METHODS = ("mcmc", "auto")
+"""The methods whose runs ``checkpoint=`` saves and :func:`inference.resume` continues."""
 
 DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.4, "insert_delete": 0.2,
                                                   "relabel": 0.2, "library": 0.2}
@@ -401,9 +405,10 @@ class RunConfig:
             if not isinstance(self.checkpoint, (str, os.PathLike)):
                 raise PPLError(f"checkpoint must be a file path; got "
                                f"{type(self.checkpoint).__name__}.")
-            if self.method not in ("mcmc", "auto"):
-                raise PPLError(f"checkpoint= is a feature of method='mcmc' (and 'auto'); not "
-                               f"yet of method={self.method!r}.")
+            if self.method not in CHECKPOINT_METHODS:
+                raise PPLError(f"checkpoint= is a feature of method "
+                               f"{' / '.join(map(repr, CHECKPOINT_METHODS))}; not yet of "
+                               f"method={self.method!r}.")
             if self.mcmc.collapsed:
                 raise PPLError("checkpoint= does not work with collapsed=True yet.")
         if self.init_values is not None and not isinstance(self.init_values, Mapping):

@@ -99,10 +99,10 @@ def test_another_run_is_refused_naming_what_differs(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"method": "nuts"}, "checkpoint= is a feature of method='mcmc'"),
+    ({"method": "importance"}, "checkpoint= is a feature of method 'mcmc'"),
     ({"checkpoint_every": 0}, "checkpoint_every"),
     ({"backend": "numpyro"}, "NumPyro's NUTS blocks"),
-], ids=["nuts", "every", "numpyro-blocks"])
+], ids=["importance", "every", "numpyro-blocks"])
 def test_what_cannot_be_checkpointed_is_refused(tmp_path: Path, options: dict[str, Any],
                                                 message: str) -> None:
     with pytest.raises(ppl.PPLError, match=message):
