@@ -7,6 +7,7 @@ Imported only when ``backend="numpyro"`` is asked for, so Pyro users never pay f
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 from numpyro.infer.util import log_density
 
 import ppl
+from inference.checkpoint import FORMAT, chain_path, read, save
 from inference.config import RunConfig
 from inference.nuts import BackendRun, Sites, tree_depth
 from ppl.trace import check_arguments, check_observed, data_errors, max_plate_nesting, sites_of
@@ -136,10 +138,13 @@ def _chain_method(cfg: RunConfig) -> str:
     return "parallel" if jax.local_device_count() >= cfg.num_chains else CHAIN_METHOD
 
 
-def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig) -> BackendRun:
+def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig, resuming: bool = False
+        ) -> BackendRun:
     """``num_chains`` chains of NumPyro's NUTS from ``PRNGKey(seed)`` (inside
     :func:`context`); the log joint, pointwise log-likelihood and deterministic sites of
-    every draw come out of the same compiled run (:func:`scorer`)."""
+    every draw come out of the same compiled run (:func:`scorer`). With ``cfg.checkpoint``
+    the sampling phase runs in segments (:func:`_segments`); ``resuming`` continues from
+    the checkpoint file."""
     init = init_to_uniform if cfg.init_values is None else init_to_value(
         values={k: jnp.asarray(v, dtype=jnp.float64) for k, v in cfg.init_values.items()})
     kernel = NUTS(model, target_accept_prob=cfg.nuts.target_accept_prob,
@@ -150,13 +155,16 @@ def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig) -> BackendRun:
                 num_chains=cfg.num_chains, thinning=cfg.thin, chain_method=how,
                 progress_bar=cfg.show_progress, postprocess_fn=scorer(model, sites, kernel))
     start = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(cfg.seed), *sites.args, extra_fields=EXTRA_FIELDS,
-             **sites.kwargs)
-    draws = jax.device_get(mcmc.get_samples(group_by_chain=True))
+    if cfg.checkpoint is None:
+        mcmc.run(jax.random.PRNGKey(cfg.seed), *sites.args, extra_fields=EXTRA_FIELDS,
+                 **sites.kwargs)
+        draws = jax.device_get(mcmc.get_samples(group_by_chain=True))
+        extra = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
+    else:
+        draws, extra = _segments(mcmc, sites, cfg, resuming)
     seconds = time.perf_counter() - start
     samples = {k: np.asarray(draws["latent"][k], dtype=np.float64) for k in sites.latents}
     samples.update({k: np.asarray(v, dtype=np.float64) for k, v in draws["derived"].items()})
-    extra = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
     stats = {STAT_NAMES[k]: np.asarray(extra[k]) for k in EXTRA_FIELDS}
     stats["diverging"] = stats["diverging"].astype(bool)
     stats["n_steps"] = stats["n_steps"].astype(np.int64)
@@ -164,6 +172,43 @@ def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig) -> BackendRun:
     stats["lp"] = np.asarray(draws["lp"], dtype=np.float64)
     log_lik = {k: np.asarray(v, dtype=np.float64) for k, v in draws["log_lik"].items()}
     return BackendRun(samples, stats, log_lik, [seconds], how)
+
+
+def _segments(mcmc: Any, sites: Sites, cfg: RunConfig, resuming: bool
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run of :func:`run` as NumPyro's warmup, then sampling segments of
+    ``checkpoint_every`` transitions (rounded up to whole thinning blocks), each continuing
+    from the last one's state (``post_warmup_state = last_state``, run with that state's
+    own key: the transitions of one uninterrupted run, bitwise). Before each segment, the
+    state of every chain and the draws so far go to the checkpoint file (the final state
+    is not saved: the run is over); a resumed run starts from the file (NumPyro sets its
+    kernel up again from the seed, keeping the saved state). Each segment compiles
+    NumPyro's sampling loop again (``MCMC`` builds it anew per run), so long segments
+    cost less."""
+    assert cfg.checkpoint is not None
+    path = chain_path(cfg.checkpoint, 0)  # one file: NumPyro moves all chains together
+    total = cfg.num_samples * cfg.thin
+    if resuming and path.exists():
+        snap = read(path)
+        state = jax.tree.map(jnp.asarray, snap["state"])
+        done, parts = snap["done"], snap["parts"]
+    else:
+        mcmc.warmup(jax.random.PRNGKey(cfg.seed), *sites.args, extra_fields=EXTRA_FIELDS,
+                    **sites.kwargs)
+        state, done, parts = mcmc.last_state, 0, []
+    while done < total:
+        save(path, {"format": FORMAT, "state": jax.device_get(state), "done": done,
+                    "parts": parts})
+        size = min(-(-cfg.checkpoint_every // cfg.thin) * cfg.thin, total - done)
+        mcmc.num_samples = size
+        mcmc.post_warmup_state = state
+        mcmc.run(state.rng_key, *sites.args, extra_fields=EXTRA_FIELDS, **sites.kwargs)
+        parts.append((jax.device_get(mcmc.get_samples(group_by_chain=True)),
+                      jax.device_get(mcmc.get_extra_fields(group_by_chain=True))))
+        state, done = mcmc.last_state, done + size
+    join = functools.partial(np.concatenate, axis=1)  # (chain, draw, ...)
+    return (jax.tree.map(lambda *a: join(a), *[p[0] for p in parts]),
+            jax.tree.map(lambda *a: join(a), *[p[1] for p in parts]))
 
 
 def scorer(model: Callable[..., Any], sites: Sites, kernel: Any

@@ -23,6 +23,7 @@ from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_uniform, init_to_value
 from pyro.poutine.util import site_is_subsample
 
+from inference.checkpoint import FORMAT, chain_path, read, save
 from inference.config import RunConfig
 from inference.nuts import BackendRun, Sites, per_draw, tree_depth
 from inference.target import Target
@@ -124,6 +125,8 @@ class _Chain(NamedTuple):
     seed: int
     max_plate_nesting: int
     config: RunConfig
+    chain: int = 0
+    resuming: bool = False
 
 
 class _ChainOut(NamedTuple):
@@ -146,15 +149,55 @@ def _run_chain(job: _Chain) -> _ChainOut:
                                full_mass=cfg.nuts.dense_mass,
                                init_strategy=init,
                                max_plate_nesting=job.max_plate_nesting)
-        mcmc = _MCMC(kernel, num_samples=cfg.num_samples * cfg.thin,
-                     warmup_steps=cfg.warmup, disable_progbar=not cfg.show_progress)
-        mcmc.run(*job.args, **job.kwargs)
+        if cfg.checkpoint is None:
+            mcmc = _MCMC(kernel, num_samples=cfg.num_samples * cfg.thin,
+                         warmup_steps=cfg.warmup, disable_progbar=not cfg.show_progress)
+            mcmc.run(*job.args, **job.kwargs)
+            draws = mcmc.get_samples()
+        else:
+            kernel, draws = _checkpointed_chain(job, kernel)
     seconds = time.perf_counter() - start
     keep = slice(cfg.thin - 1, None, cfg.thin)
     samples = {k: v.detach().cpu().numpy().astype(np.float64)[keep]
-               for k, v in mcmc.get_samples().items()}
+               for k, v in draws.items()}
     stats = {k: np.asarray(v)[keep] for k, v in kernel.record.items()}
     return _ChainOut(samples, stats, seconds)
+
+
+def _checkpointed_chain(job: _Chain, kernel: RecordingNUTS
+                        ) -> tuple[RecordingNUTS, dict[str, torch.Tensor]]:
+    """The loop of Pyro's ``MCMC`` (``setup``, ``warmup`` + ``num_samples`` calls of
+    ``kernel.sample``, draws mapped to the constrained space by ``kernel.transforms``),
+    written out so that every ``checkpoint_every`` transitions the chain's whole state
+    (the kernel with its adaptation, the current point, the torch generator, the draws so
+    far) goes to its checkpoint file, and a resumed chain continues from it bitwise. Runs
+    inside the chain's seeded context."""
+    cfg = job.config
+    assert cfg.checkpoint is not None
+    path = chain_path(cfg.checkpoint, job.chain)
+    total = cfg.warmup + cfg.num_samples * cfg.thin
+    if job.resuming and path.exists():
+        snap = read(path)
+        kernel, params, first, kept = snap["kernel"], snap["params"], snap["step"], snap["draws"]
+        torch.set_rng_state(snap["rng"])
+    else:
+        me: Any = kernel  # Pyro's kernel methods are untyped
+        me.setup(cfg.warmup, *job.args, **job.kwargs)
+        params, first, kept = kernel.initial_params, 0, []
+    with pyro.validation_enabled(False):  # as MCMC runs its kernels
+        for i in range(first, total):
+            if i > first and i % cfg.checkpoint_every == 0:
+                save(path, {"format": FORMAT, "kernel": kernel, "params": params, "step": i,
+                            "draws": kept, "rng": torch.get_rng_state()})
+            params = kernel.sample(params)
+            if i >= cfg.warmup:
+                kept.append({k: v.detach().clone() for k, v in params.items()})
+    untyped: Any = kernel
+    untyped.cleanup()
+    draws = {k: kernel.transforms[k].inv(torch.stack([d[k] for d in kept]))
+             if k in kernel.transforms else torch.stack([d[k] for d in kept])
+             for k in kept[0]}
+    return kernel, draws
 
 
 def _run_chains(jobs: list[_Chain], cfg: RunConfig) -> tuple[list[_ChainOut], str]:
@@ -169,13 +212,15 @@ def _run_chains(jobs: list[_Chain], cfg: RunConfig) -> tuple[list[_ChainOut], st
     return [f.result() for f in [cfg.executor.submit(_run_chain, j) for j in jobs]], "executor"
 
 
-def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig) -> BackendRun:
-    """``num_chains`` chains of Pyro's NUTS; per-chain seeds spawned from ``cfg.seed``."""
+def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig, resuming: bool = False
+        ) -> BackendRun:
+    """``num_chains`` chains of Pyro's NUTS; per-chain seeds spawned from ``cfg.seed``;
+    with ``resuming``, each chain continues from its checkpoint file, if it wrote one."""
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(cfg.seed).spawn(
         cfg.num_chains)]
     job_cfg = dataclasses.replace(cfg, executor=None)  # the job travels to the executor: not itself
-    jobs = [_Chain(model, sites.args, dict(sites.kwargs), s, sites.max_plate_nesting, job_cfg)
-            for s in seeds]
+    jobs = [_Chain(model, sites.args, dict(sites.kwargs), s, sites.max_plate_nesting, job_cfg,
+                   c, resuming) for c, s in enumerate(seeds)]
     outs, how = _run_chains(jobs, cfg)
     samples = {k: np.stack([o.samples[k] for o in outs]) for k in outs[0].samples}
     stats = {k: np.stack([o.stats[k] for o in outs]) for k in STATS}

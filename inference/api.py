@@ -329,6 +329,8 @@ def resume(path: str, model: Callable[..., Any], *args: Any, force: bool = False
     model_kw = {**kwargs, **dict(model_kwargs or {})}
     check_model_call(model, args, model_kw)
     config = dataclasses.replace(manifest["config"], checkpoint=path, **options)
+    if config.method == "nuts":
+        return run_nuts(model, args, model_kw, config, resuming=True, force=force)
     return _resume_mcmc(path, manifest, config, model, args, model_kw, force)
 
 

@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import os
@@ -37,13 +38,14 @@ import numpy as np
 import torch
 
 import ppl
-from inference.amortized.persist import key_parts
+from inference.amortized.persist import differences, key_parts
 from inference.files import atomic_write
 from inference.target import Target
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
-__all__ = ["FORMAT", "CheckpointError", "chain_path", "fingerprint", "read", "save"]
+__all__ = ["FORMAT", "CheckpointError", "begin", "chain_path", "fingerprint", "read",
+           "run_fingerprint", "save"]
 
 FORMAT = 1
 """Version of the checkpoint files' layout."""
@@ -104,6 +106,8 @@ def chain_path(path: str | os.PathLike[str], chain: int) -> Path:
 def _digest(value: Any, h: Any) -> None:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
+    elif hasattr(value, "__array__") and not isinstance(value, np.ndarray):  # jax arrays
+        value = np.asarray(value)
     if isinstance(value, np.ndarray):
         h.update(str((value.dtype, value.shape)).encode())
         h.update(np.ascontiguousarray(value).tobytes())
@@ -135,23 +139,73 @@ def fingerprint(target: Target) -> dict[str, Any]:
     >>> [d.split()[0] for d in differences(a, b)]
     ['data']
     """
-    model = target.model
-    try:
-        source = inspect.getsource(model)
-    except (OSError, TypeError):
-        source = ""
-    data = hashlib.sha256()
-    _digest([target.args, target.kwargs, target.observed, target.given_obs, target.fixed],
-            data)
     programs = {}
     for name, site in sorted(target.latents.items()):
         if site.kind == PROGRAM:
             parts = key_parts(site.fn, name, {})
             del parts["sites"]
             programs[name] = parts
+    return run_fingerprint(
+        target.model, [target.args, target.kwargs, target.observed, target.given_obs,
+                       target.fixed], {n: s.kind for n, s in target.latents.items()}, programs)
+
+
+def run_fingerprint(model: Any, data: Any, sites: Mapping[str, str],
+                    programs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The fingerprint of a run of ``model`` on ``data`` (any nest of arrays, tensors,
+    mappings and sequences) whose latent sites have the kinds ``sites``; ``programs`` holds
+    each program site's prior key (:func:`fingerprint` builds it from a Target).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> def model(y=None): ...
+    >>> a = run_fingerprint(model, [np.zeros(3)], {"m": "continuous"})
+    >>> a == run_fingerprint(model, [np.zeros(3)], {"m": "continuous"})
+    True
+    >>> a["data"] == run_fingerprint(model, [np.ones(3)], {"m": "continuous"})["data"]
+    False
+    """
+    try:
+        source = inspect.getsource(model)
+    except (OSError, TypeError):
+        source = ""
+    digest = hashlib.sha256()
+    _digest(data, digest)
     return {"package": ppl.__version__,
             "model": f"{getattr(model, '__module__', '?')}."
                      f"{getattr(model, '__qualname__', repr(model))} "
                      f"{hashlib.sha256(source.encode()).hexdigest()[:16]}",
-            "data": data.hexdigest()[:16], "programs": programs,
-            "sites": ",".join(f"{n}:{s.kind}" for n, s in sorted(target.latents.items()))}
+            "data": digest.hexdigest()[:16], "programs": dict(programs or {}),
+            "sites": ",".join(f"{n}:{k}" for n, k in sorted(sites.items()))}
+
+
+def begin(path: str | os.PathLike[str], fp: Mapping[str, Any], config: Any,
+          resuming: bool, force: bool = False) -> None:
+    """Start a checkpointed run: write its manifest (format, fingerprint ``fp`` and the
+    run's ``config`` without its executor), or, when ``resuming``, check that the saved
+    fingerprint matches ``fp`` (a :class:`CheckpointError` naming what differs unless
+    ``force``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.ckpt"
+    >>> begin(path, {"data": "a"}, None, resuming=False)
+    >>> begin(path, {"data": "a"}, None, resuming=True)
+    >>> try:
+    ...     begin(path, {"data": "b"}, None, resuming=True)
+    ... except CheckpointError as err:
+    ...     print(str(err)[-63:])
+    data (saved "a", now "b") (pass force=True to continue anyway).
+    """
+    if not resuming:
+        executor_free = (dataclasses.replace(config, executor=None)
+                         if hasattr(config, "executor") else config)
+        save(path, {"format": FORMAT, "fingerprint": dict(fp), "config": executor_free})
+        return
+    manifest = read(path)
+    diffs = differences(manifest["fingerprint"], dict(fp))
+    if diffs and not force:
+        raise CheckpointError(f"The checkpoint {os.fspath(path)!r} is of another run: "
+                              f"{'; '.join(diffs)} (pass force=True to continue anyway).")

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from inference.checkpoint import begin, run_fingerprint
 from inference.config import RunConfig
 from inference.results import Posterior
 from ppl.errors import PPLError
@@ -116,9 +117,12 @@ def _check_sites(sites: Sites, init_values: Mapping[str, Any] | None) -> None:
 
 
 def run_nuts(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
-             cfg: RunConfig) -> Posterior:
+             cfg: RunConfig, resuming: bool = False, force: bool = False) -> Posterior:
     """Run NUTS on ``model(*args, **kwargs)`` with ``backend``'s sampler; see
     :func:`inference.infer` (``method="nuts"``) for the arguments and the result.
+    With ``cfg.checkpoint`` the run is checkpointed (:mod:`inference.checkpoint`); with
+    ``resuming`` it continues from the checkpoint (:func:`inference.resume`, which passes
+    ``force``).
 
     Warns with ``RunWarning`` when transitions diverged after warmup."""
     backend = cfg.backend
@@ -127,7 +131,10 @@ def run_nuts(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[s
     with ctx:
         sites = impl.discover(model, args, kwargs, cfg.seed)
         _check_sites(sites, cfg.init_values)
-        out: BackendRun = impl.run(model, sites, cfg)
+        if cfg.checkpoint is not None:
+            fp = run_fingerprint(model, [args, dict(kwargs), sites.observed], sites.latents)
+            begin(cfg.checkpoint, fp, cfg, resuming, force)
+        out: BackendRun = impl.run(model, sites, cfg, resuming)
     plan = f"NUTS[{', '.join(sites.latents)}]"
     divergent = int(out.stats["diverging"].sum())
     if divergent:

@@ -28,3 +28,11 @@ def hierarchical(x: Any, y: Any = None) -> None:
     shift = ppl.sample("shift", dist.Normal(0.0, 1.0))
     with ppl.plate("data", len(x)):
         ppl.sample("y", dist.Normal(f(x) + shift, 0.1), obs=y)
+
+
+def location(y: Any = None) -> None:
+    """Continuous sites only (``method="nuts"``): a location and a scale."""
+    m = ppl.sample("m", dist.Normal(0.0, 5.0))
+    s = ppl.sample("s", dist.HalfNormal(2.0))
+    with ppl.plate("data", len(y)):
+        ppl.sample("y", dist.Normal(m, s), obs=y)
