@@ -10,9 +10,11 @@ draws kept so far. Caches are not saved: each is a memo of its key, rebuilt on d
 process and N more are bitwise the 2N sweeps of an uninterrupted run (without ``max_time``,
 whose cut depends on the clock).
 
-Every file is written atomically (:func:`save`, by :func:`inference.files.atomic_write`: a
-temporary file in the same folder, flushed and fsynced, then ``os.replace``): a run killed
-during a write leaves the previous checkpoint intact.
+SVI runs write the same manifest and one file with the fit's state
+(:mod:`inference.vi.checkpoint`). Every file is written atomically (:func:`save`, by
+:func:`inference.files.atomic_write`: a temporary file in the same folder, flushed and
+fsynced, then ``os.replace``): a run killed during a write leaves the previous checkpoint
+intact.
 
 Examples
 --------
@@ -37,13 +39,14 @@ import numpy as np
 import torch
 
 import ppl
-from inference.amortized.persist import key_parts
+from inference.amortized.persist import differences, key_parts
 from inference.files import atomic_write
 from inference.target import Target
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
-__all__ = ["FORMAT", "CheckpointError", "chain_path", "fingerprint", "read", "save"]
+__all__ = ["FORMAT", "CheckpointError", "chain_path", "check_run", "fingerprint", "read",
+           "save"]
 
 FORMAT = 1
 """Version of the checkpoint files' layout."""
@@ -155,3 +158,30 @@ def fingerprint(target: Target) -> dict[str, Any]:
                      f"{hashlib.sha256(source.encode()).hexdigest()[:16]}",
             "data": data.hexdigest()[:16], "programs": programs,
             "sites": ",".join(f"{n}:{s.kind}" for n, s in sorted(target.latents.items()))}
+
+
+def check_run(path: str | os.PathLike[str], manifest: Mapping[str, Any], target: Target,
+              force: bool = False) -> None:
+    """Refuse to resume the checkpoint ``path`` (its ``manifest``) on ``target`` when it is
+    of another run, with a :class:`CheckpointError` naming what differs in their
+    :func:`fingerprint` (the model, the data, a program prior, the package version);
+    ``force=True`` continues anyway.
+
+    Examples
+    --------
+    >>> import numpy as np, ppl
+    >>> from ppl import dist
+    >>> def model(y=None):
+    ...     ppl.sample("y", dist.Normal(ppl.sample("m", dist.Normal(0.0, 1.0)), 1.0), obs=y)
+    >>> manifest = {"fingerprint": fingerprint(Target(model, (), {"y": np.array(1.0)}))}
+    >>> check_run("run.ckpt", manifest, Target(model, (), {"y": np.array(1.0)}))
+    >>> try:
+    ...     check_run("run.ckpt", manifest, Target(model, (), {"y": np.array(2.0)}))
+    ... except CheckpointError as err:
+    ...     print(str(err)[:57])
+    The checkpoint 'run.ckpt' is of another run: data (saved
+    """
+    diffs = differences(manifest["fingerprint"], fingerprint(target))
+    if diffs and not force:
+        raise CheckpointError(f"The checkpoint {os.fspath(path)!r} is of another run: "
+                              f"{'; '.join(diffs)} (pass force=True to continue anyway).")

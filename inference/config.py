@@ -46,7 +46,7 @@ __all__ = ["BACKENDS", "CACHE_SIZE", "CHECKPOINT_METHODS", "DEFAULT_STRUCTURE_WE
 METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts", "amortized", "svi")
 """Every value of ``method``."""
 
-CHECKPOINT_METHODS = ("mcmc", "auto")
+CHECKPOINT_METHODS = ("mcmc", "auto", "svi")
 """The methods whose runs ``checkpoint=`` saves and :func:`inference.resume` continues."""
 
 DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.4, "insert_delete": 0.2,
@@ -361,9 +361,10 @@ class RunConfig:
     """Seconds per chain (``"svi"``: of the optimisation); a run stops cleanly at the
     budget (with a warning)."""
     checkpoint: str | None = None
-    """MCMC: a file to checkpoint the run to (:mod:`inference.checkpoint`); None: none."""
+    """A file to checkpoint the run to (MCMC: :mod:`inference.checkpoint`; SVI:
+    :mod:`inference.vi.checkpoint`); None: none."""
     checkpoint_every: int = 100
-    """MCMC: sweeps between two checkpoints of a chain."""
+    """Between two checkpoints: sweeps of a chain (MCMC), optimisation steps (SVI)."""
     mcmc: McmcOptions = field(default_factory=McmcOptions)
     """The Gibbs kernel's options."""
     nuts: NutsOptions = field(default_factory=NutsOptions)
