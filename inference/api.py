@@ -17,6 +17,7 @@ from inference.checkpoint import (
     FORMAT,
     CheckpointError,
     chain_path,
+    check_run,
     fingerprint,
     read,
     save,
@@ -30,6 +31,7 @@ from inference.nuts import run_nuts
 from inference.results import Posterior, load
 from inference.target import Target
 from inference.vi import run_svi
+from inference.vi.checkpoint import resume_svi
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
@@ -291,8 +293,10 @@ RESUME_OPTIONS = ("progress", "chain_method", "executor")
 
 def resume(path: str, model: Callable[..., Any], *args: Any, force: bool = False,
            model_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Posterior:
-    """Continue the run checkpointed to ``path`` (``infer(..., checkpoint=path)``, method
-    ``"mcmc"``) and return its whole posterior, the draws before the checkpoint included.
+    """Continue the run checkpointed to ``path`` (``infer(..., checkpoint=path)``, a method
+    of :data:`~inference.config.CHECKPOINT_METHODS`) and return its whole posterior: with
+    ``"mcmc"`` the draws before the checkpoint included, with ``"svi"`` the fit continued
+    from its last saved step (:mod:`inference.vi.checkpoint`).
 
     The model and its data are given again, as to ``infer`` (keywords that are not in
     :data:`RESUME_OPTIONS` go to the model); the run's other options come from the
@@ -300,7 +304,8 @@ def resume(path: str, model: Callable[..., Any], *args: Any, force: bool = False
     package version is refused with a :class:`~inference.checkpoint.CheckpointError` naming
     what differs, unless ``force=True``. Each chain continues from its own file; a chain
     that had written none yet starts again from its seed (the same draws it would have
-    made). Without ``max_time``, the result is bitwise the uninterrupted run's.
+    made). Without ``max_time``, the result is bitwise the uninterrupted run's; with it,
+    the budget counts from the resume.
 
     Examples
     --------
@@ -331,6 +336,8 @@ def resume(path: str, model: Callable[..., Any], *args: Any, force: bool = False
     config = dataclasses.replace(manifest["config"], checkpoint=path, **options)
     if config.method == "nuts":
         return run_nuts(model, args, model_kw, config, resuming=True, force=force)
+    if config.method == "svi":
+        return resume_svi(path, manifest, config, model, args, model_kw, force)
     return _resume_mcmc(path, manifest, config, model, args, model_kw, force)
 
 
@@ -341,10 +348,7 @@ def _resume_mcmc(path: str, manifest: Mapping[str, Any], config: RunConfig,
     :func:`run_target` continue from their files."""
     target = Target(model, args, model_kw, seed=config.seed, given=manifest["given"],
                     data_sites=manifest["data_sites"])
-    diffs = differences(manifest["fingerprint"], fingerprint(target))
-    if diffs and not force:
-        raise CheckpointError(f"The checkpoint {path!r} is of another run: "
-                              f"{'; '.join(diffs)} (pass force=True to continue anyway).")
+    check_run(path, manifest, target, force)
     resumed = [chain_path(path, c).exists() for c in range(config.num_chains)]
     return run_target(target, config, resumed)
 

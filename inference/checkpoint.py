@@ -44,8 +44,8 @@ from inference.target import Target
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
-__all__ = ["FORMAT", "CheckpointError", "begin", "chain_path", "fingerprint", "read",
-           "run_fingerprint", "save"]
+__all__ = ["FORMAT", "CheckpointError", "begin", "chain_path", "check_run", "fingerprint",
+           "read", "run_fingerprint", "save"]
 
 FORMAT = 1
 """Version of the checkpoint files' layout."""
@@ -204,8 +204,36 @@ def begin(path: str | os.PathLike[str], fp: Mapping[str, Any], config: Any,
                          if hasattr(config, "executor") else config)
         save(path, {"format": FORMAT, "fingerprint": dict(fp), "config": executor_free})
         return
-    manifest = read(path)
-    diffs = differences(manifest["fingerprint"], dict(fp))
+    _refuse(path, read(path)["fingerprint"], fp, force)
+
+
+def check_run(path: str | os.PathLike[str], manifest: Mapping[str, Any], target: Target,
+              force: bool = False) -> None:
+    """Refuse to resume the checkpoint ``path`` (its ``manifest``) on ``target`` when it is
+    of another run, with a :class:`CheckpointError` naming what differs in their
+    :func:`fingerprint` (the model, the data, a program prior, the package version);
+    ``force=True`` continues anyway.
+
+    Examples
+    --------
+    >>> import numpy as np, ppl
+    >>> from ppl import dist
+    >>> def model(y=None):
+    ...     ppl.sample("y", dist.Normal(ppl.sample("m", dist.Normal(0.0, 1.0)), 1.0), obs=y)
+    >>> manifest = {"fingerprint": fingerprint(Target(model, (), {"y": np.array(1.0)}))}
+    >>> check_run("run.ckpt", manifest, Target(model, (), {"y": np.array(1.0)}))
+    >>> try:
+    ...     check_run("run.ckpt", manifest, Target(model, (), {"y": np.array(2.0)}))
+    ... except CheckpointError as err:
+    ...     print(str(err)[:57])
+    The checkpoint 'run.ckpt' is of another run: data (saved
+    """
+    _refuse(path, manifest["fingerprint"], fingerprint(target), force)
+
+
+def _refuse(path: str | os.PathLike[str], saved: Mapping[str, Any], now: Mapping[str, Any],
+            force: bool) -> None:
+    diffs = differences(dict(saved), dict(now))
     if diffs and not force:
         raise CheckpointError(f"The checkpoint {os.fspath(path)!r} is of another run: "
                               f"{'; '.join(diffs)} (pass force=True to continue anyway).")

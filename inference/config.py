@@ -46,7 +46,7 @@ __all__ = ["BACKENDS", "CACHE_SIZE", "CHECKPOINT_METHODS", "DEFAULT_STRUCTURE_WE
 METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts", "amortized", "svi")
 """Every value of ``method``."""
 
-CHECKPOINT_METHODS = ("mcmc", "auto", "nuts")
+CHECKPOINT_METHODS = ("mcmc", "auto", "nuts", "svi")
 """The methods whose runs ``checkpoint=`` saves and :func:`inference.resume` continues."""
 
 DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.4, "insert_delete": 0.2,
@@ -361,11 +361,12 @@ class RunConfig:
     """Seconds per chain (``"svi"``: of the optimisation); a run stops cleanly at the
     budget (with a warning)."""
     checkpoint: str | None = None
-    """A file to checkpoint the run to (:mod:`inference.checkpoint`; the methods of
-    :data:`CHECKPOINT_METHODS`); None: none."""
+    """A file to checkpoint the run to (:mod:`inference.checkpoint`; SVI:
+    :mod:`inference.vi.checkpoint`; the methods of :data:`CHECKPOINT_METHODS`); None:
+    none."""
     checkpoint_every: int = 100
-    """Sweeps (``"mcmc"``) or NUTS transitions (``"nuts"``: on NumPyro, after the warmup,
-    which is one segment) between two checkpoints of a chain."""
+    """Between two checkpoints: sweeps of a chain (``"mcmc"``), NUTS transitions
+    (``"nuts"``; on NumPyro the warmup is one segment), optimisation steps (``"svi"``)."""
     mcmc: McmcOptions = field(default_factory=McmcOptions)
     """The Gibbs kernel's options."""
     nuts: NutsOptions = field(default_factory=NutsOptions)

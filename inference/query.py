@@ -93,6 +93,10 @@ def query(world_or_model: World | Callable[..., Any], targets: str | Sequence[st
                        f"{method!r} (the 'mcmc' plan runs NUTS on the continuous sites; infer "
                        "runs 'nuts').")
     config = RunConfig.build(caller="query", method=method, **options)
+    if config.method == "svi" and config.checkpoint is not None:
+        raise PPLError("query(method='svi') does not checkpoint (resume would need the given "
+                       "sites); use method='mcmc' with checkpoint=, or infer(..., "
+                       "method='svi', checkpoint=...) on a model with the sites observed.")
     if isinstance(world_or_model, World):
         world = world_or_model
     else:

@@ -14,7 +14,8 @@ posterior the guide missed (TESTING.md P7).
 - :mod:`inference.vi.program_fit`: their training (score-function ELBO gradients with a
   leave-one-out baseline) and draws;
 - :mod:`inference.vi.fit`: the optimisation loop (windows, convergence, ``max_time``,
-  progress) shared by every path.
+  progress, checkpoints) shared by every path;
+- :mod:`inference.vi.checkpoint`: ``checkpoint=`` and :func:`inference.resume` for SVI.
 
 Examples
 --------

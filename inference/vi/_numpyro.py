@@ -23,8 +23,10 @@ from numpyro.infer.util import log_density
 from numpyro.optim import ClippedAdam
 
 from inference._nuts_numpyro import context, discover
+from inference.checkpoint import CheckpointError
 from inference.config import RunConfig
 from inference.nuts import Sites
+from inference.vi.checkpoint import Checkpoints
 from inference.vi.fit import Draws, Fit, train, window
 from inference.vi.guides import GuideError, check_coverage, check_signature, make_guide
 
@@ -41,9 +43,13 @@ def _array(value: Any) -> Any:
     return jnp.asarray(np.asarray(value, dtype=np.float64))
 
 
-def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig, n: int) -> tuple[Fit, Draws]:
+def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig, n: int,
+        checkpoints: Checkpoints | None = None) -> tuple[Fit, Draws]:
     """Fit ``cfg.svi.guide`` to ``model`` and draw ``n`` scored draws from it (inside
-    :func:`context`)."""
+    :func:`context`); ``checkpoints`` saves the fit's state (the ``SVIState`` pytree's
+    leaves), or holds the state a resumed fit continues from
+    (:mod:`inference.vi.checkpoint`)."""
+    checkpoints = checkpoints or Checkpoints(cfg)
     opts = cfg.svi
     label = opts.guide_name
     guide = make_guide(opts.guide, "numpyro", model, cfg.init_values, _array)
@@ -66,6 +72,9 @@ def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig, n: int) -> tupl
                          f"{type(err).__name__}: {err}") from err
     check_coverage([k for k, s in tr.items() if s["type"] == "sample"], sites.latents,
                    repr(label))
+    saved = checkpoints.load("numpyro")
+    if saved is not None:
+        state = _restore(state, saved)
     step = jax.jit(_steps(svi, sites, window(opts.num_steps)))
     box = [state]
 
@@ -75,11 +84,27 @@ def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig, n: int) -> tupl
 
     try:
         fit = train(chunk, opts.num_steps, opts.tolerance, cfg.max_time, cfg.show_progress,
-                    desc=f"SVI[{label}]")
+                    desc=f"SVI[{label}]", done=checkpoints.losses, every=checkpoints.every,
+                    save=checkpoints.saver("numpyro", lambda: [
+                        np.asarray(x) for x in jax.tree_util.tree_leaves(
+                            jax.device_get(box[0]))]))
     except RUN_ERRORS as err:
         raise GuideError(f"SVI with guide {label!r} failed: {type(err).__name__}: "
                          f"{err}") from err
     return fit, _draws(model, guide, sites, svi.get_params(box[0]), draw_key, n)
+
+
+def _restore(fresh: Any, leaves: list[np.ndarray]) -> Any:
+    """The ``SVIState`` of ``fresh``'s structure (the state ``svi.init`` built) with the
+    saved ``leaves``: the optimiser's state and step, the guide's parameters, the key."""
+    now, tree = jax.tree_util.tree_flatten(fresh)
+    if len(now) != len(leaves) or any(
+            np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype
+            for a, b in zip(now, leaves, strict=False)):
+        raise CheckpointError(f"The checkpoint's SVI state ({len(leaves)} arrays, shapes "
+                              f"{[np.shape(b) for b in leaves]}) is not this fit's "
+                              f"({len(now)}, {[np.shape(a) for a in now]}).")
+    return jax.tree_util.tree_unflatten(tree, [jnp.asarray(b) for b in leaves])
 
 
 def _steps(svi: Any, sites: Sites, size: int) -> Callable[[Any, Any], tuple[Any, Any]]:

@@ -23,8 +23,10 @@ from pyro.poutine.util import site_is_subsample
 
 from inference._nuts_pyro import context as float64
 from inference._nuts_pyro import discover, evaluate
+from inference.checkpoint import CheckpointError
 from inference.config import RunConfig
 from inference.nuts import Sites, per_draw
+from inference.vi.checkpoint import Checkpoints
 from inference.vi.fit import Draws, Fit, train
 from inference.vi.guides import GuideError, check_coverage, check_signature, make_guide
 from ppl import backend
@@ -67,9 +69,12 @@ def _seeds(seed: int) -> tuple[int, int]:
     return a, b
 
 
-def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig, n: int) -> tuple[Fit, Draws]:
+def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig, n: int,
+        checkpoints: Checkpoints | None = None) -> tuple[Fit, Draws]:
     """Fit ``cfg.svi.guide`` to ``model`` and draw ``n`` scored draws from it (inside
-    :func:`context`)."""
+    :func:`context`); ``checkpoints`` saves the fit's state, or holds the state a resumed
+    fit continues from (:mod:`inference.vi.checkpoint`)."""
+    checkpoints = checkpoints or Checkpoints(cfg)
     opts = cfg.svi
     train_seed, draw_seed = _seeds(cfg.seed)
     label = opts.guide_name
@@ -85,18 +90,49 @@ def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig, n: int) -> tupl
         optim = ClippedAdam({"lr": opts.learning_rate, "clip_norm": CLIP_NORM,
                              "lrd": opts.lr_decay ** (1.0 / opts.num_steps)})
         svi = SVI(model, guide, optim, loss)
+        saved = checkpoints.load("pyro")
+        if saved is not None:
+            _restore(saved, optim)
 
         def chunk(k: int) -> np.ndarray:
             return np.array([svi.step(*sites.args, **sites.kwargs) for _ in range(k)])
 
         try:
             fit = train(chunk, opts.num_steps, opts.tolerance, cfg.max_time,
-                        cfg.show_progress, desc=f"SVI[{label}]")
+                        cfg.show_progress, desc=f"SVI[{label}]", done=checkpoints.losses,
+                        every=checkpoints.every,
+                        save=checkpoints.saver("pyro", lambda: _snapshot(optim)))
         except RUN_ERRORS as err:
             raise GuideError(f"SVI with guide {label!r} failed: {type(err).__name__}: "
                              f"{err}") from err
     with seeded(draw_seed), torch.no_grad():
         return fit, _draws(model, guide, sites, shapes, n)
+
+
+def _snapshot(optim: Any) -> dict[str, Any]:
+    """The fit's state: the parameter store's unconstrained values, ClippedAdam's state
+    per parameter, torch's generator (the ELBO's draws)."""
+    store = pyro.get_param_store()
+    return {"params": {k: v.detach().clone() for k, v in store.named_parameters()},
+            "optim": optim.get_state(), "rng": torch.get_rng_state()}
+
+
+def _restore(saved: Mapping[str, Any], optim: Any) -> None:
+    """Load :func:`_snapshot`'s state over a fit built anew (its guide run once, so every
+    parameter exists): the values in place, the optimiser's state for each parameter's
+    first step, the generator."""
+    params = dict(pyro.get_param_store().named_parameters())
+    if set(params) != set(saved["params"]) or any(
+            params[k].shape != v.shape for k, v in saved["params"].items()):
+        shapes = {k: tuple(v.shape) for k, v in sorted(saved["params"].items())}
+        now = {k: tuple(v.shape) for k, v in sorted(params.items())}
+        raise CheckpointError(f"The checkpoint's parameters {shapes} are not this fit's "
+                              f"{now}.")
+    with torch.no_grad():
+        for k, v in saved["params"].items():
+            params[k].copy_(v)
+    optim.set_state(saved["optim"])
+    torch.set_rng_state(saved["rng"])
 
 
 def _shapes(guide: Callable[..., Any], sites: Sites, label: str) -> dict[str, tuple[int, ...]]:

@@ -96,45 +96,79 @@ def relative_change(previous: float, current: float) -> float:
 
 
 def train(chunk: Callable[[int], np.ndarray], num_steps: int, tolerance: float,
-          max_time: float | None, progress: bool, desc: str = "SVI") -> Fit:
+          max_time: float | None, progress: bool, desc: str = "SVI", *,
+          done: np.ndarray | None = None, every: int = 0,
+          save: Callable[[np.ndarray], None] | None = None) -> Fit:
     """Run ``chunk`` window by window; see the module docstring for when it stops.
+
+    ``done`` holds the losses of the steps a resumed fit has already run: the loop's whole
+    state (the windows' means) is rebuilt from them, and the fit goes on from step
+    ``len(done)``. With ``save``, ``save(losses)`` is called after every ``every`` steps
+    (the losses of every step so far), unless the loop stops there; a window that a
+    checkpoint cuts is run in two calls of ``chunk``, the same steps. ``max_time`` counts
+    from this call.
 
     Raises
     ------
     PPLError
         When a window's loss is not finite (the parameters diverged).
+
+    Examples
+    --------
+    Three steps, then the last two again from the first one's loss:
+
+    >>> steps = lambda k: np.ones(k)
+    >>> whole = train(steps, 3, 0.0, None, False, save=print, every=2)
+    [1. 1.]
+    >>> train(steps, 3, 0.0, None, False, done=whole.losses[:1]).steps
+    3
     """
     size = window(num_steps)
     start = time.perf_counter()
-    parts: list[np.ndarray] = []
-    means: list[float] = []
-    done, stopped = 0, "num_steps"
-    bar = tqdm(total=num_steps, desc=desc, disable=not progress, leave=False)
+    parts: list[np.ndarray] = [] if done is None else [np.asarray(done, dtype=np.float64)]
+    n = sum(len(p) for p in parts)
+    if n > num_steps:
+        raise PPLError(f"A resumed fit has run {n} steps, more than num_steps={num_steps}.")
+    means = [float(parts[0][i:i + size].mean()) for i in range(0, n - size + 1, size)]
+    stopped = "num_steps"
+    bar = tqdm(total=num_steps, initial=n, desc=desc, disable=not progress, leave=False)
     try:
-        while done < num_steps:
-            k = min(size, num_steps - done)
-            losses = np.asarray(chunk(k), dtype=np.float64).reshape(-1)
+        while n < num_steps:
+            end = min((n // size + 1) * size, num_steps)
+            if save is not None and every > 0:
+                end = min(end, (n // every + 1) * every)
+            losses = np.asarray(chunk(end - n), dtype=np.float64).reshape(-1)
             if not np.isfinite(losses).all():
-                bad = done + int(np.argmin(np.isfinite(losses)))
-                raise PPLError(f"SVI diverged: the ELBO estimate is {-losses[bad - done]} at "
+                bad = n + int(np.argmin(np.isfinite(losses)))
+                raise PPLError(f"SVI diverged: the ELBO estimate is {-losses[bad - n]} at "
                                f"step {bad}. Lower learning_rate, or start from init_values.")
             parts.append(losses)
-            done += k
-            bar.update(k)
+            n = end
+            bar.update(len(losses))
             bar.set_postfix(elbo=f"{-float(losses.mean()):.5g}")
-            if k == size:
-                means.append(float(losses.mean()))
-            if tolerance > 0 and len(means) >= 2 and \
-                    relative_change(means[-2], means[-1]) < tolerance:
-                stopped = "converged"
-                break
-            if max_time is not None and time.perf_counter() - start > max_time:
-                stopped = "max_time" if done < num_steps else stopped
-                break
+            if n % size == 0 or n == num_steps:  # a window ends: the stopping rules
+                if n % size == 0:
+                    means.append(float(_tail(parts, size).mean()))
+                if tolerance > 0 and len(means) >= 2 and \
+                        relative_change(means[-2], means[-1]) < tolerance:
+                    stopped = "converged"
+                    break
+                if max_time is not None and time.perf_counter() - start > max_time:
+                    stopped = "max_time" if n < num_steps else stopped
+                    break
+            if save is not None and every > 0 and n % every == 0 and n < num_steps:
+                save(np.concatenate(parts))
     finally:
         bar.close()
-    return Fit(np.concatenate(parts), done, stopped == "converged", stopped,
-               time.perf_counter() - start)
+    return Fit(np.concatenate(parts) if parts else np.zeros(0), n, stopped == "converged",
+               stopped, time.perf_counter() - start)
+
+
+def _tail(parts: list[np.ndarray], size: int) -> np.ndarray:
+    """The last ``size`` losses of ``parts`` as one contiguous array."""
+    if len(parts[-1]) >= size:
+        return parts[-1][-size:]
+    return np.concatenate(parts[-size:])[-size:]
 
 
 def thin(losses: np.ndarray) -> tuple[list[float], int]:

@@ -42,10 +42,12 @@ import numpy as np
 import torch
 from pyro.optim.clipped_adam import ClippedAdam
 
+from inference.checkpoint import CheckpointError
 from inference.config import CACHE_SIZE, RunConfig
 from inference.mcmc.blocks.base import Workspace
 from inference.mcmc.laplace import ConstantFitter
 from inference.target import Target
+from inference.vi.checkpoint import Checkpoints
 from inference.vi.fit import Draws, Fit, train
 from inference.vi.programs import ConstantGuides, Draft, ProgramGuide, SiteGuide, check_prior
 from ppl.errors import PPLError
@@ -175,6 +177,72 @@ class Guides:
                 return (loc, scale) if ok else None
 
             book.init_fn = init
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every guide's parameters (copies) and the optimiser's state: the program guides'
+        logits, each structure's constant guide in the order the optimiser took them on,
+        the continuous sites' guides.
+
+        Examples
+        --------
+        >>> import ppl
+        >>> def model():
+        ...     ppl.sample("f", ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2))
+        >>> cfg = RunConfig.build(method="svi")
+        >>> guides = Guides(Target(model, (), {}), cfg)
+        >>> again = Guides(Target(model, (), {}), cfg)
+        >>> with torch.no_grad():
+        ...     _ = guides.programs["f"].logits.add_(1.0)
+        >>> again.load_state_dict(guides.state_dict())
+        >>> bool(torch.equal(again.programs["f"].logits, guides.programs["f"].logits))
+        True
+        """
+        constants = []
+        for name, key in self._structures():
+            loc, log_scale = self.constants[name].params[key]
+            constants.append((name, key, loc.detach().clone(), log_scale.detach().clone()))
+        return {"programs": {n: [p.detach().clone() for p in g.parameters()]
+                             for n, g in self.programs.items()},
+                "continuous": {n: [p.detach().clone() for p in g.parameters()]
+                               for n, g in self.continuous.items()},
+                "constants": constants, "optim": self.optim.state_dict()}
+
+    def _structures(self) -> list[tuple[str, Hashable]]:
+        """(site, structure key) of each constant guide, in the optimiser's order."""
+        owner = {id(loc): (name, key) for name, book in self.constants.items()
+                 for key, (loc, _) in book.params.items()}
+        return [owner[id(group["params"][0])] for group in self.optim.param_groups[1:]]
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load :meth:`state_dict` over guides built anew for the same model and options
+        (the structures they already hold must be the first ones saved, in order); a
+        :class:`~inference.checkpoint.CheckpointError` names what does not match."""
+        for kind, guides in (("programs", self.programs), ("continuous", self.continuous)):
+            saved = state[kind]
+            if set(saved) != set(guides) or any(
+                    p.shape != v.shape for n, g in guides.items()
+                    for p, v in zip(g.parameters(), saved[n], strict=True)):
+                raise CheckpointError(f"The checkpoint's {kind} guides {sorted(saved)} do "
+                                      f"not match this fit's {sorted(guides)}.")
+        held = [(name, key) for name, key, *_ in state["constants"]]
+        now = self._structures()
+        if now != held[:len(now)]:
+            raise CheckpointError(f"The checkpoint's structures {held[:len(now)]} are not "
+                                  f"those this fit starts with {now}.")
+        with torch.no_grad():
+            for kind, guides in (("programs", self.programs),
+                                 ("continuous", self.continuous)):
+                for n, g in guides.items():
+                    for p, v in zip(g.parameters(), state[kind][n], strict=True):
+                        p.copy_(v)
+            for name, key, loc, log_scale in state["constants"]:
+                got = self.constants[name].params.get(key)
+                if got is None:
+                    self.constants[name].add(key, loc, log_scale)
+                else:
+                    got[0].copy_(loc)
+                    got[1].copy_(log_scale)
+        self.optim.load_state_dict(state["optim"])
 
     @property
     def cacheable(self) -> bool:
@@ -317,10 +385,12 @@ class Fitted(NamedTuple):
     """The plan, e.g. ``SVI[grammar: f; normal: s]``."""
 
 
-def fit_guides(target: Target, cfg: RunConfig) -> Fitted:
+def fit_guides(target: Target, cfg: RunConfig, checkpoints: Checkpoints | None = None
+               ) -> Fitted:
     """Fit the guides of ``target``'s latent sites by ``cfg.svi`` (float64 torch, as
     inside :func:`inference.vi._pyro.context`); the same ``cfg.seed`` gives the same
-    guide.
+    guide. ``checkpoints`` saves the fit's state, or holds the state a resumed fit
+    continues from (:mod:`inference.vi.checkpoint`).
 
     Examples
     --------
@@ -350,20 +420,44 @@ def fit_guides(target: Target, cfg: RunConfig) -> Fitted:
         if target.check_fast(states):
             guides.fit_constants(target, states[0])
         stepper = Stepper(target, guides, train_rng, k)
+        checkpoints = checkpoints or Checkpoints(cfg)
+        saved = checkpoints.load("program")
+        if saved is not None:
+            _restore(guides, stepper, saved)
         label = "SVI[" + "; ".join(
             [f"grammar: {n}" for n in guides.programs] +
             ([f"normal: {', '.join(guides.continuous)}"] if guides.continuous else [])) + "]"
         fit = train(stepper.chunk, cfg.svi.num_steps, cfg.svi.tolerance, cfg.max_time,
-                    cfg.show_progress, desc=label)
+                    cfg.show_progress, desc=label, done=checkpoints.losses,
+                    every=checkpoints.every,
+                    save=checkpoints.saver("program", lambda: _snapshot(guides, stepper)))
     return Fitted(guides, fit, stepper, label)
 
 
+def _snapshot(guides: Guides, stepper: Stepper) -> dict[str, Any]:
+    """The fit's state: the guides and their optimiser, the particles' generator, torch's
+    generator, the log p cache and the counters."""
+    return {"guides": guides.state_dict(), "rng": stepper.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(), "cache": stepper.cache,
+            "invalid": stepper.invalid, "skipped": stepper.skipped}
+
+
+def _restore(guides: Guides, stepper: Stepper, saved: Mapping[str, Any]) -> None:
+    guides.load_state_dict(saved["guides"])
+    stepper.rng.bit_generator.state = saved["rng"]
+    torch.set_rng_state(saved["torch_rng"])
+    stepper.cache = dict(saved["cache"])
+    stepper.invalid, stepper.skipped = saved["invalid"], saved["skipped"]
+
+
 def run(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
-        cfg: RunConfig, n: int) -> tuple[Fit, Draws, dict[str, Any]]:
-    """Fit the guides of a model with program sites and draw ``n`` scored draws; also the
-    attrs this path adds (the plan, the guide, the program priors)."""
+        cfg: RunConfig, n: int, checkpoints: Checkpoints | None = None
+        ) -> tuple[Fit, Draws, dict[str, Any]]:
+    """Fit the guides of a model with program sites (checkpointed by ``checkpoints``) and
+    draw ``n`` scored draws; also the attrs this path adds (the plan, the guide, the
+    program priors)."""
     target = Target(model, args, kwargs, seed=cfg.seed)
-    out = fit_guides(target, cfg)
+    out = fit_guides(target, cfg, checkpoints)
     _, draw_rng, _ = _seeds(cfg.seed)
     with torch.no_grad():
         draws = _draws(target, out.guides, draw_rng, n, out.stepper.cache)

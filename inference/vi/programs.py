@@ -438,8 +438,25 @@ class ConstantGuides:
             log_scale = torch.as_tensor(np.log(np.asarray(fitted[1], dtype=np.float64)))
         if not create:
             return loc, log_scale
-        got = (loc.requires_grad_(True), log_scale.requires_grad_(True))
-        self.params[draft.key] = got
+        return self.add(draft.key, loc, log_scale)
+
+    def add(self, key: Hashable, loc: torch.Tensor, log_scale: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hold (loc, log scale) as structure ``key``'s constant guide (learnable copies,
+        handed to ``on_new``): how a new structure joins, and how a resumed fit brings
+        back a checkpointed one.
+
+        Examples
+        --------
+        >>> import ppl
+        >>> book = ConstantGuides(ppl.ProgramPrior("arith", inputs=["x"], max_depth=2))
+        >>> loc, log_scale = book.add("k", torch.zeros(2), torch.zeros(2))
+        >>> len(book), loc.requires_grad
+        (1, True)
+        """
+        got = (loc.detach().clone().requires_grad_(True),
+               log_scale.detach().clone().requires_grad_(True))
+        self.params[key] = got
         if self.on_new is not None:
             self.on_new(list(got))
         return got

@@ -51,6 +51,7 @@ from inference.config import RunConfig
 from inference.nuts import Sites
 from inference.results import Posterior
 from inference.vi import program_fit
+from inference.vi.checkpoint import Checkpoints, write_manifest
 from inference.vi.fit import Fit, thin, window
 from ppl.errors import PPLError
 from ppl.trace import CONTINUOUS, PROGRAM
@@ -122,10 +123,12 @@ def pareto_khat(log_weights: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def run_svi(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any],
-            cfg: RunConfig) -> Posterior:
+            cfg: RunConfig, checkpoints: Checkpoints | None = None) -> Posterior:
     """Fit ``cfg.svi.guide`` to ``model(*args, **kwargs)`` with ``cfg.backend``'s SVI; see
     :func:`inference.infer` (``method="svi"``) for the options and the module docstring for
-    the result.
+    the result. With ``cfg.checkpoint``, the fit is checkpointed
+    (:mod:`inference.vi.checkpoint`); ``checkpoints`` carries the state a resumed fit
+    continues from.
 
     Warns with ``RunWarning`` when k̂ > 0.7, and when ``max_time`` stopped the
     optimisation before the ELBO converged.
@@ -138,11 +141,17 @@ def run_svi(model: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[st
     with impl.context():
         sites: Sites = impl.discover(model, args, kwargs, cfg.seed)
         check_sites(sites, cfg.init_values, cfg.backend)
+    if checkpoints is None:  # outside the backend's context, as resume reads it
+        checkpoints = Checkpoints(cfg)
+        if cfg.checkpoint is not None:
+            write_manifest(model, args, kwargs, cfg)
+    with impl.context():
         extra: dict[str, Any] = {}
         if PROGRAM in sites.latents.values():
-            fit, draws, extra = program_fit.run(model, sites.args, sites.kwargs, cfg, n)
+            fit, draws, extra = program_fit.run(model, sites.args, sites.kwargs, cfg, n,
+                                                checkpoints)
         else:
-            fit, draws = impl.run(model, sites, cfg, n)
+            fit, draws = impl.run(model, sites, cfg, n, checkpoints)
     opts = cfg.svi
     log_w = draws.lp - draws.log_q
     if opts.guide == "delta":  # a point has no importance weights: no tail to fit
