@@ -13,6 +13,7 @@ import numpy as np
 
 from inference.amortized.mixture import MixedProposal
 from inference.amortized.persist import ProposalMismatchError, differences, key_parts
+from inference.amortized.train import Proposal, resume_training
 from inference.checkpoint import (
     FORMAT,
     CheckpointError,
@@ -292,11 +293,15 @@ RESUME_OPTIONS = ("progress", "chain_method", "executor")
 
 
 def resume(path: str, model: Callable[..., Any], *args: Any, force: bool = False,
-           model_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Posterior:
+           model_kwargs: Mapping[str, Any] | None = None, **kwargs: Any
+           ) -> Posterior | Proposal:
     """Continue the run checkpointed to ``path`` (``infer(..., checkpoint=path)``, a method
     of :data:`~inference.config.CHECKPOINT_METHODS`) and return its whole posterior: with
-    ``"mcmc"`` the draws before the checkpoint included, with ``"svi"`` the fit continued
-    from its last saved step (:mod:`inference.vi.checkpoint`).
+    ``"mcmc"`` and ``"nuts"`` the draws before the checkpoint included, with ``"svi"`` the
+    fit continued from its last saved step (:mod:`inference.vi.checkpoint`); or continue
+    the training checkpointed by ``train_proposal(..., checkpoint=path)`` and return the
+    trained proposal (:func:`inference.amortized.train.resume_training`: only ``progress``
+    and ``executor`` may change; ``max_time`` counts from the resume).
 
     The model and its data are given again, as to ``infer`` (keywords that are not in
     :data:`RESUME_OPTIONS` go to the model); the run's other options come from the
@@ -325,6 +330,9 @@ def resume(path: str, model: Callable[..., Any], *args: Any, force: bool = False
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a checkpoint of this version (format "
                               f"{FORMAT}).")
+    if manifest.get("kind") == "train":
+        return resume_training(path, manifest, model, *args, force=force,
+                               model_kwargs=model_kwargs, **kwargs)
     names = set(option_names()) - set(RESUME_OPTIONS)
     fixed = sorted(set(kwargs) & names)
     if fixed:

@@ -12,7 +12,10 @@ The pieces (DESIGN.md §5, "Amortized"):
   E[−log q(φ | x, y)] over simulations) and returns a :class:`Proposal`, which saves
   (:meth:`Proposal.save`) and loads (:func:`load_proposal`) with a key of the grammar, the
   prior's limits and inputs and the model's sites, and measures data-set similarity
-  (:meth:`Proposal.similarity`).
+  (:meth:`Proposal.similarity`); its simulations can run on the workers of an
+  ``executor`` (:mod:`~inference.amortized.batches`, bitwise the local run), and with
+  ``checkpoint=`` the training is saved every ``checkpoint_every`` steps and
+  :func:`inference.resume` continues it (:mod:`~inference.amortized.checkpoint`).
 
 Examples
 --------

@@ -7,6 +7,12 @@ held-out validation batch. The weights with the lowest validation loss are kept;
 stops after ``num_steps``, after ``patience`` evaluations without improvement, or once
 ``max_time`` seconds have passed (a wall-clock stop is the one thing a seed does not fix).
 
+Between two steps the loop's whole state is a :class:`FitState` (with the network's weights
+and the optimiser's state): ``fit(..., save=f, save_every=K)`` hands it to ``f`` every K
+global steps, and ``fit(..., state=s)`` continues from it, bitwise as if never stopped
+(:mod:`inference.amortized.checkpoint`). The loop draws no random numbers itself: the
+minibatch of step t is a function of t alone.
+
 Examples
 --------
 >>> import numpy as np
@@ -44,7 +50,8 @@ from tqdm.auto import tqdm
 from inference.amortized.network import ProgramProposal
 from inference.amortized.support import Step
 
-__all__ = ["Batch", "Evaluation", "FitResult", "fit", "show_progress", "validation_loss"]
+__all__ = ["Batch", "Evaluation", "FitResult", "FitState", "fit", "show_progress",
+           "validation_loss"]
 
 
 class Batch(NamedTuple):
@@ -100,6 +107,32 @@ class FitResult(NamedTuple):
     """Why it stopped: ``"steps"``, ``"patience"`` or ``"max_time"``."""
 
 
+class FitState(NamedTuple):
+    """Where :func:`fit` is between two steps (besides the weights and the optimiser).
+
+    Examples
+    --------
+    >>> FitState(steps=0, seconds=0.0, best_valid=2.0, best_weights={}, bad=0, losses=[],
+    ...          history=[]).best_valid
+    2.0
+    """
+
+    steps: int
+    """Steps taken in this training call."""
+    seconds: float
+    """Wall time of this training call so far."""
+    best_valid: float
+    """The lowest validation loss so far."""
+    best_weights: dict[str, torch.Tensor]
+    """The network's weights at that loss (a copy)."""
+    bad: int
+    """Evaluations since the best one (patience counts them)."""
+    losses: list[float]
+    """Minibatch losses since the last evaluation."""
+    history: list[Evaluation]
+    """The evaluations of this call so far."""
+
+
 def show_progress(progress: bool) -> bool:
     """Whether a tqdm bar is shown: asked for, on a terminal, and ``CI`` not set.
 
@@ -133,7 +166,8 @@ def validation_loss(network: ProgramProposal, batch: Batch) -> float:
 def fit(network: ProgramProposal, optimizer: torch.optim.Optimizer,
         next_batch: Callable[[int], Batch], valid: Batch, *, first_step: int,
         num_steps: int, max_time: float | None = None, patience: int = 10,
-        eval_every: int = 20, progress: bool = False) -> FitResult:
+        eval_every: int = 20, progress: bool = False, state: FitState | None = None,
+        save: Callable[[FitState], None] | None = None, save_every: int = 100) -> FitResult:
     """Train ``network`` in place for up to ``num_steps`` steps (see the module docstring).
 
     Parameters
@@ -147,9 +181,16 @@ def fit(network: ProgramProposal, optimizer: torch.optim.Optimizer,
     valid : Batch
         Held-out draws.
     first_step : int
-        The global step number of the first step (steps done before).
+        The global step number of the first step of this call (steps done before).
     num_steps, max_time, patience, eval_every, progress
-        Stopping rules, validation period and the tqdm bar (:func:`show_progress`).
+        Stopping rules (``max_time`` counts from this call's start, a resumed one's
+        included), validation period and the tqdm bar (:func:`show_progress`).
+    state : FitState, optional
+        Continue this call from ``state`` (with ``network`` and ``optimizer`` holding the
+        weights and optimiser state of that moment) instead of starting it.
+    save, save_every : callable, int
+        ``save(state)`` before every global step that is a positive multiple of
+        ``save_every`` (but not the first step of this call or of a resumed one).
 
     Returns
     -------
@@ -159,15 +200,22 @@ def fit(network: ProgramProposal, optimizer: torch.optim.Optimizer,
     --------
     See the module docstring.
     """
-    start = time.perf_counter()
-    best = validation_loss(network, valid)
-    best_state = copy.deepcopy(network.state_dict())
-    history = [Evaluation(first_step, math.nan, best, 0.0)]
-    losses: list[float] = []
-    stopped, bad, t = "steps", 0, 0
-    bar = tqdm(total=num_steps, desc="train q(φ|x,y)", disable=not show_progress(progress))
+    began = time.perf_counter()
+    if state is None:
+        best = validation_loss(network, valid)
+        state = FitState(0, 0.0, best, copy.deepcopy(network.state_dict()), 0, [],
+                         [Evaluation(first_step, math.nan, best, 0.0)])
+    t, resumed_at = state.steps, state.steps
+    best, best_state, bad = state.best_valid, state.best_weights, state.bad
+    losses, history = list(state.losses), list(state.history)
+    stopped = "steps"
+    bar = tqdm(total=num_steps, initial=t, desc="train q(φ|x,y)",
+               disable=not show_progress(progress))
     try:
         while t < num_steps:
+            if save is not None and t > resumed_at and (first_step + t) % save_every == 0:
+                save(FitState(t, state.seconds + time.perf_counter() - began, best,
+                              best_state, bad, list(losses), list(history)))
             batch = next_batch(first_step + t)
             optimizer.zero_grad()
             loss = -network.forced_log_q(batch.data, batch.walks).mean()
@@ -176,12 +224,12 @@ def fit(network: ProgramProposal, optimizer: torch.optim.Optimizer,
             losses.append(float(loss.detach()))
             t += 1
             bar.update(1)
-            out_of_time = max_time is not None and time.perf_counter() - start > max_time
+            out_of_time = max_time is not None and time.perf_counter() - began > max_time
             if t % eval_every and t < num_steps and not out_of_time:
                 continue
             v = validation_loss(network, valid)
             history.append(Evaluation(first_step + t, float(np.mean(losses)), v,
-                                      time.perf_counter() - start))
+                                      state.seconds + time.perf_counter() - began))
             losses = []
             bar.set_postfix(valid=f"{v:.3f}")
             if v < best:

@@ -3,9 +3,13 @@
 :func:`train_proposal` finds the model's program site and its prior, builds a
 :class:`~inference.amortized.network.ProgramProposal` and minimises
 E_{p(x,y,φ)}[−log q(φ | x, y)] with Adam on minibatches simulated on the fly
-(:func:`~inference.amortized.simulate.simulate`, the batch of step t seeded by (seed, t))
-or drawn from stored :class:`~inference.amortized.simulate.Simulations`, with a held-out
-validation set, early stopping and a time budget (:mod:`inference.amortized.loop`).
+(:func:`~inference.amortized.simulate.simulate`, the batch of step t seeded by (seed, t),
+here or on the workers of an ``executor``: :mod:`inference.amortized.batches`) or drawn
+from stored :class:`~inference.amortized.simulate.Simulations`, with a held-out validation
+set, early stopping and a time budget (:mod:`inference.amortized.loop`). With
+``checkpoint=`` the training state is saved every ``checkpoint_every`` steps
+(:mod:`inference.amortized.checkpoint`) and :func:`inference.resume` continues it
+(:func:`resume_training`).
 
 Options: the training options are this function's parameters, not a record of
 ``inference/config.py``: that module is the one home of the options of ``infer``,
@@ -39,14 +43,29 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 import torch
 
-from inference.amortized.loop import Batch, Evaluation, fit
-from inference.amortized.network import Context, ProgramProposal, points_of
+from inference.amortized.batches import (
+    SimulationTask,
+    Simulator,
+    batch_of,
+    check_executor,
+    stored_batches,
+)
+from inference.amortized.checkpoint import (
+    TrainState,
+    check_manifest,
+    read_state,
+    save_state,
+    write_manifest,
+)
+from inference.amortized.loop import Batch, Evaluation, FitState, fit
+from inference.amortized.network import Context, ProgramProposal
 from inference.amortized.persist import (
     ProposalMismatchError,
     differences,
@@ -55,14 +74,26 @@ from inference.amortized.persist import (
     read,
     write,
 )
-from inference.amortized.simulate import InputSampler, Simulations, discover_model, simulate
+from inference.amortized.simulate import InputSampler, Simulations, discover_model
+from inference.checkpoint import CheckpointError
 from inference.config import check_bool, check_int
+from inference.target import Target
 from ppl.errors import PPLError, SiteError
 from ppl.prior import ProgramPrior
 from ppl.program import Program
 from ppl.trace import PROGRAM, ModelTrace, base_distribution
 
-__all__ = ["Proposal", "load_proposal", "program_prior", "train_proposal"]
+__all__ = ["RESUME_OPTIONS", "TRAINING_OPTIONS", "Proposal", "load_proposal", "program_prior",
+           "resume_training", "train_proposal"]
+
+TRAINING_OPTIONS = ("prior_site", "num_steps", "batch_size", "lr", "seed", "max_time",
+                    "valid_size", "patience", "eval_every", "hidden", "device", "progress",
+                    "checkpoint_every")
+"""The options of :func:`train_proposal` a training checkpoint's manifest records."""
+
+RESUME_OPTIONS = ("progress", "executor")
+"""The options :func:`resume_training` may change: how the training runs, not what it
+computes."""
 
 
 def program_prior(found: ModelTrace, prior_site: str | None) -> tuple[str, ProgramPrior]:
@@ -95,11 +126,6 @@ def program_prior(found: ModelTrace, prior_site: str | None) -> tuple[str, Progr
         raise SiteError(f"Program site '{prior_site}' has no ProgramPrior; got "
                         f"{type(fn).__name__}.")
     return prior_site, prior
-
-
-def _step_seed(seed: int, stream: int, step: int) -> int:
-    """An independent seed for minibatch ``step`` of ``stream`` (0 train, 1 validation)."""
-    return int(np.random.SeedSequence([seed, stream, step]).generate_state(1)[0])
 
 
 class Proposal:
@@ -173,22 +199,11 @@ class Proposal:
         return float(a @ b) / norm if norm > 0 else 0.0
 
     # ------------------------------------------------------------------ training
-    def _batch(self, sims: Simulations, indices: Sequence[int]) -> Batch:
-        """The draws ``indices`` of ``sims`` as a training batch."""
-        d = len(self.prior.inputs)
-        data = [points_of(*sims.data(i, self.prior), d) for i in indices]
-        programs = [sims.programs[self.site][i] for i in indices]
-        return Batch(data, self.network.walks(programs))
-
-    def _simulate(self, num: int, seed: int) -> Simulations:
-        """``num`` draws of the model (:func:`simulate`) with ``seed``."""
-        return simulate(self.model, *self.args, num_simulations=num, seed=seed,
-                        inputs=self.inputs, model_kwargs=self.kwargs)
-
     def train(self, num_steps: int = 1000, *, batch_size: int = 32, lr: float = 3e-3,
               max_time: float | None = None, valid_size: int = 128, patience: int = 10,
               eval_every: int = 20, progress: bool = True,
-              simulations: Simulations | None = None) -> Proposal:
+              simulations: Simulations | None = None,
+              executor: Executor | None = None) -> Proposal:
         """Continue training (see :func:`train_proposal` for the options); returns self.
 
         Minibatch t (global count) is simulated with seed (seed, t), so training N steps
@@ -211,45 +226,80 @@ class Proposal:
         5
         """
         _check_options(num_steps, batch_size, lr, max_time, valid_size, patience, eval_every,
-                      progress)
+                       progress)
+        return self._run({"num_steps": num_steps, "batch_size": batch_size, "lr": lr,
+                          "max_time": max_time, "valid_size": valid_size,
+                          "patience": patience, "eval_every": eval_every,
+                          "progress": progress}, simulations, executor)
+
+    def _run(self, opts: Mapping[str, Any], simulations: Simulations | None,
+             executor: Executor | None, checkpoint: str | os.PathLike[str] | None = None,
+             state: TrainState | None = None) -> Proposal:
+        """One training call with ``opts``; with ``checkpoint``, the training state is
+        saved every ``opts["checkpoint_every"]`` steps; with ``state``, the call continues
+        from it (the network holds its weights)."""
+        _check_sources(executor, simulations)
         start = time.perf_counter()
-        next_batch = self._batches(batch_size, valid_size, simulations)
-        assert self.valid is not None
-        optimizer = torch.optim.Adam(self.network.parameters(), lr=lr)
-        if self.optimizer_state is not None:
-            optimizer.load_state_dict(self.optimizer_state)
+        first = self.steps
+        sim = Simulator(SimulationTask(self.model, self.args, self.kwargs, self.inputs,
+                                       opts["batch_size"], self.seed), executor)
+        optimizer = torch.optim.Adam(self.network.parameters(), lr=opts["lr"])
+        adam = self.optimizer_state
+        if adam is not None:
+            optimizer.load_state_dict(adam)
             for group in optimizer.param_groups:
-                group["lr"] = lr
-        result = fit(self.network, optimizer, next_batch, self.valid, first_step=self.steps,
-                     num_steps=num_steps, max_time=max_time, patience=patience,
-                     eval_every=eval_every, progress=progress)
+                group["lr"] = opts["lr"]
+        meta = self._meta()
+
+        def save(fit_state: FitState) -> None:
+            assert checkpoint is not None and self.valid is not None
+            save_state(checkpoint, TrainState(
+                (meta, self.network.state_dict(), optimizer.state_dict()), fit_state,
+                self.valid))
+        try:
+            if state is not None:
+                self.valid = state.valid
+            done = 0 if state is None else state.fit.steps
+            next_batch = self._batches(sim, range(first + done, first + opts["num_steps"]),
+                                       opts["valid_size"], simulations)
+            assert self.valid is not None
+            result = fit(self.network, optimizer, next_batch, self.valid, first_step=first,
+                         num_steps=opts["num_steps"], max_time=opts["max_time"],
+                         patience=opts["patience"], eval_every=opts["eval_every"],
+                         progress=opts["progress"], state=None if state is None else state.fit,
+                         save=None if checkpoint is None else save,
+                         save_every=opts.get("checkpoint_every", 100))
+        finally:
+            sim.close()
         self.optimizer_state = optimizer.state_dict()
         self.history.extend(result.history)
         self.steps += result.steps
-        self.seconds += time.perf_counter() - start
+        self.seconds += time.perf_counter() - start + (0.0 if state is None else
+                                                       state.fit.seconds)
         return self
 
-    def _batches(self, batch_size: int, valid_size: int,
-                simulations: Simulations | None) -> Callable[[int], Batch]:
-        """Set the validation batch and return ``next_batch(step)``."""
+    def _batches(self, sim: Simulator, steps: range, valid_size: int,
+                 simulations: Simulations | None) -> Callable[[int], Batch]:
+        """Set the validation batch (unless it is kept) and return ``next_batch(step)``
+        for the global steps ``steps`` this call may take."""
         if simulations is None:
+            chunk = sim.steps(steps)  # on an executor, the first chunks start now
             if self.valid is None or len(self.valid.data) != valid_size:
-                sims = self._simulate(valid_size, _step_seed(self.seed, 1, 0))
-                self.valid = self._batch(sims, range(valid_size))
-            return lambda t: self._batch(self._simulate(batch_size, _step_seed(self.seed, 0, t)),
-                                        range(batch_size))
+                self.valid = batch_of(self.network, self.site, sim.validation(valid_size),
+                                      range(valid_size))
+
+            def next_batch(t: int) -> Batch:
+                sims = chunk(t)
+                return batch_of(self.network, self.site, sims, range(len(sims)))
+            return next_batch
         n = len(simulations) - valid_size
         if n < 1 or self.site not in simulations.programs:
             raise PPLError(f"Stored simulations need more than valid_size={valid_size} draws "
                            f"of program site '{self.site}'; got {len(simulations)} draws of "
                            f"{sorted(simulations.programs)}.")
-        self.valid = self._batch(simulations, range(n, len(simulations)))
-        pool = self._batch(simulations, range(n))
-
-        def next_batch(t: int) -> Batch:
-            pick = np.random.default_rng(_step_seed(self.seed, 0, t)).choice(n, batch_size)
-            return Batch([pool.data[i] for i in pick], [pool.walks[i] for i in pick])
-        return next_batch
+        self.valid = batch_of(self.network, self.site, simulations, range(n, len(simulations)))
+        return stored_batches(batch_of(self.network, self.site, simulations, range(n)),
+                              self.seed, sim.task.num)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -273,12 +323,28 @@ class Proposal:
         >>> os.listdir(folder)
         ['q.pt']
         """
-        meta = {"key": self.key, "key_parts": self.key_parts, "site": self.site,
+        write(path, self._meta(), self.network.state_dict(), self.optimizer_state)
+
+    def _meta(self) -> dict[str, Any]:
+        """The metadata of a proposal file (JSON-able): key, site, seed, steps, seconds,
+        the network's shape and seed, and the history."""
+        return {"key": self.key, "key_parts": self.key_parts, "site": self.site,
                 "seed": self.seed, "steps": self.steps, "seconds": self.seconds,
                 "network": {"hidden": self.network.hidden, "seed": self.network.seed},
                 "history": [[None if isinstance(v, float) and math.isnan(v) else v
                              for v in e] for e in self.history]}
-        write(path, meta, self.network.state_dict(), self.optimizer_state)
+
+    def _restore(self, meta: Mapping[str, Any], weights: Mapping[str, Any],
+                 optimizer_state: dict[str, Any] | None) -> Proposal:
+        """Set the weights, Adam's state, steps, seconds and history of a proposal file
+        (:meth:`save`'s metadata, weights and optimiser state); returns self."""
+        self.network.load_state_dict(weights)
+        self.steps, self.seconds = meta["steps"], meta["seconds"]
+        self.history = [Evaluation(int(step), math.nan if train is None else float(train),
+                                   float(valid), float(seconds))
+                        for step, train, valid, seconds in meta["history"]]
+        self.optimizer_state = optimizer_state
+        return self
 
     def __repr__(self) -> str:
         return (f"Proposal(site={self.site!r}, prior={self.prior!r}, steps={self.steps}, "
@@ -301,13 +367,24 @@ def _check_options(num_steps: int, batch_size: int, lr: float, max_time: float |
         raise PPLError(f"max_time must be a number of seconds > 0 or None; got {max_time!r}.")
 
 
+def _check_sources(executor: Executor | None, simulations: Simulations | None) -> None:
+    """Raise a PPLError unless the draws come from one source: simulated (here or on a
+    process-based ``executor``) or ``simulations``."""
+    check_executor(executor)
+    if executor is not None and simulations is not None:
+        raise PPLError("executor= spreads the simulation of minibatches over workers; with "
+                       "simulations= there is none to spread. Pass one of them.")
+
+
 def train_proposal(model: Callable[..., Any], *args: Any, prior_site: str | None = None,
                    num_steps: int = 1000, batch_size: int = 32, lr: float = 3e-3,
                    seed: int = 0, max_time: float | None = None, valid_size: int = 128,
                    patience: int = 10, eval_every: int = 20, hidden: int = 64,
                    device: str = "cpu", progress: bool = True,
                    inputs: InputSampler | None = None,
-                   simulations: Simulations | None = None,
+                   simulations: Simulations | None = None, executor: Executor | None = None,
+                   checkpoint: str | os.PathLike[str] | None = None,
+                   checkpoint_every: int = 100,
                    model_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Proposal:
     """Train q(φ | x, y) for a model's program site: minimise E_{p(x,y,φ)}[−log q(φ | x, y)].
 
@@ -327,7 +404,7 @@ def train_proposal(model: Callable[..., Any], *args: Any, prior_site: str | None
         Seed of the initial weights and of every draw: the same seed gives bitwise the
         same proposal (unless ``max_time`` stops it).
     max_time : float, optional
-        Stop after this many seconds.
+        Stop after this many seconds (counted from a resume, for a resumed training).
     valid_size, patience, eval_every : int
         Validation draws; evaluations without improvement before stopping; steps between
         evaluations. The weights of the best validation loss are kept.
@@ -341,6 +418,14 @@ def train_proposal(model: Callable[..., Any], *args: Any, prior_site: str | None
         ``inputs(rng) -> (args, kwargs)``, a sampler of designs (default: fixed ``args``).
     simulations : Simulations, optional
         Train on these stored draws instead of simulating on the fly.
+    executor : concurrent.futures.Executor, optional
+        Simulate the minibatches on its workers (a ``ProcessPoolExecutor``, a Dask
+        client's ``get_executor()``; not threads), up to
+        :data:`~inference.amortized.batches.PREFETCH` steps ahead of the training: bitwise
+        the proposal of a local run. The workers import the model (and ``inputs``) by name.
+    checkpoint, checkpoint_every : str, int
+        A file to checkpoint the training to, every ``checkpoint_every`` steps (100);
+        :func:`inference.resume` continues it (:mod:`inference.amortized.checkpoint`).
 
     Returns
     -------
@@ -350,6 +435,8 @@ def train_proposal(model: Callable[..., Any], *args: Any, prior_site: str | None
     ------
     SiteError
         When the model has no program site, or several and ``prior_site`` is not given.
+    SimulationError
+        When the model cannot be simulated, or a worker of ``executor`` was lost.
 
     Examples
     --------
@@ -366,18 +453,89 @@ def train_proposal(model: Callable[..., Any], *args: Any, prior_site: str | None
     (5, True)
     """
     kwargs = {**kwargs, **(model_kwargs or {})}
+    opts = {"prior_site": prior_site, "num_steps": num_steps, "batch_size": batch_size,
+            "lr": lr, "seed": seed, "max_time": max_time, "valid_size": valid_size,
+            "patience": patience, "eval_every": eval_every, "hidden": hidden,
+            "device": device, "progress": progress, "checkpoint_every": checkpoint_every}
     check_int("seed", seed, 0)
     check_int("hidden", hidden, 1)
+    check_int("checkpoint_every", checkpoint_every, 1)
     _check_options(num_steps, batch_size, lr, max_time, valid_size, patience, eval_every,
-                  progress)
+                   progress)
+    _check_sources(executor, simulations)
+    proposal = _build(model, tuple(args), kwargs, opts, inputs)
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise PPLError(f"checkpoint must be a file path; got {type(checkpoint).__name__}.")
+        write_manifest(checkpoint, Target(model, tuple(args), kwargs), opts, inputs,
+                       simulations)
+    return proposal._run(opts, simulations, executor, checkpoint)
+
+
+def _build(model: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+           opts: Mapping[str, Any], inputs: InputSampler | None) -> Proposal:
+    """An untrained proposal for the model's program site, as ``opts`` asks."""
     found = discover_model(model, args, kwargs)
-    site, prior = program_prior(found, prior_site)
-    network = ProgramProposal(prior, hidden=hidden, seed=seed, device=device)
-    proposal = Proposal(network, site, key_parts(prior, site, found.sites), model,
-                        tuple(args), kwargs, inputs, seed)
-    return proposal.train(num_steps, batch_size=batch_size, lr=lr, max_time=max_time,
-                          valid_size=valid_size, patience=patience, eval_every=eval_every,
-                          progress=progress, simulations=simulations)
+    site, prior = program_prior(found, opts["prior_site"])
+    network = ProgramProposal(prior, hidden=opts["hidden"], seed=opts["seed"],
+                              device=opts["device"])
+    return Proposal(network, site, key_parts(prior, site, found.sites), model, args, kwargs,
+                    inputs, opts["seed"])
+
+
+def resume_training(path: str | os.PathLike[str], manifest: Mapping[str, Any],
+                    model: Callable[..., Any], *args: Any, force: bool = False,
+                    model_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Proposal:
+    """Continue the training checkpointed to ``path`` (``train_proposal(...,
+    checkpoint=path)``, whose manifest is ``manifest``) and return the trained proposal:
+    what :func:`inference.resume` does with a training checkpoint.
+
+    The model and its arguments are given again; keywords other than
+    :data:`RESUME_OPTIONS` go to the model, and the training options come from the
+    checkpoint. A checkpoint of another model, data, program prior or package version is
+    refused with a :class:`~inference.checkpoint.CheckpointError` naming what differs,
+    unless ``force=True``. Without a state file yet, the training starts again from its
+    seed. Without ``max_time`` the result is bitwise the uninterrupted training's; with
+    it, the budget counts from the resume.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, torch, numpy as np, ppl
+    >>> from ppl import dist
+    >>> from inference.checkpoint import read
+    >>> def model(x, y=None):
+    ...     f = ppl.sample("f", ppl.ProgramPrior("tiny", inputs=["x"], max_depth=2))
+    ...     ppl.sample("y", dist.Normal(f(x), 0.1).to_event(1), obs=y)
+    >>> x, path = np.linspace(0.0, 1.0, 5), pathlib.Path(tempfile.mkdtemp()) / "t.ckpt"
+    >>> opts = dict(batch_size=4, valid_size=4, eval_every=2, hidden=8, progress=False)
+    >>> whole = train_proposal(model, x, y=x, num_steps=6, checkpoint=path,
+    ...                        checkpoint_every=4, **opts)
+    >>> again = resume_training(path, read(path), model, x, y=x)  # from step 4 of 6
+    >>> all(torch.equal(a, b) for a, b in zip(whole.network.parameters(),
+    ...                                       again.network.parameters()))
+    True
+    """
+    options = {k: kwargs.pop(k) for k in RESUME_OPTIONS if k in kwargs}
+    fixed = sorted(set(kwargs) & set(TRAINING_OPTIONS + ("inputs", "simulations",
+                                                         "checkpoint")))
+    if fixed:
+        raise PPLError(f"resume continues the training with its own options; {fixed[0]!r} "
+                       f"cannot be changed (only {', '.join(RESUME_OPTIONS)}).")
+    kwargs = {**kwargs, **(model_kwargs or {})}
+    check_manifest(path, manifest, Target(model, tuple(args), kwargs), force)
+    opts = {**manifest["options"], **options}
+    check_bool("progress", opts["progress"])
+    executor = opts.pop("executor", None)
+    check_executor(executor)
+    state = read_state(path)
+    proposal = _build(model, tuple(args), kwargs, opts, manifest["inputs"])
+    if state is not None:
+        try:
+            proposal._restore(*state.proposal)
+        except RuntimeError as err:  # another prior, forced: the weights do not fit
+            raise CheckpointError(f"The network in the checkpoint {os.fspath(path)!r} does "
+                                  f"not fit this model's program prior: {err}") from None
+    return proposal._run(opts, manifest["simulations"], executor, path, state)
 
 
 def load_proposal(path: str | os.PathLike[str], model: Callable[..., Any], *args: Any,
@@ -428,12 +586,5 @@ def load_proposal(path: str | os.PathLike[str], model: Callable[..., Any], *args
             "trained for. Hint: train a new proposal with train_proposal.")
     network = ProgramProposal(prior, hidden=meta["network"]["hidden"],
                               seed=meta["network"]["seed"], device=device)
-    network.load_state_dict(state)
-    proposal = Proposal(network, site, parts, model, tuple(args), kwargs, inputs,
-                        meta["seed"])
-    proposal.steps, proposal.seconds = meta["steps"], meta["seconds"]
-    proposal.history = [Evaluation(int(step), math.nan if train is None else float(train),
-                                   float(valid), float(seconds))
-                        for step, train, valid, seconds in meta["history"]]
-    proposal.optimizer_state = optimizer_state
-    return proposal
+    return Proposal(network, site, parts, model, tuple(args), kwargs, inputs,
+                    meta["seed"])._restore(meta, state, optimizer_state)
