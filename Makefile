@@ -28,8 +28,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" --durations=30
 
+# the slow tier; each full-size part writes out/validate/<part>.json, rendered into
+# docs/validation.md's results section whatever the outcome (the exit status is pytest's)
 validate: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow --durations=30; status=$$?; \
+	$(BIN)/python -m tests.validate.record; exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
