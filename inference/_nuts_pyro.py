@@ -27,7 +27,7 @@ from inference.checkpoint import FORMAT, chain_path, read, save
 from inference.config import RunConfig
 from inference.nuts import BackendRun, Sites, per_draw, tree_depth
 from inference.target import Target
-from ppl.errors import PPLError
+from ppl.errors import InitializationError, PPLError
 from ppl.trace import discovery_value, seeded, trace_model
 
 __all__ = ["RecordingNUTS", "context", "discover", "run"]
@@ -221,7 +221,15 @@ def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig, resuming: bool 
     job_cfg = dataclasses.replace(cfg, executor=None)  # the job travels to the executor: not itself
     jobs = [_Chain(model, sites.args, dict(sites.kwargs), s, sites.max_plate_nesting, job_cfg,
                    c, resuming) for c, s in enumerate(seeds)]
-    outs, how = _run_chains(jobs, cfg)
+    try:
+        outs, how = _run_chains(jobs, cfg)
+    except ValueError as err:
+        if "valid initial params" not in str(err):
+            raise
+        raise InitializationError(
+            f"NUTS found no starting point with a finite log density for the sites "
+            f"{list(sites.latents)} (Pyro tried 100 from init_to_uniform): check their "
+            "priors and the model's factors, or give init_values.") from None
     samples = {k: np.stack([o.samples[k] for o in outs]) for k in outs[0].samples}
     stats = {k: np.stack([o.stats[k] for o in outs]) for k in STATS}
     stats["diverging"] = stats["diverging"].astype(bool)

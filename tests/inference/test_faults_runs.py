@@ -4,8 +4,7 @@
 - resuming with a changed grammar (the program prior's weights) is refused naming the
   program site's prior, unless forced;
 - a non-finite potential at NUTS init: retried, then an :class:`InitializationError`
-  naming the sites. Pyro's own ``ValueError`` escapes today: a known failure, marked
-  ``xfail(strict=True)`` so that the fix must remove the mark.
+  naming the sites (Pyro's own ``ValueError`` is turned into it).
 """
 
 from __future__ import annotations
@@ -48,9 +47,6 @@ def never(x: Any = None) -> None:
     ppl.factor("never", 0.0 * s - math.inf)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="Pyro's 'cannot find valid initial params' ValueError is not "
-                          "turned into InitializationError (docs/validation.md)")
 def test_nuts_init_with_no_finite_potential_names_the_sites() -> None:
     with pytest.raises(InitializationError, match=r"\bs\b"):
         infer(never, method="nuts", num_samples=10, num_warmup=10, num_chains=1,
