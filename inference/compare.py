@@ -13,6 +13,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,7 +28,8 @@ from inference.results import Posterior
 from ppl import backend
 from ppl.errors import PPLError
 
-__all__ = ["COLUMNS", "CompareError", "compare", "max_smd", "plot_compare", "program_tv"]
+__all__ = ["COLUMNS", "CompareError", "compare", "max_smd", "plot_compare", "program_tv",
+           "timed_infer"]
 
 COLUMNS = ["method", "backend", "wall_time_s", "draws", "ess_bulk", "ess_tail",
            "ess_bulk_per_s", "ess_tail_per_s", "max_rhat", "divergences", "acceptance",
@@ -82,7 +84,11 @@ def compare(model: Callable[..., Any], *args: Any, methods: Sequence[Any],
         The model's arguments. A keyword that names a run option of ``infer``
         (``seed``, ``num_samples``, ``chain_method``, ``program_moves``, ...; defaults in
         :mod:`inference.config`, except ``progress``, off here) is a run option common to
-        every entry; every other keyword goes to the model, as with ``infer``.
+        every entry; every other keyword goes to the model, as with ``infer``. A common
+        ``executor`` (a Dask client's ``get_executor()``, a ``ProcessPoolExecutor``) runs
+        each entry as one task on it, the entries at once and each one's chains one after
+        another in its worker (the same draws as locally); ``wall_time_s`` is then the
+        run's time in its worker.
     model_kwargs : mapping, optional
         Model keyword arguments of any name (``{"seed": 3}`` for a model argument named
         like a run option), as with ``infer``.
@@ -244,21 +250,56 @@ def _reference_index(reference: str | int | None, entries: list[_Entry]) -> int:
 def _run(model: Callable[..., Any], args: tuple[Any, ...], model_kwargs: dict[str, Any],
          entries: list[_Entry], common: dict[str, Any]
          ) -> tuple[_Runs, dict[str, float]]:
-    """One ``infer`` call per entry, timed; a failing run names its entry."""
+    """One ``infer`` call per entry, timed; a failing run names its entry. With a common
+    ``executor``, every entry's run is one task on it (its chains one after another in
+    the worker), all submitted before the first is collected."""
     runs, seconds = _Runs(), {}
-    for entry in entries:
-        options = {**common, **entry.options}
-        start = time.perf_counter()
+    executor = common.get("executor")
+    if executor is not None:
+        if isinstance(executor, ThreadPoolExecutor):
+            raise PPLError("compare's runs cannot run in threads: they would share Pyro's "
+                           "handler stack. Pass a process-based executor (a Dask client's "
+                           "get_executor(), ProcessPoolExecutor).")
+        local = {**common, "executor": None, "chain_method": "sequential"}
+        jobs = [executor.submit(timed_infer, model, args, model_kwargs, entry.method,
+                                {**local, **entry.options}) for entry in entries]
+    for i, entry in enumerate(entries):
         try:
-            runs[entry.label] = api.infer(model, *args, method=entry.method, **options,
-                                          model_kwargs=model_kwargs)
-        except PPLError as err:
+            if executor is None:
+                runs[entry.label], seconds[entry.label] = timed_infer(
+                    model, args, model_kwargs, entry.method, {**common, **entry.options})
+            else:
+                runs[entry.label], seconds[entry.label] = jobs[i].result()
+        except Exception as err:  # a PPLError of the run, or the executor's (lost worker)
+            if executor is None and not isinstance(err, PPLError):
+                raise
             raise CompareError(f"compare: the run of entry {entry.label!r} failed: "
                                f"{type(err).__name__}: {err}\n(the {len(runs)} runs that "
                                f"finished before it are in .posteriors)", entry.label,
                                dict(runs)) from err
-        seconds[entry.label] = time.perf_counter() - start
     return runs, seconds
+
+
+def timed_infer(model: Callable[..., Any], args: tuple[Any, ...],
+                model_kwargs: dict[str, Any], method: str, options: dict[str, Any]
+                ) -> tuple[Posterior, float]:
+    """``infer(model, *args, method=method, **options, model_kwargs=model_kwargs)`` and its
+    wall seconds: one entry of :func:`compare` (a task, when compare has an executor).
+
+    Examples
+    --------
+    >>> import numpy as np, ppl
+    >>> from ppl import dist
+    >>> def model(y=None):
+    ...     ppl.sample("y", dist.Normal(ppl.sample("m", dist.Normal(0.0, 1.0)), 1.0), obs=y)
+    >>> post, seconds = timed_infer(model, (), {"y": np.array(0.3)}, "importance",
+    ...                             {"num_samples": 10, "progress": False})
+    >>> post.method, seconds > 0
+    ('importance', True)
+    """
+    start = time.perf_counter()
+    post = api.infer(model, *args, method=method, **options, model_kwargs=model_kwargs)
+    return post, time.perf_counter() - start
 
 
 # ---------------------------------------------------------------------------- one row

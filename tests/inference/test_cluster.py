@@ -3,7 +3,9 @@ processes on the loopback interface, started by the test.
 
 - the same seed gives the same draws as a local run, and the chains ran on the workers;
 - a worker killed in the middle of a run is reported (a crashed chain, a RunWarning) and
-  the other chain's draws are kept.
+  the other chain's draws are kept;
+- ``compare`` with the executor runs each entry as one task on the workers, with the
+  same draws as locally.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import pytest
 from distributed import Client, LocalCluster, get_task_stream
 
-from inference import infer
+from inference import compare, infer
 from inference.api import RunWarning
 from tests.inference.checkpoint_models import X, Y, regression
 from tests.inference.cluster_models import KILL_FLAG, dies_once
@@ -61,3 +63,18 @@ def test_a_killed_worker_is_reported_and_the_other_chain_kept(client: Client,
         post = infer(dies_once, X, y=Y, executor=client.get_executor(), **RUN)
     assert post.samples["f"].shape == (1, 40)
     assert Path(os.environ[KILL_FLAG]).exists()
+
+
+def test_compare_runs_its_entries_on_the_workers(client: Client) -> None:
+    methods = ["mcmc", ("mcmc", {"seed": 6, "label": "other"})]
+    run = {**RUN, "num_samples": 20, "num_warmup": 10}
+    local = compare(regression, X, y=Y, methods=methods, **run)
+    with get_task_stream(client) as stream:
+        remote = compare(regression, X, y=Y, methods=methods,
+                         executor=client.get_executor(), **run)
+    assert len(stream.data) == 2  # one task per entry: its chains ran inside it
+    for label in ("mcmc", "other"):
+        a, b = local.attrs["posteriors"][label], remote.attrs["posteriors"][label]
+        assert np.array_equal(a.stats["lp"], b.stats["lp"]), label
+    columns = ["draws", "top_program", "tv_program"]
+    assert remote[columns].equals(local[columns])
