@@ -15,7 +15,8 @@ targets), constant random walks and MALA, and sigma drawn from the residuals. It
   that hold different but equivalent trees of the law (c·exp(c'·t) and exp((t − a)/b))
   disagree on the tree's size but agree on the law: both are reported, never hidden;
 
-and saves a figure: data with the posterior predictive band, and the program probabilities.
+and saves two figures (:mod:`inference.plots`): the data with the posterior predictive bands
+of f and y, and the probabilities of the top programs.
 
 Run ``python examples/symbolic_regression.py`` (about 30 s on 2 cores) or with ``--quick``.
 """
@@ -33,6 +34,7 @@ import ppl
 from inference import infer
 from inference.api import RunWarning
 from inference.arviz import az
+from inference.plots import plot_predictive, plot_programs
 from ppl import dist
 
 N0, RATE, NOISE = 2.0, 0.8, 0.05
@@ -69,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run (smoke test)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for the figure")
+    parser.add_argument("--out", type=Path, default=Path("."), help="folder for the figures")
     args = parser.parse_args()
     t, y = make_data()
     # a time budget per chain: half of it searches (tempered walkers, restarts), the rest
@@ -113,37 +115,21 @@ def main() -> None:
         law_rhat = float(az.rhat(hits.astype(float)))
     print("R-hat: " + ", ".join(f"{k} {float(v):.3f}" for k, v in rhat.items())
           + f", true-law indicator {law_rhat:.3f}")
-    path = save_figure(post, t, y, table, args.out)
-    print(f"\nFigure: {path}")
+    paths = save_figures(post, t, y, args.out)
+    print("\nFigures: " + ", ".join(str(p) for p in paths))
 
 
-def save_figure(post, t, y, table, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def save_figures(post, t, y, out: Path) -> list[Path]:
+    """The posterior predictive band (with the true law dashed) and the program bars."""
     out.mkdir(parents=True, exist_ok=True)
-    grid = np.linspace(0.0, 4.5, 60)
-    pred = post.predict(grid, num_draws=400)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    left.fill_between(grid, pred["lower"], pred["upper"], alpha=0.3,
-                      label="posterior predictive 90%")
-    left.plot(grid, pred["mean"], label="posterior predictive mean")
-    left.plot(grid, true_law(grid), "k--", label="true law 2·exp(−0.8t)")
-    left.scatter(t, y, color="crimson", zorder=3, label="data")
-    left.set_xlabel("time t")
-    left.set_ylabel("N(t)")
-    left.legend(fontsize=8)
-    labels = [p if len(p) < 45 else p[:42] + "..." for p in table["simplified"]]
-    right.barh(range(len(table))[::-1], table["probability"])
-    right.set_yticks(range(len(table))[::-1], labels, fontsize=7)
-    right.set_xlabel("posterior probability")
-    fig.tight_layout()
-    path = out / "symbolic_regression.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    grid = np.linspace(0.0, 4.5, 120)
+    fig = plot_predictive(post, t, y, site="f", grid=grid, num_draws=400)
+    fig.axes[0].plot(grid, true_law(grid), "k--", lw=1, label="true law 2·exp(−0.8t)")
+    fig.axes[0].legend(fontsize=8, frameon=False)
+    paths = [out / "symbolic_regression_predictive.png", out / "symbolic_regression_programs.png"]
+    fig.savefig(paths[0], dpi=110)
+    plot_programs(post, top=8, site="f", path=paths[1], dpi=110)
+    return paths
 
 
 if __name__ == "__main__":

@@ -552,8 +552,8 @@ class World:
 
         Variables are circles (observed ones shaded, programs orange and labelled
         "φ f ~ ProgramPrior(grammar)", deterministic ones dashed), factors small black
-        squares; layers go from the roots (top) to the data (bottom). Matplotlib's Agg
-        renderer draws it: no display and no graphviz are needed.
+        squares, plates rounded boxes; layers go from the roots (top) to the data (bottom).
+        Matplotlib's Agg renderer draws it (:func:`ppl.render.draw_world`): no display needed.
 
         Returns
         -------
@@ -571,7 +571,7 @@ class World:
         >>> world.render(pathlib.Path(tempfile.mkdtemp()) / "chain.png").stat().st_size > 0
         True
         """
-        from ppl._render import render_world
+        from ppl.render import render_world
 
         return render_world(self, Path(path), title)
 
