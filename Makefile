@@ -26,7 +26,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" --durations=30
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile --durations=30
 
 # the slow tier; each full-size part writes out/validate/<part>.json, rendered into
 # docs/validation.md's results section whatever the outcome (the exit status is pytest's)
