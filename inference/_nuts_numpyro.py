@@ -26,6 +26,7 @@ import ppl
 from inference.checkpoint import FORMAT, chain_path, read, save
 from inference.config import RunConfig
 from inference.nuts import BackendRun, Sites, tree_depth
+from ppl.errors import InitializationError
 from ppl.trace import check_arguments, check_observed, data_errors, max_plate_nesting, sites_of
 
 __all__ = ["CHAIN_METHOD", "context", "discover", "run", "scorer", "to_jax"]
@@ -155,13 +156,21 @@ def run(model: Callable[..., Any], sites: Sites, cfg: RunConfig, resuming: bool 
                 num_chains=cfg.num_chains, thinning=cfg.thin, chain_method=how,
                 progress_bar=cfg.show_progress, postprocess_fn=scorer(model, sites, kernel))
     start = time.perf_counter()
-    if cfg.checkpoint is None:
-        mcmc.run(jax.random.PRNGKey(cfg.seed), *sites.args, extra_fields=EXTRA_FIELDS,
-                 **sites.kwargs)
-        draws = jax.device_get(mcmc.get_samples(group_by_chain=True))
-        extra = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
-    else:
-        draws, extra = _segments(mcmc, sites, cfg, resuming)
+    try:
+        if cfg.checkpoint is None:
+            mcmc.run(jax.random.PRNGKey(cfg.seed), *sites.args, extra_fields=EXTRA_FIELDS,
+                     **sites.kwargs)
+            draws = jax.device_get(mcmc.get_samples(group_by_chain=True))
+            extra = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
+        else:
+            draws, extra = _segments(mcmc, sites, cfg, resuming)
+    except RuntimeError as err:
+        if "valid initial parameters" not in str(err):
+            raise
+        raise InitializationError(
+            f"NUTS found no starting point with a finite log density for the sites "
+            f"{list(sites.latents)} (NumPyro's init_to_uniform): check their priors and "
+            "the model's factors, or give init_values.") from None
     seconds = time.perf_counter() - start
     samples = {k: np.asarray(draws["latent"][k], dtype=np.float64) for k in sites.latents}
     samples.update({k: np.asarray(v, dtype=np.float64) for k, v in draws["derived"].items()})

@@ -4,7 +4,8 @@
 - resuming with a changed grammar (the program prior's weights) is refused naming the
   program site's prior, unless forced;
 - a non-finite potential at NUTS init: retried, then an :class:`InitializationError`
-  naming the sites (Pyro's own ``ValueError`` is turned into it).
+  naming the sites (Pyro's ``ValueError`` and NumPyro's ``RuntimeError`` are turned into
+  it).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def never(x: Any = None) -> None:
     ppl.factor("never", 0.0 * s - math.inf)
 
 
-def test_nuts_init_with_no_finite_potential_names_the_sites() -> None:
-    with pytest.raises(InitializationError, match=r"\bs\b"):
-        infer(never, method="nuts", num_samples=10, num_warmup=10, num_chains=1,
-              progress=False)
+@pytest.mark.parametrize("backend", ["pyro", "numpyro"])
+def test_nuts_init_with_no_finite_potential_names_the_sites(backend: str) -> None:
+    with pytest.raises(InitializationError, match=r"sites \['s'\]"):
+        infer(never, method="nuts", backend=backend, num_samples=10, num_warmup=10,
+              num_chains=1, progress=False)
