@@ -40,17 +40,19 @@ from ppl.errors import ModelError
 from ppl.primitives import plate, sample
 from ppl.prior import ProgramPrior
 
-__all__ = ["NOISE_FLOOR", "regression"]
+__all__ = ["NOISE_FLOOR", "Regression", "regression"]
 
 NOISE_FLOOR = 1e-6
 """The default noise floor of :func:`regression`, relative to the outputs' scale."""
 
 
 def regression(prior: ProgramPrior, scale: float = 1.0, floor: float = NOISE_FLOOR,
-               observed: str = "y") -> Callable[..., None]:
+               observed: str = "y", sigma: float | None = None) -> Callable[..., None]:
     """The model y_i ~ Normal(f(x_i), sigma + floor · scale), f ~ ``prior``, sigma ~
     HalfNormal(``scale``) (module docstring); called as ``model(*columns, y=...)``, one
-    array per input of the prior, in its order.
+    array per input of the prior, in its order. With ``sigma`` given, the noise scale is
+    known: y_i ~ Normal(f(x_i), sigma), no sigma site and no floor. The model is a
+    picklable object (:class:`Regression`), so its chains can run in worker processes.
 
     Parameters
     ----------
@@ -62,6 +64,8 @@ def regression(prior: ProgramPrior, scale: float = 1.0, floor: float = NOISE_FLO
         The noise floor relative to ``scale`` (>= 0; 0: none).
     observed : str
         The keyword (and site name) of the observations.
+    sigma : float, optional
+        A known noise scale (> 0); None: learned, as above.
 
     Examples
     --------
@@ -89,17 +93,49 @@ spread, e.g. np.std(y)); got 0.0.
     if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not (
             math.isfinite(floor) and floor >= 0):
         raise ModelError(f"regression: floor must be a finite number >= 0; got {floor!r}.")
-    s0 = float(floor) * float(scale)
-    num_inputs = len(prior.inputs)
+    if sigma is not None and (isinstance(sigma, bool) or not isinstance(sigma, (int, float))
+                              or not (math.isfinite(sigma) and sigma > 0)):
+        raise ModelError(f"regression: sigma must be a positive finite number (a known noise "
+                         f"scale) or None; got {sigma!r}.")
+    return Regression(prior, float(scale), float(floor) * float(scale), observed,
+                      None if sigma is None else float(sigma))
 
-    def model(*columns: Any, **data: Any) -> None:
+
+class Regression:
+    """The model :func:`regression` returns: a module-level class, so that it pickles and
+    a run's chains can go to worker processes (a closure would keep them in one).
+
+    Examples
+    --------
+    >>> import pickle, ppl
+    >>> model = regression(ppl.ProgramPrior("arith", inputs=["x"], max_depth=3), sigma=0.1)
+    >>> model
+    regression(arith.lark, inputs=['x'], sigma=0.1)
+    >>> pickle.loads(pickle.dumps(model)).sigma
+    0.1
+    """
+
+    __name__ = __qualname__ = "regression"
+
+    def __init__(self, prior: ProgramPrior, scale: float, s0: float, observed: str,
+                 sigma: float | None) -> None:
+        self.prior, self.scale, self.s0 = prior, scale, s0
+        self.observed, self.sigma = observed, sigma
+
+    def __repr__(self) -> str:
+        noise = f"sigma={self.sigma}" if self.sigma is not None else f"scale={self.scale}"
+        return (f"regression({self.prior.grammar.name}, inputs={list(self.prior.inputs)}, "
+                f"{noise})")
+
+    def __call__(self, *columns: Any, **data: Any) -> None:
+        observed, prior = self.observed, self.prior
         unknown = sorted(set(data) - {observed})
         if unknown:
             raise ModelError(f"regression model: unknown keyword {unknown[0]!r}; the "
                              f"observations are passed as {observed}=.")
-        if len(columns) != num_inputs:
+        if len(columns) != len(prior.inputs):
             raise ModelError(f"regression model: {len(columns)} input column(s) given, the "
-                             f"prior has {num_inputs} ({', '.join(prior.inputs)}).")
+                             f"prior has {len(prior.inputs)} ({', '.join(prior.inputs)}).")
         y = data.get(observed)
         if columns:
             n = len(columns[0])
@@ -109,8 +145,9 @@ spread, e.g. np.std(y)); got 0.0.
             raise ModelError(f"regression model: a prior without inputs needs {observed}= "
                              "to know the number of points.")
         f = sample("f", prior)
-        sigma = sample("sigma", dist.HalfNormal(float(scale)))
+        if self.sigma is None:
+            scale = sample("sigma", dist.HalfNormal(self.scale)) + self.s0
+        else:
+            scale = self.sigma
         with plate("data", n):
-            sample(observed, dist.Normal(f(*columns), sigma + s0), obs=y)
-
-    return model
+            sample(observed, dist.Normal(f(*columns), scale), obs=y)
