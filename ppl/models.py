@@ -115,10 +115,9 @@ class Regression:
     0.1
     """
 
-    __name__ = __qualname__ = "regression"
-
     def __init__(self, prior: ProgramPrior, scale: float, s0: float, observed: str,
                  sigma: float | None) -> None:
+        self.__name__ = self.__qualname__ = "regression"  # as a function model's, in messages
         self.prior, self.scale, self.s0 = prior, scale, s0
         self.observed, self.sigma = observed, sigma
 
