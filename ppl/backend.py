@@ -110,8 +110,14 @@ def to_torch(value: Any) -> Any:
     >>> import numpy as np
     >>> to_torch(np.array([1, 2])).dtype, to_torch([0.5, 1.0]).dtype, to_torch("x")
     (torch.float64, torch.float64, 'x')
+    >>> frozen = np.ones(2)
+    >>> frozen.flags.writeable = False                  # as a pandas column's values
+    >>> to_torch(frozen).tolist()
+    [1.0, 1.0]
     """
     if isinstance(value, np.ndarray):
+        if not value.flags.writeable:  # e.g. a pandas column (copy-on-write): torch warns
+            value = value.copy()
         return torch.as_tensor(value, dtype=torch.float64 if value.dtype.kind in "fiu"
                                else None)
     if isinstance(value, (list, tuple)) and value and all(
