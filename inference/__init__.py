@@ -22,7 +22,9 @@ True
 
 from inference.api import infer, resume
 from inference.compare import compare, plot_compare
+from inference.estimator import SymbolicRegressor
 from inference.query import query
 from inference.results import Posterior, load
 
-__all__ = ["Posterior", "compare", "infer", "load", "plot_compare", "query", "resume"]
+__all__ = ["Posterior", "SymbolicRegressor", "compare", "infer", "load", "plot_compare", "query",
+           "resume"]

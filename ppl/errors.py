@@ -19,6 +19,7 @@ __all__ = [
     "GrammarSyntaxError",
     "GrammarWarning",
     "InitializationError",
+    "InputDataError",
     "ModelError",
     "PPLError",
     "PriorError",
@@ -135,6 +136,24 @@ class DataError(PPLError):
     Traceback (most recent call last):
         ...
     ppl.errors.DataError: ...'y' has 1 NaN or infinite value(s); drop or impute them ...
+    """
+
+
+class InputDataError(DataError, ValueError):
+    """Arrays given to an estimator (``X``, ``y``) that are not numeric, finite and of
+    matching shapes; names the column and row. Also a ``ValueError``, as scikit-learn
+    expects of an estimator's input checks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from inference.estimator import SymbolicRegressor
+    >>> X = np.array([[0.0, 1.0], [1.0, np.inf]])
+    >>> SymbolicRegressor().fit(X, np.zeros(2))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ppl.errors.InputDataError: SymbolicRegressor.fit: X has 1 NaN or inf value(s), the first \
+at row 1, column 'x1'; ...
     """
 
 

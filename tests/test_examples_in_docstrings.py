@@ -20,7 +20,8 @@ import inference
 import ppl
 
 PACKAGES = (ppl, inference)
-CLASSES = (inference.Posterior, ppl.Grammar, ppl.Program, ppl.ProgramPrior, ppl.World)
+CLASSES = (inference.Posterior, inference.SymbolicRegressor, ppl.Grammar, ppl.Program,
+           ppl.ProgramPrior, ppl.World)
 
 
 
