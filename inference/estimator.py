@@ -34,10 +34,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from inference.api import RunWarning, infer
-from ppl.backend import dist
 from ppl.errors import InputDataError, PPLError, PriorError
 from ppl.models import NOISE_FLOOR, regression
-from ppl.primitives import plate, sample
 from ppl.prior import ProgramPrior
 from ppl.program import Program
 
@@ -46,28 +44,6 @@ __all__ = ["SymbolicRegressor"]
 NAMED_OPTIONS = ("method", "num_samples", "num_warmup", "num_chains", "seed", "max_time",
                  "chain_method", "progress")
 """Run options that are the estimator's own parameters (not allowed in ``run_options``)."""
-
-
-class _Model:
-    """The estimator's model: :func:`ppl.regression` (``noise=None``: sigma learned), or
-    y_i ~ Normal(f(x_i), noise) with a known noise scale. A module-level class, so that it
-    pickles (a fitted estimator pickles; chains can run in processes)."""
-
-    def __init__(self, prior: ProgramPrior, scale: float, floor: float,
-                 noise: float | None) -> None:
-        self.prior, self.scale, self.floor, self.noise = prior, scale, floor, noise
-        self._learned = None if noise is not None else regression(prior, scale, floor)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_Model, (self.prior, self.scale, self.floor, self.noise))
-
-    def __call__(self, *columns: Any, y: Any = None) -> None:
-        if self._learned is not None:
-            self._learned(*columns, y=y)
-            return
-        f = sample("f", self.prior)
-        with plate("data", len(columns[0])):
-            sample("y", dist.Normal(f(*columns), self.noise), obs=y)
 
 
 class SymbolicRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
@@ -210,7 +186,7 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         with warnings.catch_warnings():  # the time budget ends the run: expected
             warnings.filterwarnings("ignore", "max_time cut the run short", RunWarning)
             self.posterior_ = infer(
-                _Model(prior, scale, float(self.floor), noise), *columns, y=ya,
+                regression(prior, scale, float(self.floor), sigma=noise), *columns, y=ya,
                 method=self.method, num_samples=self.num_samples,
                 num_warmup=self.num_warmup, num_chains=self.num_chains, seed=self.seed,
                 max_time=self.max_time, chain_method=self.chain_method, progress=False,
