@@ -14,7 +14,7 @@ Examples
 (5,)
 """
 
-from ppl import backend
+from ppl import backend, math
 from ppl.backend import dist
 from ppl.errors import (
     DataError,
@@ -52,6 +52,7 @@ __all__ = [
     "deterministic",
     "dist",
     "factor",
+    "math",
     "param",
     "plate",
     "regression",

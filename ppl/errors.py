@@ -20,6 +20,7 @@ __all__ = [
     "GrammarWarning",
     "InitializationError",
     "InputDataError",
+    "MathError",
     "ModelError",
     "PPLError",
     "PriorError",
@@ -195,3 +196,20 @@ class ModelError(PPLError):
 class SiteError(PPLError):
     """A site name the model does not have (or not of the kind asked for); lists the valid
     ones."""
+
+
+class MathError(PPLError, TypeError):
+    """A :mod:`ppl.math` function given what the active backend cannot compute on: an array
+    of the other backend's library (a torch tensor under NumPyro, a jax array under Pyro) or
+    something that is not a number; names the function and the backend.
+
+    Examples
+    --------
+    >>> import torch, ppl
+    >>> from ppl import math as pm
+    >>> with ppl.backend.use("numpyro"):
+    ...     pm.exp(torch.zeros(2))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ppl.errors.MathError: ppl.math.exp got a torch.Tensor, but the active backend is 'numpyro'...
+    """
