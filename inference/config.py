@@ -39,7 +39,7 @@ from ppl.backend import BACKENDS
 from ppl.errors import PPLError
 
 __all__ = ["BACKENDS", "CACHE_SIZE", "CHECKPOINT_METHODS", "DEFAULT_STRUCTURE_WEIGHTS",
-           "ELBOS", "GUIDES", "METHODS",
+           "ELBOS", "ESTIMATOR_CHAINS", "GUIDES", "METHODS",
            "AmortizedOptions", "ImportanceOptions", "McmcOptions", "NutsOptions", "RunConfig",
            "SviOptions", "check_bool", "check_int", "option_names"]
 
@@ -55,6 +55,10 @@ DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.4, "insert_del
 
 CACHE_SIZE = 4096
 """Default capacity of each LRU cache of the Gibbs kernel and of the Laplace fits."""
+
+ESTIMATOR_CHAINS = 2
+"""Chains of :class:`inference.SymbolicRegressor` by default (fewer than ``infer``'s 4: its
+chains run one after another, each for its ``max_time``)."""
 
 GUIDES = ("normal", "mvn", "lowrank", "delta")
 """Guide names of ``method="svi"``: the backends' ``AutoNormal``,

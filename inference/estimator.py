@@ -34,6 +34,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from inference.api import RunWarning, infer
+from inference.config import ESTIMATOR_CHAINS, RunConfig
 from ppl.errors import InputDataError, PPLError, PriorError
 from ppl.models import NOISE_FLOOR, regression
 from ppl.prior import ProgramPrior
@@ -114,7 +115,8 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 
     def __init__(self, grammar: Any = "arith", max_depth: int | None = 5,
                  max_size: int | None = None, max_time: float | None = 10.0,
-                 num_chains: int = 2, num_samples: int = 1000, num_warmup: int | None = None,
+                 num_chains: int = ESTIMATOR_CHAINS,
+                 num_samples: int = RunConfig.num_samples, num_warmup: int | None = None,
                  noise: str | float = "auto", floor: float = NOISE_FLOOR, seed: int = 0,
                  method: str = "mcmc", chain_method: str = "sequential",
                  predict_draws: int = 1000, run_options: Mapping[str, Any] | None = None
