@@ -213,7 +213,7 @@ def _fit(args: argparse.Namespace) -> int:
     notes = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunWarning)
-        post = infer(model, *columns, y=y, num_chains=args.chains, max_time=args.time,
+        post = infer(model, *columns, y=y, num_chains=args.chains, max_time=args.time or None,
                      num_samples=args.samples, seed=args.seed, progress=False)
     notes = [str(w.message).splitlines()[0] for w in caught
              if issubclass(w.category, RunWarning)]
@@ -292,7 +292,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--inputs", help="input columns, comma-separated (default: all others)")
     fit.add_argument("--grammar", default="arith", help="a bundled grammar or a .lark file")
     fit.add_argument("--depth", type=int, default=4, help="the programs' maximum depth (4)")
-    fit.add_argument("--time", type=float, default=60.0, help="seconds per chain (60)")
+    fit.add_argument("--time", type=float, default=60.0,
+                     help="seconds per chain (60); 0: no budget, --samples draws per chain")
     fit.add_argument("--noise", default="auto", help="'auto' (learned) or a known sd")
     fit.add_argument("--chains", type=int, default=4, help="chains (4)")
     fit.add_argument("--samples", type=int, default=1000, help="draws per chain (1000)")
