@@ -20,8 +20,9 @@ import numpy as np
 from matplotlib import style
 from matplotlib.figure import Figure
 
-from inference import _arviz  # noqa: F401  (the import registers ArviZ's styles)
-from inference.results import Posterior
+from inference.results import (
+    Posterior,  # imports ArviZ (inference._arviz), which registers its styles
+)
 from ppl.errors import PPLError
 from ppl.program import Program
 from ppl.render import FORMATS, draw_world
