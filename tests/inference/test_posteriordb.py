@@ -141,6 +141,7 @@ def test_centered_eight_schools_diverges(backend: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # Pyro's kilpisjarvi: about half an hour
 @ALLOW_DIVERGENCES
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("backend", BACKENDS)
