@@ -17,13 +17,24 @@ with ``rest`` fixed. The view is verified when built: its value at the current p
 equal the recorded log-likelihood, and the incremental log joint of every probe program must
 equal a full re-scoring (at least one probe valid on the data), all to 1e-9 (TESTING.md
 P1); otherwise it is not used.
+
+A view may also carry a :class:`NoiseLink`: a noise scale σ (a Noise block's site) whose
+value enters its Normal factors' scale as σ + c and nothing else in the model. Moving σ then
+needs no model run: :meth:`ProgramLikelihood.with_noise` gives the view at another σ (the
+factors' scale and σ's own prior term replaced), the same numbers, bit for bit, as a view
+built afresh at that σ (both compute them by the same formula). The link is checked when the
+view is built, by one more recorded run at the canonical σ = 1: every other site's log
+density and the program's outputs must be equal, bit for bit, between the two runs (σ reaches
+nothing else), and each linked factor's scale must be σ + c at both, with c read at σ = 1
+(so that c does not depend on the state the view was built at).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -35,7 +46,7 @@ from inference.target import Target
 from ppl.prior import ProgramPrior
 from ppl.program import Program
 
-__all__ = ["ProgramLikelihood"]
+__all__ = ["NoiseLink", "ProgramLikelihood"]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -70,6 +81,41 @@ class _Factor(NamedTuple):
     y: np.ndarray
     params: dict[str, np.ndarray]
     shape: tuple[int, ...]
+    name: str = ""
+
+
+CANONICAL_NOISE = 1.0
+"""The σ at which a :class:`NoiseLink` reads its offset c (a fixed point, so that c, and every
+view derived from it, does not depend on the state the view was built at)."""
+
+
+class NoiseLink(NamedTuple):
+    """A noise scale σ that a view can move without running the model: σ enters the scale of
+    the factors ``factors`` as σ + ``offset`` and no other term of the model.
+
+    Examples
+    --------
+    >>> link = NoiseLink("sigma", ("y",), (0,), 0.0, None, 0.0)
+    >>> link.site, link.offset
+    ('sigma', 0.0)
+    """
+
+    site: str
+    """σ's site name."""
+    names: tuple[str, ...]
+    """The observed sites whose scale it is."""
+    factors: tuple[int, ...]
+    """Their indices in the view's factors."""
+    offset: float
+    """c: every linked factor's scale is σ + c (read at σ = :data:`CANONICAL_NOISE`)."""
+    fn: Any
+    """σ's distribution at the view's other values (its log density)."""
+    rest: float
+    """The view's ``rest`` without σ's own prior term."""
+
+    def prior(self, value: Any) -> float:
+        """σ's prior log density at ``value`` (a tensor of σ's shape)."""
+        return float(self.fn.log_prob(value).sum())
 
 
 def _numpy(value: Any) -> Any:
@@ -139,6 +185,8 @@ class ProgramLikelihood:
         self.memo = LRU(0)
         """Anything else derived from a program and this view (constant fits, evidence),
         keyed by the caller; the kernel sets its capacity."""
+        self.noise: NoiseLink | None = None
+        """A noise scale this view can move without a model run (:meth:`with_noise`)."""
 
     def locations(self, program: Program, constants: np.ndarray | None = None
                   ) -> list[np.ndarray]:
@@ -187,6 +235,17 @@ class ProgramLikelihood:
             return (program.prods, program.values)
         return program.key
 
+    def cached_locations(self, program: Program, key: Any = None) -> list[np.ndarray]:
+        """:meth:`locations`, from the outputs cache under ``key`` (default
+        :meth:`eval_key`) when there."""
+        key = self.eval_key(program) if key is None else key
+        locs = MISSING if self.outputs is None else self.outputs.get((self.input_key, key))
+        if locs is MISSING:
+            locs = self.locations(program)
+            if self.outputs is not None:
+                self.outputs.put((self.input_key, key), locs)
+        return list(locs)  # type: ignore[arg-type]
+
     def log_lik(self, program: Program) -> float:
         """log L(φ) = Σ over the program's observed factors, −inf if invalid (cached per
         :meth:`eval_key`; a cached value is the recomputed one, bit for bit)."""
@@ -194,11 +253,7 @@ class ProgramLikelihood:
         total = self.lik.get(key)
         if total is not MISSING:
             return float(total)
-        locs = MISSING if self.outputs is None else self.outputs.get((self.input_key, key))
-        if locs is MISSING:
-            locs = self.locations(program)
-            if self.outputs is not None:
-                self.outputs.put((self.input_key, key), locs)
+        locs = self.cached_locations(program, key)
         total = 0.0
         with np.errstate(all="ignore"):
             for f, loc in zip(self.factors, locs, strict=True):
@@ -225,9 +280,36 @@ class ProgramLikelihood:
             return -math.inf
         return self.rest + prior + self.beta * self.log_lik(program)
 
+    def with_noise(self, value: Any) -> ProgramLikelihood:
+        """This view with its linked noise scale σ set to ``value`` (a tensor): the linked
+        factors' scale is σ + c and ``rest`` has σ's prior term at ``value``; no model run.
+        Its caches are empty (log L and fits depend on σ); the outputs are shared."""
+        link = self.noise
+        if link is None:
+            raise ValueError("this view has no noise link")
+        view = copy.copy(self)
+        view.factors = _rescaled(self.factors, link, float(value))
+        view.rest = link.rest + link.prior(value)
+        view.lik, view.memo = LRU(0), LRU(0)
+        return view
+
+    def noise_sse(self, program: Program) -> tuple[float, int]:
+        """(Σ r², N) of the residuals r = y − loc of the linked factors for ``program``."""
+        if self.noise is None:
+            raise ValueError("this view has no noise link")
+        locs = self.cached_locations(program)
+        sse, n = 0.0, 0
+        with np.errstate(all="ignore"):
+            for i in self.noise.factors:
+                r = (self.factors[i].y - locs[i]).reshape(-1)
+                sse += float(r @ r)
+                n += r.size
+        return sse, n
+
     @classmethod
     def build(cls, target: Target, values: dict[str, Any], site: str,
-              probes: list[Program]) -> ProgramLikelihood | None:
+              probes: list[Program], noise: Mapping[str, Sequence[str]] | None = None
+              ) -> ProgramLikelihood | None:
         """The view at ``values``, or None when the model does not fit the pattern or the
         view fails its checks: on *every* probe program the incremental log joint must equal
         a full re-scoring, and the current program or at least one probe must be valid on
@@ -235,7 +317,7 @@ class ProgramLikelihood:
         if not target.fast:
             return None
         try:
-            view = cls._build(target, values, site)
+            view = cls._build(target, values, site, noise or {})
         except (TypeError, ValueError, RuntimeError, AttributeError):
             return None
         if view is None:
@@ -249,8 +331,8 @@ class ProgramLikelihood:
         return view if finite else None
 
     @classmethod
-    def _build(cls, target: Target, values: dict[str, Any], site: str
-               ) -> ProgramLikelihood | None:
+    def _build(cls, target: Target, values: dict[str, Any], site: str,
+               noise: Mapping[str, Sequence[str]]) -> ProgramLikelihood | None:
         run = target.record(values)
         calls = [c for c in run.calls if c.site == site]
         if not calls:
@@ -272,7 +354,7 @@ class ProgramLikelihood:
             factors.append(_Factor(hit, family[0], np.asarray(_numpy(value), dtype=float),
                                    {k: np.asarray(_numpy(v), dtype=float)
                                     for k, v in params.items()},
-                                   tuple(fn.loc.shape)))
+                                   tuple(fn.loc.shape), name))
             matched.add(name)
         if not factors:
             return None
@@ -300,4 +382,76 @@ class ProgramLikelihood:
                 weight = target.beta if (observed or fn is None) else 1.0
                 rest += weight * float(lp.detach().sum())
         view.rest = rest
+        for sigma, names in noise.items():
+            link = _noise_link(target, run, values, site, view, sigma, tuple(names))
+            if link is not None:
+                view.noise = link
+                view.factors = _rescaled(view.factors, link, float(values[sigma]))
+                view.rest = link.rest + link.prior(values[sigma])
+                break
         return view
+
+
+def _rescaled(factors: list[_Factor], link: NoiseLink, sigma: float) -> list[_Factor]:
+    """``factors`` with each linked factor's scale set to σ + c."""
+    out = list(factors)
+    for i in link.factors:
+        f = out[i]
+        scale = np.full(np.shape(f.params["scale"]), sigma + link.offset)
+        out[i] = f._replace(params={**f.params, "scale": scale})
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two recorded tensors (or values) are equal, bit for bit."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and bool(torch.equal(a.detach(), b.detach()))
+    return a is b or bool(np.array_equal(np.asarray(_numpy(a)), np.asarray(_numpy(b))))
+
+
+def _noise_link(target: Target, run: Any, values: dict[str, Any], site: str,
+                view: ProgramLikelihood, sigma: str, names: tuple[str, ...]
+                ) -> NoiseLink | None:
+    """The link of noise site ``sigma`` to ``view`` (module docstring), or None when the
+    model does not let σ move without a run: a linked site not Normal or not among the
+    view's factors, a scale other than σ + c, or σ reaching any other term."""
+    value = values.get(sigma)
+    index = {f.name: i for i, f in enumerate(view.factors)}
+    if (not isinstance(value, torch.Tensor) or value.dtype != torch.float64
+            or value.numel() != 1 or not names or any(n not in index for n in names)
+            or any(view.factors[index[n]].logpdf is not _normal for n in names)
+            or float(value) == CANONICAL_NOISE):
+        return None
+    other = target.record(dict(values, **{sigma: torch.full_like(value, CANONICAL_NOISE)}))
+    if other.sites.keys() != run.sites.keys() or len(other.calls) != len(run.calls):
+        return None
+    for a, b in zip(run.calls, other.calls, strict=True):
+        if a.site != b.site or len(a.args) != len(b.args) or a.kwargs.keys() != b.kwargs.keys() \
+                or not all(_same(u, v) for u, v in zip(a.args, b.args, strict=True)) \
+                or not all(_same(a.kwargs[k], b.kwargs[k]) for k in a.kwargs):
+            return None  # σ reaches a program's inputs
+    offsets = []
+    for n in names:
+        now = np.asarray(_numpy(run.sites[n][0].scale), dtype=float)
+        then = np.asarray(_numpy(other.sites[n][0].scale), dtype=float) - CANONICAL_NOISE
+        c = float(then.reshape(-1)[0])
+        if not (np.all(then == c) and np.allclose(now, float(value) + c, rtol=1e-12, atol=0)):
+            return None
+        offsets.append(c)
+    if any(c != offsets[0] for c in offsets):
+        return None
+    fn, _, lp, _ = run.sites[sigma]
+    matched = {f.name for f in view.factors}
+    rest = 0.0
+    for name, (fn_n, _, lp_n, observed) in run.sites.items():
+        if name == sigma or name in names:
+            continue
+        if not _same(lp_n, other.sites[name][2]):
+            return None  # σ reaches another term
+        if name != site and name not in matched:  # the terms of the view's rest, σ's aside
+            weight = target.beta if (observed or fn_n is None) else 1.0
+            rest += weight * float(lp_n.detach().sum())
+    link = NoiseLink(sigma, names, tuple(index[n] for n in names), offsets[0], fn, rest)
+    if link.prior(value) != float(lp.detach().sum()):
+        return None  # σ's term is not its distribution's log density (a mask, a scale)
+    return link

@@ -153,7 +153,7 @@ class Gibbs:
         """Noise site → the observed Normal sites whose scale it is (its residuals)."""
         self.plan = make_plan(target.latents, options.blocks, self.noise)
         block = NutsBlock if backend == "pyro" else NumpyroNutsBlock
-        self.workspace = Workspace(options.cache_size)
+        self.workspace = Workspace(options.cache_size, self.noise)
         self.context = Context(target, options, nuts, self.workspace,
                                tuple(block(target, sites, nuts)
                                      for kind, sites in self.plan if kind == "NUTS"),

@@ -107,11 +107,17 @@ class Workspace:
     True
     """
 
-    def __init__(self, cache_size: int) -> None:
+    def __init__(self, cache_size: int, noise: Mapping[str, list[str]] | None = None
+                 ) -> None:
         self.cache_size = cache_size
+        self.noise = dict(noise or {})
+        """The Noise blocks' sites and the observed sites whose scale each is: a view links
+        one of them when the model allows (:class:`inference.mcmc.fastlik.NoiseLink`)."""
         self.stats: dict[str, list[int]] = {name: [0, 0] for name in CACHE_NAMES}
-        self.views: dict[str, tuple[tuple[Any, ...], ProgramLikelihood | None]] = {}
-        """Per program site: (the other sites' values it was built at, the view)."""
+        self.views: dict[str, list[tuple[tuple[tuple[str, Any], ...],
+                                         ProgramLikelihood | None]]] = {}
+        """Per program site: the last two (other sites' values, view) pairs, newest first (a
+        rejected noise move returns to the view before it, caches intact)."""
         self.outputs: dict[str, LRU] = {}
         """Per program site: outputs of programs on the data."""
         self.fitters: dict[str, ConstantFitter] = {}
@@ -145,22 +151,28 @@ class Workspace:
         """The incremental likelihood of program site ``site`` given the other sites'
         ``values`` (rebuilt only when one of them changed, by identity); None when the
         model does not allow one."""
-        others = tuple(v for k, v in values.items() if k != site.name)
-        cached = self.views.get(site.name)
-        if cached is not None and len(cached[0]) == len(others) and all(
-                x is y for x, y in zip(cached[0], others, strict=True)):
-            return cached[1]
+        others = tuple((k, v) for k, v in values.items() if k != site.name)
+        entries = self.views.get(site.name, [])
+        for i, (seen, view) in enumerate(entries):
+            if _same_values(seen, others):
+                if i:
+                    entries.insert(0, entries.pop(i))
+                return view
         view = None
-        if target.fast:
+        newest = entries[0][1] if entries else None
+        if newest is not None and newest.noise is not None and _same_values(
+                entries[0][0], others, but=newest.noise.site):
+            view = newest.with_noise(values[newest.noise.site])  # no model run
+        elif target.fast:
             view = ProgramLikelihood.build(target, dict(values), site.name,
-                                           self.probe_programs(site))
+                                           self.probe_programs(site), self.noise)
         if view is not None:
             view.lik = LRU(self.cache_size, self.stats["lik"])
             view.memo = LRU(self.cache_size, self.stats["memo"])
             if site.name not in self.outputs:
                 self.outputs[site.name] = LRU(self.cache_size, self.stats["outputs"])
             view.outputs = self.outputs[site.name]
-        self.views[site.name] = (others, view)
+        self.views[site.name] = [(others, view), *entries[:1]]
         return view
 
     def probe_programs(self, site: SiteInfo) -> list[Program]:
@@ -194,6 +206,14 @@ class Workspace:
             if prior.family != "normal":
                 raise PPLError(f"collapsed=True needs a Normal constant prior on program "
                                f"site '{site.name}'; got {prior!r}.")
+
+
+def _same_values(a: tuple[tuple[str, Any], ...], b: tuple[tuple[str, Any], ...],
+                 but: str | None = None) -> bool:
+    """Whether two (name, value) tuples hold the same names and value objects (by
+    identity), except at name ``but``."""
+    return len(a) == len(b) and all(
+        k == j and (v is w or k == but) for (k, v), (j, w) in zip(a, b, strict=True))
 
 
 class MoveChoice(NamedTuple):

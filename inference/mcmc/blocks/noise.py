@@ -19,7 +19,11 @@ the walk alone, and that is the proposal's density there: a fixed state-dependen
 proposal, so the target stays invariant.
 
 Why: the noise scale's NUTS transition was 26–41% of a Nguyen run's time (issue 11); this
-update costs two scoring runs of the model and mixes in one step.
+update mixes in one step. When a program site's incremental likelihood links σ
+(:class:`inference.mcmc.fastlik.NoiseLink`: σ enters only these sites' scale, as σ + c), the
+residuals come from the program's cached outputs and the log joint at σ' from the view at σ'
+(:meth:`~inference.mcmc.fastlik.ProgramLikelihood.with_noise`): no model run, and the
+program block's next view is that same one. Otherwise each update costs two scoring runs.
 
 Examples
 --------
@@ -39,6 +43,7 @@ import torch
 
 from inference.mcmc.blocks.base import BlockInfo, Context, GibbsState, accept
 from inference.target import SiteInfo, Target
+from ppl.trace import PROGRAM
 
 __all__ = ["RW_SCALE", "log_mix", "log_q", "noise_sites", "normal_terms", "step"]
 
@@ -171,6 +176,29 @@ def _terms(target: Target, values: Mapping[str, Any], names: list[str], site: st
     return lj, (c, sse, resid.size)
 
 
+def _linked_view(ctx: Context, values: Mapping[str, Any], site: str, names: list[str]
+                 ) -> tuple[SiteInfo, Any] | None:
+    """(program site, its view at ``values``) when that view links noise site ``site`` with
+    exactly the observed sites ``names``; else None."""
+    for p in ctx.target.latents.values():
+        if p.kind != PROGRAM:
+            continue
+        view = ctx.workspace.view(ctx.target, p, values)
+        link = None if view is None else view.noise
+        if link is not None and link.site == site and set(link.names) == set(names):
+            return p, view
+    return None
+
+
+def _view_terms(view: Any, program: Any, beta: float) -> tuple[float, float, int] | None:
+    """(c, S, N) of the residuals' proposal read from a linked view; None where it is not
+    defined (as :func:`_terms`)."""
+    sse, n = view.noise_sse(program)
+    if not (math.isfinite(sse) and sse > 0 and beta * n > 1):
+        return None
+    return view.noise.offset, sse, n
+
+
 def log_mix(to: float, frm: float, params: tuple[float, float, int] | None, beta: float
             ) -> float:
     """log density of the block's proposal of σ = ``to`` from σ = ``frm``: half the
@@ -200,7 +228,11 @@ def step(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteIn
     target, beta = ctx.target, ctx.target.beta
     old = state.values[site.name]
     sigma = float(old.detach())
-    _, here = _terms(target, state.values, names, site.name)
+    linked = _linked_view(ctx, state.values, site.name, names)
+    if linked is None:
+        _, here = _terms(target, state.values, names, site.name)
+    else:
+        here = _view_terms(linked[1], state.values[linked[0].name], beta)
     if here is not None and rng.random() < 0.5:
         c, sse, n = here
         sigma2 = math.sqrt(0.5 * beta * sse / rng.gamma(0.5 * (beta * n - 1.0))) - c
@@ -211,7 +243,13 @@ def step(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteIn
     value = torch.as_tensor(sigma2, dtype=old.dtype).reshape(old.shape)
     values = dict(state.values)
     values[site.name] = value
-    lj2, there = _terms(target, values, names, site.name)
+    if linked is None:
+        lj2, there = _terms(target, values, names, site.name)
+    else:  # the residuals do not move with σ: the proposal's parameters are the same
+        view = ctx.workspace.view(target, linked[0], values)
+        lj2 = view.log_joint(values[linked[0].name]) if view is not None else \
+            target.log_joint(values)
+        there = here
     if not math.isfinite(lj2):
         return state, BlockInfo((0.0,), invalid=1)
     ratio = log_mix(sigma, sigma2, there, beta) - log_mix(sigma2, sigma, here, beta)
