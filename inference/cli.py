@@ -38,6 +38,7 @@ from inference.api import RunWarning, infer
 from inference.plots import plot_predictive, short_text
 from inference.results import Posterior, load
 from ppl.errors import PPLError
+from ppl.evaluate import evaluate_draws
 
 __all__ = ["CliError", "main", "predict_table", "read_table", "report"]
 
@@ -182,11 +183,7 @@ def predict_table(post: Posterior, frame: pd.DataFrame, prob: float = 0.9,
     idx = rng.choice(len(programs), size=min(num_draws, len(programs)), replace=False)
     inputs = list(programs[0].inputs)
     columns = [np.asarray(frame[c], dtype=np.float64) for c in inputs]
-    fs = np.empty((len(idx), len(frame)))
-    for k, i in enumerate(idx):
-        with np.errstate(all="ignore"):
-            fs[k] = np.broadcast_to(np.asarray(programs[i](*columns), dtype=np.float64),
-                                    (len(frame),))
+    fs = evaluate_draws(programs[idx], columns, len(frame))
     ys = fs if sigmas is None else fs + sigmas[idx, None] * rng.standard_normal(fs.shape)
     tail = (1.0 - prob) / 2
     table = frame[inputs].copy()

@@ -36,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from inference.api import RunWarning, infer
 from inference.config import ESTIMATOR_CHAINS, RunConfig
 from ppl.errors import InputDataError, PPLError, PriorError
+from ppl.evaluate import evaluate_draws
 from ppl.models import NOISE_FLOOR, regression
 from ppl.prior import ProgramPrior
 from ppl.program import Program
@@ -256,10 +257,7 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self)
         Xa = self._validate(X)
         columns = [np.ascontiguousarray(c) for c in Xa.T]
-        values = np.empty((len(picks), len(Xa)))
-        for k, i in enumerate(picks):
-            values[k] = self._laws[i](*columns)
-        return values, self._sd[picks]
+        return evaluate_draws(self._laws[picks], columns, len(Xa)), self._sd[picks]
 
     def predict(self, X: Any, return_std: bool = False, index: int | None = None) -> Any:
         """The posterior predictive mean E[f(x) | data] at each row of ``X``, averaged over

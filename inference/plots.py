@@ -160,7 +160,21 @@ def _draws(post: Posterior, site: str, cols: list[np.ndarray], noise: Any, num_d
     return f, f + scale * rng.standard_normal(f.shape)
 
 
-def _bands(draws: np.ndarray) -> dict[str, np.ndarray]:
+def _points(cols: list[np.ndarray], grid: Any) -> list[np.ndarray]:
+    """Where f is drawn: with one input ``grid`` (default 200 points over the range of x),
+    with several the rows of x."""
+    if len(cols) > 1:
+        return cols
+    if grid is None:
+        return [np.linspace(cols[0].min(), cols[0].max(), 200)]
+    return [np.asarray(grid, dtype=float).reshape(-1)]
+
+
+Bands = dict[str, np.ndarray]
+"""The pointwise summaries of :func:`_bands`: ``mean``, ``q05``, ``q25``, ``q75``, ``q95``."""
+
+
+def _bands(draws: np.ndarray) -> Bands:
     with warnings.catch_warnings():  # a point where no draw is valid stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         q = np.nanquantile(draws, [0.05, 0.25, 0.75, 0.95], axis=0)
@@ -215,22 +229,20 @@ def plot_predictive(post: Posterior, x: Any, y: Any, path: str | Path | None = N
     if len(cols[0]) != len(y):
         raise PlotError(f"x has {len(cols[0])} rows but y has {len(y)} values: give one y "
                         "per row of x.")
-    scale = _noise(post, noise)
     names = list(post.priors[site].inputs)
+    points = _points(cols, grid)
+    f, ynew = _draws(post, site, points, _noise(post, noise), num_draws, seed)
+    fb, yb = _bands(f), None if ynew is None else _bands(ynew)
     with _styled():
         fig = Figure(figsize=figsize, dpi=dpi)
         ax = fig.add_subplot()
         if len(cols) == 1:
-            xs = (np.linspace(cols[0].min(), cols[0].max(), 200) if grid is None
-                  else np.asarray(grid, dtype=float).reshape(-1))
-            f, ynew = _draws(post, site, [xs], scale, num_draws, seed)
-            _band_plot(ax, xs, f, ynew)
+            _band_plot(ax, points[0], fb, yb)
             ax.scatter(cols[0], y, s=16, color="k", zorder=4, label="data")
             ax.set_xlabel(names[0])
             ax.set_ylabel(_observed_name(post))
         else:
-            f, ynew = _draws(post, site, cols, scale, num_draws, seed)
-            _versus_plot(ax, y, f, ynew)
+            _versus_plot(ax, y, fb, yb)
             ax.set_xlabel(f"observed {_observed_name(post)}")
             ax.set_ylabel(f"predicted {site}({', '.join(names)})")
         ax.legend(loc="best")
@@ -242,27 +254,27 @@ def _observed_name(post: Posterior) -> str:
     return next(iter(post.observed)) if len(post.observed) == 1 else "y"
 
 
-def _band_plot(ax: Any, xs: np.ndarray, f: np.ndarray, ynew: np.ndarray | None) -> None:
+def _band_plot(ax: Any, xs: np.ndarray, fb: Bands, yb: Bands | None) -> None:
+    """Bands of f (and of y) over one input, from the bands at the points ``xs``."""
     order = np.argsort(xs)
     xs = xs[order]
-    if ynew is not None:
-        b = _bands(ynew[:, order])
+    if yb is not None:
+        b = {k: v[order] for k, v in yb.items()}
         ax.fill_between(xs, b["q05"], b["q95"], color=COLORS[1], alpha=0.18, lw=0, label="y 90%")
         ax.fill_between(xs, b["q25"], b["q75"], color=COLORS[1], alpha=0.3, lw=0, label="y 50%")
-    b = _bands(f[:, order])
+    b = {k: v[order] for k, v in fb.items()}
     ax.fill_between(xs, b["q05"], b["q95"], color=COLORS[0], alpha=0.25, lw=0, label="f 90%")
     ax.fill_between(xs, b["q25"], b["q75"], color=COLORS[0], alpha=0.45, lw=0, label="f 50%")
     ax.plot(xs, b["mean"], color=COLORS[0], lw=2, label="posterior mean of f")
 
 
-def _versus_plot(ax: Any, y: np.ndarray, f: np.ndarray, ynew: np.ndarray | None) -> None:
-    b = _bands(f)
-    if ynew is not None:
-        c = _bands(ynew)
-        ax.vlines(y, c["q05"], c["q95"], color=COLORS[1], alpha=0.5, lw=1, label="y 90%")
-    ax.vlines(y, b["q05"], b["q95"], color=COLORS[0], alpha=0.6, lw=1.5, label="f 90%")
-    ax.vlines(y, b["q25"], b["q75"], color=COLORS[0], lw=3, label="f 50%")
-    ax.scatter(y, b["mean"], s=16, color=COLORS[0], zorder=4, label="posterior mean of f")
+def _versus_plot(ax: Any, y: np.ndarray, fb: Bands, yb: Bands | None) -> None:
+    """Intervals of f (and of y) against the observed ``y``, from the bands at its rows."""
+    if yb is not None:
+        ax.vlines(y, yb["q05"], yb["q95"], color=COLORS[1], alpha=0.5, lw=1, label="y 90%")
+    ax.vlines(y, fb["q05"], fb["q95"], color=COLORS[0], alpha=0.6, lw=1.5, label="f 90%")
+    ax.vlines(y, fb["q25"], fb["q75"], color=COLORS[0], lw=3, label="f 50%")
+    ax.scatter(y, fb["mean"], s=16, color=COLORS[0], zorder=4, label="posterior mean of f")
     lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
     ax.plot([lo, hi], [lo, hi], color="k", ls="--", lw=1, label="predicted = observed")
 

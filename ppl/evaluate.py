@@ -5,7 +5,7 @@
 makes constants and literals of a matching dtype (:func:`constants_in`, :func:`literal`),
 runs its interpreter, and broadcasts a result that reads fewer inputs to the inputs' shape
 (:func:`broadcast`). :class:`BoundProgram` evaluates a program with its constants bound to
-an array.
+an array; :func:`evaluate_draws` evaluates many posterior draws at the same numpy inputs.
 
 Examples
 --------
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ppl.program import Program
 
 __all__ = ["BoundProgram", "as_array", "bind", "bool_dtype", "broadcast", "constants_in",
-           "float_like", "literal", "namespace", "numpy_literal"]
+           "evaluate_draws", "float_like", "literal", "namespace", "numpy_literal"]
 
 
 def bind(inputs: Sequence[str], args: tuple[Any, ...], kwargs: Mapping[str, Any],
@@ -212,6 +212,32 @@ def broadcast(xp: Any, result: Any, env: Mapping[str, Any]) -> Any:
     if xp.__name__ == "torch":
         return result.expand(shape)
     return xp.broadcast_to(result, shape)
+
+
+def evaluate_draws(programs: Sequence[Program] | np.ndarray, columns: Sequence[np.ndarray],
+                   rows: int) -> np.ndarray:
+    """f_k(x_j) of every program ``programs[k]`` (a sequence or an object array of posterior
+    draws) at every row j of the numpy inputs ``columns`` (in the programs' input order), as
+    float64 of shape (len(programs), rows): a program that reads no input is repeated over
+    the rows; invalid arithmetic yields nan/inf, silently.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ppl import Grammar
+    >>> g = Grammar.load("arith")
+    >>> programs = [g.parse(t, inputs=["x"]) for t in ("(x + 1)", "2", "log(x)")]
+    >>> evaluate_draws(programs, [np.array([1.0, 0.0])], rows=2)
+    array([[  2.,   1.],
+           [  2.,   2.],
+           [  0., -inf]])
+    """
+    values = np.empty((len(programs), rows))
+    with np.errstate(all="ignore"):
+        for k, program in enumerate(programs):
+            values[k] = np.broadcast_to(np.asarray(program(*columns), dtype=np.float64),
+                                        (rows,))
+    return values
 
 
 class BoundProgram:

@@ -1,5 +1,6 @@
 """Chains on a real Dask cluster (issue 13 item 2): a ``LocalCluster`` of 2 worker
-processes on the loopback interface, started by the test.
+processes on the loopback interface, started by the ``client`` fixture
+(tests/inference/conftest.py).
 
 - the same seed gives the same draws as a local run, and the chains ran on the workers;
 - a worker killed in the middle of a run is reported (a crashed chain, a RunWarning) and
@@ -10,16 +11,13 @@ processes on the loopback interface, started by the test.
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster, get_task_stream
+from distributed import Client, get_task_stream
 
 from inference import compare, infer
 from inference.api import RunWarning
@@ -28,22 +26,6 @@ from tests.inference.cluster_models import KILL_FLAG, dies_once
 
 RUN: dict[str, Any] = {"num_samples": 40, "num_warmup": 20, "num_chains": 2, "seed": 5,
                        "progress": False}
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    flag = tmp_path_factory.mktemp("cluster") / "killed"
-    os.environ[KILL_FLAG] = str(flag)  # the workers inherit it; dies_once reads it
-    try:
-        # a killed worker's task is not retried elsewhere: its chain is reported
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
-                LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                             host="127.0.0.1", dashboard_address=None,
-                             silence_logs=logging.CRITICAL) as cluster, \
-                Client(cluster) as c:
-            yield c
-    finally:
-        del os.environ[KILL_FLAG]
 
 
 def test_chains_on_the_cluster_equal_a_local_run(client: Client) -> None:

@@ -1,6 +1,6 @@
 """Simulations of training on an executor (inference/amortized/batches.py), on a real Dask
 cluster: a ``LocalCluster`` of 2 worker processes on the loopback interface, as
-tests/inference/test_cluster.py starts it.
+the ``client`` fixture of tests/inference/conftest.py starts it.
 
 - the same seed gives bitwise the proposal of a local run, and every chunk (the validation
   set, one minibatch per step) ran on the workers; a training on the cluster checkpoints
@@ -12,17 +12,14 @@ tests/inference/test_cluster.py starts it.
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import dask
 import pytest
 import torch
-from distributed import Client, LocalCluster, get_task_stream
+from distributed import Client, get_task_stream
 
 import ppl
 from inference import resume
@@ -32,22 +29,6 @@ from tests.inference.cluster_models import KILL_FLAG, dies_once
 
 TRAIN: dict[str, Any] = {"num_steps": 8, "batch_size": 8, "valid_size": 8, "hidden": 8,
                          "lr": 0.02, "eval_every": 4, "seed": 4, "progress": False}
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    flag = tmp_path_factory.mktemp("cluster") / "killed"
-    os.environ[KILL_FLAG] = str(flag)  # the workers inherit it; dies_once reads it
-    try:
-        # a killed worker's chunk is not retried elsewhere: the training reports it
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
-                LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                             host="127.0.0.1", dashboard_address=None,
-                             silence_logs=logging.CRITICAL) as cluster, \
-                Client(cluster) as c:
-            yield c
-    finally:
-        del os.environ[KILL_FLAG]
 
 
 def same_weights(a: Proposal, b: Proposal) -> bool:

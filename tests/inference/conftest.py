@@ -1,0 +1,39 @@
+"""Shared fixtures of the inference tests: a real Dask cluster for the tests that run
+chains (tests/inference/test_cluster.py) and simulations (tests/inference/amortized/
+test_batches.py) on an executor."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.inference.cluster_models import KILL_FLAG
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """A client of a ``LocalCluster`` of 2 worker processes on the loopback interface, one
+    per test module; :data:`KILL_FLAG` names a fresh file path while it runs."""
+    # imported here: the other inference tests need no Dask
+    import dask
+    from distributed import Client, LocalCluster
+
+    flag = tmp_path_factory.mktemp("cluster") / "killed"
+    os.environ[KILL_FLAG] = str(flag)  # the workers inherit it; dies_once reads it
+    try:
+        # a killed worker's task is not retried elsewhere: its chain or chunk is reported
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+                LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                             host="127.0.0.1", dashboard_address=None,
+                             silence_logs=logging.CRITICAL) as cluster, \
+                Client(cluster) as c:
+            yield c
+    finally:
+        del os.environ[KILL_FLAG]
