@@ -1,0 +1,136 @@
+"""The cost of one sweep of the default kernel on a B1 problem, and where it goes.
+
+The model is the user's default (:func:`ppl.regression`, the B1 harness's model) on one
+problem's data (20 points, the harness's seed); the kernel runs directly (``Target``,
+``Gibbs``, ``init``, ``step``) in one process with one torch thread: ``--warmup`` adaptive
+sweeps, then ``--sweeps`` timed sweeps in CPU seconds of the process (other load on the
+machine does not count), then the same number again under cProfile, whose shares of
+``Gibbs.step`` are printed for the blocks and the hot functions.
+
+``--before DIR`` runs the same measurement on an earlier source tree (a subprocess with
+``DIR`` first on ``sys.path``), alternating with this tree ``--repeats`` times, so the two
+are timed side by side under the same load::
+
+    python -m benchmarks.sweep_profile --problem Nguyen-1 --grammar koza --before ../before
+
+Examples
+--------
+>>> row = measure("Nguyen-1", "koza", seed=0, warmup=5, sweeps=5, profile=False)
+>>> row["sweeps"], row["ms_per_sweep"] > 0
+(5, True)
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SHARES", "main", "measure"]
+
+SHARES = {
+    "program block": ("program.py", "step"),
+    "noise block": ("noise.py", "step"),
+    "views (built or derived)": ("base.py", "view"),
+    "model runs (recorded)": ("target.py", "record"),
+    "library move": ("semantic.py", "library"),
+    "prior log density": ("prior.py", "log_density"),
+    "Program.key": ("program.py", "key"),
+    "Program.heights": ("program.py", "heights"),
+    "log L (numpy)": ("fastlik.py", "log_lik"),
+    "Laplace solves": ("laplace.py", "levenberg_marquardt"),
+}
+"""Rows of the profile: a label and the (file, function) whose cumulative time it is."""
+
+
+def measure(problem: str, grammar: str, seed: int = 0, warmup: int = 200, sweeps: int = 300,
+            profile: bool = True) -> dict[str, Any]:
+    """ms per sweep of the default kernel (CPU time) and, with ``profile``, the shares of
+    :data:`SHARES` in a profiled stretch of the same length."""
+    import numpy as np
+    import torch
+
+    import ppl
+    from benchmarks.nguyen_protocol import MAX_DEPTH, PROBLEMS, make_data
+    from inference.mcmc.gibbs import Gibbs
+    from inference.target import Target
+
+    torch.set_num_threads(1)
+    spec = PROBLEMS[problem]
+    X, y, _ = make_data(spec, seed, 0.0)
+    prior = ppl.ProgramPrior(grammar, inputs=list(spec.inputs), max_depth=MAX_DEPTH)
+    model = ppl.regression(prior, float(np.std(y)))
+    columns = tuple(X[:, i].copy() for i in range(X.shape[1]))
+    kernel = Gibbs(Target(model, columns, {"y": y}, seed=seed))
+    rng = np.random.default_rng(seed)
+    state = kernel.init(rng)
+    for _ in range(warmup):
+        state, _ = kernel.step(rng, state, adapt=True)
+    start = time.process_time()
+    for _ in range(sweeps):
+        state, _ = kernel.step(rng, state)
+    seconds = time.process_time() - start
+    row: dict[str, Any] = {"problem": problem, "grammar": grammar, "seed": seed,
+                           "sweeps": sweeps, "ms_per_sweep": 1e3 * seconds / sweeps,
+                           "plan": kernel.describe()}
+    if profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(sweeps):
+            state, _ = kernel.step(rng, state)
+        prof.disable()
+        cum: dict[tuple[str, str], float] = {}
+        for (path, _, name), entry in pstats.Stats(prof).stats.items():  # type: ignore[attr-defined]
+            key = (os.path.basename(path), name)
+            cum[key] = max(cum.get(key, 0.0), entry[3])
+        total = cum.get(("gibbs.py", "step"), 0.0) or 1.0
+        row["shares"] = {label: cum.get(where, 0.0) / total for label, where in SHARES.items()}
+    return row
+
+
+def _run_tree(tree: str | None, args: argparse.Namespace) -> dict[str, Any]:
+    """One measurement in a subprocess, with ``tree`` (or this tree) first on sys.path."""
+    root = str(Path(tree).resolve()) if tree else str(Path(__file__).resolve().parent.parent)
+    code = ("import importlib.util, json, sys; sys.path.insert(0, sys.argv[1]); "
+            "spec = importlib.util.spec_from_file_location('sweep_profile', sys.argv[2]); "
+            "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); "
+            "print(json.dumps(mod.measure(sys.argv[3], sys.argv[4], int(sys.argv[5]), "
+            "int(sys.argv[6]), int(sys.argv[7]))))")  # this file's code, the tree's library
+    env = dict(os.environ, PYTHONPATH=root)
+    out = subprocess.run([sys.executable, "-c", code, root, str(Path(__file__).resolve()),
+                          args.problem, args.grammar, str(args.seed), str(args.warmup),
+                          str(args.sweeps)],
+                         capture_output=True, text=True, check=True, cwd=root, env=env)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problem", default="Nguyen-1")
+    parser.add_argument("--grammar", default="koza")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--sweeps", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--before", default=None, help="an earlier source tree")
+    args = parser.parse_args(argv)
+    rows = []
+    for _ in range(args.repeats):
+        for label, tree in ([("before", args.before)] if args.before else []) + [
+                ("this tree", None)]:
+            row = _run_tree(tree, args) | {"tree": label}
+            rows.append(row)
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in row["shares"].items() if v >= 0.005)
+            print(f"{label:10s} {row['ms_per_sweep']:.2f} ms/sweep ({row['plan']}); {shares}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
