@@ -7,6 +7,10 @@ sweeps, then ``--sweeps`` timed sweeps in CPU seconds of the process (other load
 machine does not count), then the same number again under cProfile, whose shares of
 ``Gibbs.step`` are printed for the blocks and the hot functions.
 
+``--search`` times the search phase of a timed run instead (:mod:`inference.mcmc.search`:
+the default four walkers on the geometric ladder, patience 50, ``--sweeps`` population
+sweeps, each walker one sweep): CPU ms per population sweep, restarts included.
+
 ``--before DIR`` runs the same measurement on an earlier source tree (a subprocess with
 ``DIR`` first on ``sys.path``), alternating with this tree ``--repeats`` times, so the two
 are timed side by side under the same load::
@@ -33,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SHARES", "main", "measure"]
+__all__ = ["SHARES", "main", "measure", "measure_search"]
 
 SHARES = {
     "program block": ("program.py", "step"),
@@ -57,17 +61,11 @@ def measure(problem: str, grammar: str, seed: int = 0, warmup: int = 200, sweeps
     import numpy as np
     import torch
 
-    import ppl
-    from benchmarks.nguyen_protocol import MAX_DEPTH, PROBLEMS, make_data
     from inference.mcmc.gibbs import Gibbs
     from inference.target import Target
 
     torch.set_num_threads(1)
-    spec = PROBLEMS[problem]
-    X, y, _ = make_data(spec, seed, 0.0)
-    prior = ppl.ProgramPrior(grammar, inputs=list(spec.inputs), max_depth=MAX_DEPTH)
-    model = ppl.regression(prior, float(np.std(y)))
-    columns = tuple(X[:, i].copy() for i in range(X.shape[1]))
+    model, columns, y = _problem(problem, grammar, seed)
     kernel = Gibbs(Target(model, columns, {"y": y}, seed=seed))
     rng = np.random.default_rng(seed)
     state = kernel.init(rng)
@@ -95,18 +93,65 @@ def measure(problem: str, grammar: str, seed: int = 0, warmup: int = 200, sweeps
     return row
 
 
+def _problem(problem: str, grammar: str, seed: int) -> tuple[Any, tuple[Any, ...], Any]:
+    """(model, columns, y) of a B1 problem's noiseless data under ``ppl.regression``."""
+    import numpy as np
+
+    import ppl
+    from benchmarks.nguyen_protocol import MAX_DEPTH, PROBLEMS, make_data
+
+    spec = PROBLEMS[problem]
+    X, y, _ = make_data(spec, seed, 0.0)
+    prior = ppl.ProgramPrior(grammar, inputs=list(spec.inputs), max_depth=MAX_DEPTH)
+    return (ppl.regression(prior, float(np.std(y))),
+            tuple(X[:, i].copy() for i in range(X.shape[1])), y)
+
+
+def measure_search(problem: str, grammar: str, seed: int = 0, sweeps: int = 300
+                   ) -> dict[str, Any]:
+    """CPU ms per population sweep of the search phase (module docstring)."""
+    import numpy as np
+    import torch
+
+    from inference.config import McmcOptions
+    from inference.mcmc.gibbs import Gibbs
+    from inference.mcmc.search import search
+    from inference.mcmc.tempering import geometric_ladder
+    from inference.target import Target
+
+    torch.set_num_threads(1)
+    model, columns, y = _problem(problem, grammar, seed)
+    options = McmcOptions()
+    rng = np.random.default_rng(seed)
+    kernels = [Gibbs(Target(model, columns, {"y": y}, seed=seed, beta=float(b)))
+               for b in geometric_ladder(options.search_rungs, options.search_beta_min)]
+    states = [k.init(rng) for k in kernels]
+    start = time.process_time()
+    _, found = search(rng, kernels, states, seconds=1e9, patience=options.search_patience,
+                      max_sweeps=sweeps)
+    seconds = time.process_time() - start
+    return {"problem": problem, "grammar": grammar, "seed": seed, "sweeps": found.sweeps,
+            "ms_per_sweep": 1e3 * seconds / max(found.sweeps, 1),
+            "restarts": found.restarts, "best": str(found.values["f"]),
+            "plan": "search: " + kernels[0].describe(), "shares": {}}
+
+
 def _run_tree(tree: str | None, args: argparse.Namespace) -> dict[str, Any]:
-    """One measurement in a subprocess, with ``tree`` (or this tree) first on sys.path."""
+    """One measurement in a subprocess: this file's code, with ``tree``'s library (or this
+    tree's) first on sys.path."""
     root = str(Path(tree).resolve()) if tree else str(Path(__file__).resolve().parent.parent)
+    call = {"fn": "measure_search" if args.search else "measure",
+            "kwargs": {"problem": args.problem, "grammar": args.grammar, "seed": args.seed,
+                       "sweeps": args.sweeps, **({} if args.search else
+                                                 {"warmup": args.warmup})}}
     code = ("import importlib.util, json, sys; sys.path.insert(0, sys.argv[1]); "
             "spec = importlib.util.spec_from_file_location('sweep_profile', sys.argv[2]); "
             "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); "
-            "print(json.dumps(mod.measure(sys.argv[3], sys.argv[4], int(sys.argv[5]), "
-            "int(sys.argv[6]), int(sys.argv[7]))))")  # this file's code, the tree's library
+            "call = json.loads(sys.argv[3]); "
+            "print(json.dumps(getattr(mod, call['fn'])(**call['kwargs'])))")
     env = dict(os.environ, PYTHONPATH=root)
     out = subprocess.run([sys.executable, "-c", code, root, str(Path(__file__).resolve()),
-                          args.problem, args.grammar, str(args.seed), str(args.warmup),
-                          str(args.sweeps)],
+                          json.dumps(call)],
                          capture_output=True, text=True, check=True, cwd=root, env=env)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -120,6 +165,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--sweeps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--before", default=None, help="an earlier source tree")
+    parser.add_argument("--search", action="store_true", help="time the search phase")
     args = parser.parse_args(argv)
     rows = []
     for _ in range(args.repeats):
@@ -128,7 +174,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             row = _run_tree(tree, args) | {"tree": label}
             rows.append(row)
             shares = ", ".join(f"{k} {v:.0%}" for k, v in row["shares"].items() if v >= 0.005)
-            print(f"{label:10s} {row['ms_per_sweep']:.2f} ms/sweep ({row['plan']}); {shares}")
+            extra = f"; {row['restarts']} restarts, best {row['best']}" if args.search else ""
+            print(f"{label:10s} {row['ms_per_sweep']:.2f} ms/sweep ({row['plan']}); "
+                  f"{shares}{extra}")
     return rows
 
 

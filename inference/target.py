@@ -283,6 +283,18 @@ class Target:
             self._trace_log_joint(values)
         return -math.inf if math.isnan(total) else total
 
+    def log_parts(self, values: Mapping[str, Any]) -> tuple[float, float]:
+        """(Σ latent log densities, untempered log likelihood) at ``values``, each −inf
+        when nan or −inf: the log joint at temperature β is latent + β · likelihood."""
+        if self.fast:
+            scorer = self._score(values)
+            latent = float(sum(scorer.terms)) if scorer.terms else 0.0
+            lik = float(scorer.log_lik())
+        else:
+            latent, lik = self._trace_parts(values)
+        return (-math.inf if math.isnan(latent) else latent,
+                -math.inf if math.isnan(lik) else lik)
+
     def log_lik(self, values: Mapping[str, Any]) -> float:
         """log p(data | values): the observed sites and factors, untempered."""
         total = float(self._score(values).log_lik()) if self.fast else \

@@ -95,7 +95,7 @@ class NoiseLink(NamedTuple):
 
     Examples
     --------
-    >>> link = NoiseLink("sigma", ("y",), (0,), 0.0, None, 0.0)
+    >>> link = NoiseLink("sigma", ("y",), (0,), 0.0, None, 0.0, 0.0)
     >>> link.site, link.offset
     ('sigma', 0.0)
     """
@@ -112,6 +112,8 @@ class NoiseLink(NamedTuple):
     """σ's distribution at the view's other values (its log density)."""
     rest: float
     """The view's ``rest`` without σ's own prior term."""
+    latent: float
+    """The view's ``rest_latent`` without σ's own prior term."""
 
     def prior(self, value: Any) -> float:
         """σ's prior log density at ``value`` (a tensor of σ's shape)."""
@@ -168,6 +170,11 @@ class ProgramLikelihood:
         """Each call's inputs bound by name, as float64 arrays."""
         self.factors = factors
         self.rest = rest
+        self.rest_latent = 0.0
+        """The other latent sites' log densities (part of ``rest``)."""
+        self.rest_lik = 0.0
+        """The observed sites and factors that do not read the program, untempered (the
+        other part of ``rest``, times ``beta``)."""
         """log joint minus log π₀(φ) minus beta · log L(φ): constant while other sites are
         fixed."""
         self.beta = beta
@@ -280,6 +287,15 @@ class ProgramLikelihood:
             return -math.inf
         return self.rest + prior + self.beta * self.log_lik(program)
 
+    def parts(self, program: Program) -> tuple[float, float]:
+        """(Σ latent log densities, untempered log likelihood of all the data) of the model
+        with the site set to ``program``: the log joint at any temperature β is
+        latent + β · likelihood (tempering swaps, a search's cold log joint)."""
+        prior = self.prior.log_density(program)
+        if prior == -math.inf:
+            return -math.inf, -math.inf
+        return self.rest_latent + prior, self.rest_lik + self.log_lik(program)
+
     def with_noise(self, value: Any) -> ProgramLikelihood:
         """This view with its linked noise scale σ set to ``value`` (a tensor): the linked
         factors' scale is σ + c and ``rest`` has σ's prior term at ``value``; no model run.
@@ -290,6 +306,7 @@ class ProgramLikelihood:
         view = copy.copy(self)
         view.factors = _rescaled(self.factors, link, float(value))
         view.rest = link.rest + link.prior(value)
+        view.rest_latent = link.latent + link.prior(value)
         view.lik, view.memo = LRU(0), LRU(0)
         return view
 
@@ -376,18 +393,24 @@ class ProgramLikelihood:
         # rest is summed from the other sites' own terms, not taken as total − log π₀ −
         # β log L: that difference would carry the rounding of a huge log L (a very bad
         # current program) into every proposal's score
-        rest = 0.0
+        rest = latent = lik = 0.0
         for name, (fn, _, lp, observed) in run.sites.items():
             if name != site and name not in matched:
-                weight = target.beta if (observed or fn is None) else 1.0
-                rest += weight * float(lp.detach().sum())
-        view.rest = rest
+                term = float(lp.detach().sum())
+                if observed or fn is None:
+                    rest += target.beta * term
+                    lik += term
+                else:
+                    rest += term
+                    latent += term
+        view.rest, view.rest_latent, view.rest_lik = rest, latent, lik
         for sigma, names in noise.items():
             link = _noise_link(target, run, values, site, view, sigma, tuple(names))
             if link is not None:
                 view.noise = link
                 view.factors = _rescaled(view.factors, link, float(values[sigma]))
                 view.rest = link.rest + link.prior(values[sigma])
+                view.rest_latent = link.latent + link.prior(values[sigma])
                 break
         return view
 
@@ -442,16 +465,21 @@ def _noise_link(target: Target, run: Any, values: dict[str, Any], site: str,
         return None
     fn, _, lp, _ = run.sites[sigma]
     matched = {f.name for f in view.factors}
-    rest = 0.0
+    rest = latent = 0.0
     for name, (fn_n, _, lp_n, observed) in run.sites.items():
         if name == sigma or name in names:
             continue
         if not _same(lp_n, other.sites[name][2]):
             return None  # σ reaches another term
         if name != site and name not in matched:  # the terms of the view's rest, σ's aside
-            weight = target.beta if (observed or fn_n is None) else 1.0
-            rest += weight * float(lp_n.detach().sum())
-    link = NoiseLink(sigma, names, tuple(index[n] for n in names), offsets[0], fn, rest)
+            term = float(lp_n.detach().sum())
+            if observed or fn_n is None:
+                rest += target.beta * term
+            else:
+                rest += term
+                latent += term
+    link = NoiseLink(sigma, names, tuple(index[n] for n in names), offsets[0], fn, rest,
+                     latent)
     if link.prior(value) != float(lp.detach().sum()):
         return None  # σ's term is not its distribution's log density (a mask, a scale)
     return link

@@ -181,6 +181,29 @@ class Gibbs:
                                    "NUTS or RW for it.")
         return {name: sites for name, sites in found.items() if sites}
 
+    def log_parts(self, values: Mapping[str, Any], build: bool = True
+                  ) -> tuple[float, float]:
+        """(Σ latent log densities, untempered log likelihood) at ``values``, from the first
+        program site's incremental likelihood when it has one (numpy, no model run: every
+        term outside that site's Markov blanket is in the view's rest), else from a scoring
+        run (:meth:`inference.target.Target.log_parts`). What tempering swaps and the search
+        phase's cold log joint read. With ``build=False``, a view that would take a model
+        run to build is not built (the scoring run is cheaper)."""
+        site = next((s for s in self.sites if s.kind == PROGRAM), None)
+        if site is not None and not self.collapsed:
+            view = self.workspace.view(self.target, site, values, build)
+            if view is not None:
+                return view.parts(values[site.name])
+        return self.target.log_parts(values)
+
+    def log_joint_at(self, values: Mapping[str, Any], beta: float, build: bool = True
+                     ) -> float:
+        """log prior + ``beta`` · log likelihood at ``values`` (:meth:`log_parts`)."""
+        latent, lik = self.log_parts(values, build)
+        if latent == -math.inf or lik == -math.inf:
+            return -math.inf
+        return latent + lik if beta == 1.0 else latent + beta * lik
+
     @property
     def collapsed(self) -> bool:
         """Whether program sites run the collapsed mode (an approximation)."""
@@ -245,7 +268,9 @@ class Gibbs:
         while len(found) < self.options.init_candidates and fails < INIT_TRIES:
             values = {b.name: continuous.draw_initial(rng, b) for b in self.sites}
             values.update(dict(init_values or {}))
-            lj = self.target.log_joint(values)
+            # a restart scores its candidates by the views when that needs no model run
+            lj = self.target.log_joint(values) if check else \
+                self.log_joint_at(values, self.target.beta, build=False)
             if not math.isfinite(lj):
                 fails += 1
                 continue

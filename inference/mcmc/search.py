@@ -139,9 +139,8 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
     Program('(x * x)')
     """
     start = time.perf_counter()
-    cold = kernels[0].target
     elite = _Elite(ELITE)
-    best = [cold.log_joint(s.values) for s in states]
+    best = [k.log_joint_at(s.values, 1.0) for k, s in zip(kernels, states, strict=True)]
     for b, s in zip(best, states, strict=True):
         elite.offer(b, s.values)
     since = [0] * len(states)
@@ -158,7 +157,7 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
             accepted += int(tried.sum())
         sweeps += 1
         for k, state in enumerate(states):
-            lj = state.log_joint if k == 0 else cold.log_joint(state.values)
+            lj = state.log_joint if k == 0 else kernels[k].log_joint_at(state.values, 1.0)
             elite.offer(lj, state.values)
             if lj > best[k]:
                 best[k], since[k] = lj, 0
@@ -171,7 +170,7 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
             values = kernels[k].draw_start(rng) if fresh else dict(elite.pick(rng))
             lj_k = kernels[k].target.log_joint(values)
             states[k] = state._replace(values=values, log_joint=lj_k)
-            best[k] = cold.log_joint(values) if k else lj_k
+            best[k] = kernels[k].log_joint_at(values, 1.0) if k else lj_k
             since[k] = 0
         if elite.items and _programs(elite.items[0][2]) != _programs(history[-1][1]):
             history.append((time.perf_counter() - start, elite.items[0][2]))

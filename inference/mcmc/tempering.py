@@ -47,7 +47,7 @@ def swap(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsState
     """
     states = list(states)
     outcome = np.full(len(states) - 1, np.nan)
-    lik = [k.target.log_lik(s.values) for k, s in zip(kernels, states, strict=True)]
+    lik = [k.log_parts(s.values)[1] for k, s in zip(kernels, states, strict=True)]
     for k in range(parity, len(states) - 1, 2):
         b_hi, b_lo = kernels[k].target.beta, kernels[k + 1].target.beta
         log_alpha = (b_hi - b_lo) * (lik[k + 1] - lik[k])
@@ -55,9 +55,9 @@ def swap(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsState
         outcome[k] = float(accept)
         if accept:
             hi, lo = states[k].values, states[k + 1].values
-            states[k] = states[k]._replace(values=lo,
-                                           log_joint=kernels[k].target.log_joint(lo))
+            states[k] = states[k]._replace(
+                values=lo, log_joint=kernels[k].log_joint_at(lo, b_hi))
             states[k + 1] = states[k + 1]._replace(
-                values=hi, log_joint=kernels[k + 1].target.log_joint(hi))
+                values=hi, log_joint=kernels[k + 1].log_joint_at(hi, b_lo))
             lik[k], lik[k + 1] = lik[k + 1], lik[k]
     return states, outcome

@@ -146,11 +146,12 @@ class Workspace:
             self.fitters[site] = ConstantFitter(self.cache_size, self.stats)
         return self.fitters[site]
 
-    def view(self, target: Target, site: SiteInfo, values: Mapping[str, Any]
-             ) -> ProgramLikelihood | None:
+    def view(self, target: Target, site: SiteInfo, values: Mapping[str, Any],
+             build: bool = True) -> ProgramLikelihood | None:
         """The incremental likelihood of program site ``site`` given the other sites'
-        ``values`` (rebuilt only when one of them changed, by identity); None when the
-        model does not allow one."""
+        ``values`` (rebuilt only when one of them changed, by identity; derived without a
+        model run when only a linked noise scale changed); None when the model does not
+        allow one, or, with ``build=False``, when it would take a model run."""
         others = tuple((k, v) for k, v in values.items() if k != site.name)
         entries = self.views.get(site.name, [])
         for i, (seen, view) in enumerate(entries):
@@ -163,6 +164,8 @@ class Workspace:
         if newest is not None and newest.noise is not None and _same_values(
                 entries[0][0], others, but=newest.noise.site):
             view = newest.with_noise(values[newest.noise.site])  # no model run
+        elif not build:
+            return None
         elif target.fast:
             view = ProgramLikelihood.build(target, dict(values), site.name,
                                            self.probe_programs(site), self.noise)

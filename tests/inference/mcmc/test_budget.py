@@ -101,16 +101,17 @@ def test_default_warmup_leaves_the_budget_for_draws():
 def test_search_phase_only_with_a_budget():
     """max_time turns the search phase on (its record in attrs); search_share=0 and runs
     without a budget have none."""
+    # few start candidates: the walkers' set-up must not eat the phase on a loaded machine
     with pytest.warns(RunWarning, match="max_time"):
         post = infer(model, X, y=Y, num_samples=10**6, num_warmup=5, num_chains=1,
-                     progress=False, max_time=2.0, search_patience=3)
+                     progress=False, max_time=4.0, search_patience=3, init_candidates=5)
     (record,) = post.attrs["search"]
     assert record["sweeps"] > 0 and record["restarts"] > 0
     assert 0.0 <= record["swap_rate"] <= 1.0
-    assert 0 < record["seconds"] < 2.0
+    assert 0 < record["seconds"] < 4.0
     assert np.isfinite(record["log_joint"])
     times = [t for t, _ in record["history"]]
-    assert times and times == sorted(times) and 0 <= times[0] <= times[-1] < 2.0
+    assert times and times == sorted(times) and 0 <= times[0] <= times[-1] < 4.0
     assert all(PRIOR.parse(best["f"]).key for _, best in record["history"])
     with pytest.warns(RunWarning, match="max_time"):
         post = infer(model, X, y=Y, num_samples=10**6, num_warmup=5, num_chains=1,

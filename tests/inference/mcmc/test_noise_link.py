@@ -121,3 +121,32 @@ def test_linked_and_run_noise_updates_propose_and_score_alike():
         assert math.isclose(float(linked.values["sigma"]), float(run.values["sigma"]),
                             rel_tol=1e-12)
         assert math.isclose(linked.log_joint, run.log_joint, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def extra_terms_model(x: Any, y: Any = None) -> None:
+    f = ppl.sample("f", PRIOR)
+    sigma = ppl.sample("sigma", dist.HalfNormal(1.0))
+    a = ppl.sample("a", dist.Normal(0.0, 1.0))
+    ppl.sample("z", dist.Normal(a, 0.5), obs=torch.tensor(0.3, dtype=torch.float64))
+    with ppl.plate("data", len(x)):
+        ppl.sample("y", dist.Normal(f(x), sigma), obs=y)
+
+
+@pytest.mark.parametrize("model", [REGRESSION, extra_terms_model], ids=["regression", "extra"])
+@pytest.mark.parametrize("beta", [1.0, 0.05])
+def test_log_parts_from_the_view_equal_a_scoring_run(model: Any, beta: float):
+    """What tempering swaps and the search read (Gibbs.log_parts, from the view: the other
+    latents' and data's terms in its rest) equals a scoring run, to 1e-9, at many
+    programs, at a rung's β; and latent + β · likelihood is the state's log joint."""
+    kernel = Gibbs(Target(model, (X,), {"y": Y}, seed=0, beta=beta))
+    state = kernel.init(np.random.default_rng(0))
+    assert _view(kernel, state.values) is not None  # the view's path, not a scoring run
+    rng = np.random.default_rng(2)
+    for p in [state.values["f"]] + [PRIOR.sample_program(rng) for _ in range(30)]:
+        values = dict(state.values, f=p)
+        fast, full = kernel.log_parts(values), kernel.target.log_parts(values)
+        for a, b in zip(fast, full, strict=True):
+            assert a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), (str(p), a, b)
+        joint = kernel.log_joint_at(values, beta)
+        target = kernel.target.log_joint(values)
+        assert joint == target or math.isclose(joint, target, rel_tol=1e-9, abs_tol=1e-9)
