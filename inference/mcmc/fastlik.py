@@ -46,7 +46,7 @@ from inference.target import Target
 from ppl.prior import ProgramPrior
 from ppl.program import Program
 
-__all__ = ["NoiseLink", "ProgramLikelihood"]
+__all__ = ["NoiseLink", "ProgramLikelihood", "scalar_density"]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -114,10 +114,63 @@ class NoiseLink(NamedTuple):
     """The view's ``rest`` without σ's own prior term."""
     latent: float
     """The view's ``rest_latent`` without σ's own prior term."""
+    density: Callable[[float], float] | None = None
+    """σ's log density in closed form (a common scalar family, checked against ``fn``
+    when the link is built); None: ``fn.log_prob``."""
 
     def prior(self, value: Any) -> float:
         """σ's prior log density at ``value`` (a tensor of σ's shape)."""
+        if self.density is not None:
+            return self.density(float(value))
         return float(self.fn.log_prob(value).sum())
+
+
+LOG_2 = math.log(2.0)
+
+
+def scalar_density(fn: Any) -> Callable[[float], float] | None:
+    """A closed-form log density of a scalar distribution of a common positive family, or
+    None: what a noise scale's prior costs without a torch call (60 µs → 1 µs). HalfNormal
+    (the default prior of a noise scale) follows torch's own arithmetic, its parameters'
+    terms taken from torch (a float32 scale keeps its float32 logarithm); the others need
+    float64 parameters. The link checks the result against torch's (1e-12).
+
+    Examples
+    --------
+    >>> from ppl import dist
+    >>> fn = dist.HalfNormal(1.3)
+    >>> scalar_density(fn)(0.5) == float(fn.log_prob(torch.tensor(0.5, dtype=torch.float64)))
+    True
+    """
+    dists = torch.distributions
+    if isinstance(fn, dists.HalfNormal):  # torch: −(v − 0)² / (2 var) − log s − log √(2π) + log 2
+        scale = fn.scale
+        if not isinstance(scale, torch.Tensor) or scale.numel() != 1:
+            return None
+        two_var, log_scale = float(2 * scale**2), float(scale.log())
+        c = math.log(math.sqrt(2 * math.pi))
+        return lambda v: (-(v * v) / two_var - log_scale - c) + LOG_2 if v >= 0 else -math.inf
+    params = [getattr(fn, k, None) for k in ("scale", "rate", "loc", "concentration")]
+    if any(isinstance(p, torch.Tensor) and (p.dtype != torch.float64 or p.numel() != 1)
+           for p in params):
+        return None
+    if isinstance(fn, dists.HalfCauchy):
+        s = float(fn.scale)
+        c = LOG_2 - math.log(math.pi) - math.log(s)
+        return lambda v: c - math.log1p((v / s) ** 2) if v >= 0 else -math.inf
+    if isinstance(fn, dists.Exponential):
+        rate = float(fn.rate)
+        return lambda v: math.log(rate) - rate * v if v >= 0 else -math.inf
+    if isinstance(fn, dists.LogNormal):
+        loc, s = float(fn.loc), float(fn.scale)
+        c = -math.log(s) - 0.5 * LOG_2PI
+        return lambda v: c - math.log(v) - 0.5 * ((math.log(v) - loc) / s) ** 2 \
+            if v > 0 else -math.inf
+    if isinstance(fn, dists.Gamma):
+        a, b = float(fn.concentration), float(fn.rate)
+        c = a * math.log(b) - math.lgamma(a)
+        return lambda v: c + (a - 1) * math.log(v) - b * v if v > 0 else -math.inf
+    return None
 
 
 def _numpy(value: Any) -> Any:
@@ -480,6 +533,13 @@ def _noise_link(target: Target, run: Any, values: dict[str, Any], site: str,
                 latent += term
     link = NoiseLink(sigma, names, tuple(index[n] for n in names), offsets[0], fn, rest,
                      latent)
-    if link.prior(value) != float(lp.detach().sum()):
+    recorded = float(lp.detach().sum())
+    if link.prior(value) != recorded:
         return None  # σ's term is not its distribution's log density (a mask, a scale)
+    density = scalar_density(fn)
+    canonical = float(other.sites[sigma][2].detach().sum())
+    if density is not None and all(
+            math.isclose(density(float(v)), want, rel_tol=1e-12, abs_tol=1e-12)
+            for v, want in ((value, recorded), (CANONICAL_NOISE, canonical))):
+        link = link._replace(density=density)
     return link

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import ppl
+from inference.mcmc import fastlik
 from inference.mcmc.blocks import noise
 from inference.mcmc.blocks.base import Workspace
 from inference.mcmc.gibbs import Gibbs
@@ -75,7 +76,8 @@ def test_a_derived_view_is_a_fresh_build_bit_for_bit_and_scores_the_model():
         fresh = Workspace(0, kernel.noise).view(kernel.target, kernel.target.latents["f"],
                                                 values)
         assert fresh is not None and fresh.noise is not None and derived.noise is not None
-        assert fresh.noise._replace(fn=None) == derived.noise._replace(fn=None)
+        assert fresh.noise._replace(fn=None, density=None) == \
+            derived.noise._replace(fn=None, density=None)
         assert derived.rest == fresh.rest
         for a, b in zip(derived.factors, fresh.factors, strict=True):
             assert np.array_equal(a.params["scale"], b.params["scale"])
@@ -150,3 +152,24 @@ def test_log_parts_from_the_view_equal_a_scoring_run(model: Any, beta: float):
         joint = kernel.log_joint_at(values, beta)
         target = kernel.target.log_joint(values)
         assert joint == target or math.isclose(joint, target, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("fn", [
+    dist.HalfNormal(1.3), dist.HalfNormal(torch.tensor(0.77, dtype=torch.float64)),
+    dist.HalfCauchy(torch.tensor(0.7, dtype=torch.float64)),
+    dist.Exponential(torch.tensor(2.0, dtype=torch.float64)),
+    dist.LogNormal(torch.tensor(0.2, dtype=torch.float64), torch.tensor(0.9, dtype=torch.float64)),
+    dist.Gamma(torch.tensor(2.5, dtype=torch.float64), torch.tensor(1.5, dtype=torch.float64))],
+    ids=["halfnormal-float32", "halfnormal", "halfcauchy", "exponential", "lognormal", "gamma"])
+def test_a_noise_prior_in_closed_form_is_torchs(fn: Any):
+    """σ's prior term without a torch call: HalfNormal bit for bit (torch's arithmetic,
+    float32 scale included), the other families to 1e-12; −inf below the support."""
+    density = fastlik.scalar_density(fn)
+    assert density is not None
+    for v in (0.01, 0.5, 1.0, 3.7, 123.0):
+        want = float(fn.log_prob(torch.tensor(v, dtype=torch.float64)))
+        got = density(v)
+        assert got == want if isinstance(fn, dist.HalfNormal) else \
+            math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-12), (v, got, want)
+    assert density(-0.5) == -math.inf
+    assert fastlik.scalar_density(dist.Gamma(2.5, 1.5)) is None  # float32: torch's rounding
