@@ -153,6 +153,13 @@ class SubtreeLibrary:
         self.slot = np.array(slot)
         """Index of the constant leaf in the entry (−1: none)."""
         self.index = {entry: j for j, entry in enumerate(self.entries)}
+        self.has_c = self.slot >= 0
+        """Whether each entry has a constant."""
+        self.constants = bool(self.has_c.any())
+        """Whether any entry has one (else scoring skips the constants' least squares)."""
+        self.zeros = np.zeros(len(self.entries))
+        self.outputs_f, self.grads_f = np.asfortranarray(self.outputs), \
+            np.asfortranarray(self.grads)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -173,14 +180,21 @@ class SubtreeLibrary:
         1.0
         """
         keep = np.isfinite(z)
-        zk = z[keep]
-        m = max(int(keep.sum()), 1)
-        f0, g = self.outputs[:, keep], self.grads[:, keep]
-        has_c = self.slot >= 0
+        if keep.all():  # no copies of the table (column-major, as a column selection is)
+            zk, f0, g, m = z, self.outputs_f, self.grads_f, max(z.size, 1)
+        else:
+            zk, f0, g = z[keep], self.outputs[:, keep], self.grads[:, keep]
+            m = max(int(keep.sum()), 1)
+        has_c = self.has_c
         with np.errstate(all="ignore"):
-            gg = np.einsum("ij,ij->i", g, g)
-            c_hat = np.where(has_c, np.einsum("ij,ij->i", zk - f0, g) / gg, np.nan)
-            resid = zk - f0 - np.where(has_c, c_hat, 0.0)[:, None] * g
+            if self.constants:
+                gg = np.einsum("ij,ij->i", g, g)
+                c_hat = np.where(has_c, np.einsum("ij,ij->i", zk - f0, g) / gg, np.nan)
+                resid = zk - f0 - np.where(has_c, c_hat, 0.0)[:, None] * g
+            else:  # the same numbers without the constants' columns (all zero)
+                gg = self.zeros
+                c_hat = np.full(len(self), np.nan)
+                resid = zk - f0
             sse = np.einsum("ij,ij->i", resid, resid)
             ok = np.isfinite(sse) & (~has_c | (gg > 0)) & (self.depth <= (
                 depth_budget if depth_budget is not None else 10**9))
