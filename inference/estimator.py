@@ -252,12 +252,15 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         return (Xa, ya) if reset else Xa
 
     # ------------------------------------------------------------------ prediction
+    def _columns(self, X: Any) -> list[np.ndarray]:
+        """``X`` checked, as one contiguous array per input (a program's arguments)."""
+        return [np.ascontiguousarray(c) for c in self._validate(X).T]
+
     def _values(self, X: Any, picks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """f(X) at the posterior draws ``picks``, shape (len(picks), n), and their noise sd."""
         check_is_fitted(self)
-        Xa = self._validate(X)
-        columns = [np.ascontiguousarray(c) for c in Xa.T]
-        return evaluate_draws(self._laws[picks], columns, len(Xa)), self._sd[picks]
+        columns = self._columns(X)
+        return evaluate_draws(self._laws[picks], columns, len(columns[0])), self._sd[picks]
 
     def predict(self, X: Any, return_std: bool = False, index: int | None = None) -> Any:
         """The posterior predictive mean E[f(x) | data] at each row of ``X``, averaged over
@@ -288,9 +291,7 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             if return_std:
                 raise PPLError("predict: return_std=True describes the posterior "
                                "predictive (index=None), not one law.")
-            law = self._law(index)
-            Xa = self._validate(X)
-            return np.asarray(law(*[np.ascontiguousarray(c) for c in Xa.T]), dtype=float)
+            return np.asarray(self._law(index)(*self._columns(X)), dtype=float)
         values, sd = self._values(X, self._picks)
         ok = np.isfinite(values)
         count = ok.sum(axis=0)

@@ -223,13 +223,13 @@ class ProgramLikelihood:
         """Each call's inputs bound by name, as float64 arrays."""
         self.factors = factors
         self.rest = rest
+        """log joint minus log π₀(φ) minus beta · log L(φ): constant while other sites are
+        fixed."""
         self.rest_latent = 0.0
         """The other latent sites' log densities (part of ``rest``)."""
         self.rest_lik = 0.0
         """The observed sites and factors that do not read the program, untempered (the
         other part of ``rest``, times ``beta``)."""
-        """log joint minus log π₀(φ) minus beta · log L(φ): constant while other sites are
-        fixed."""
         self.beta = beta
         """Likelihood temperature of the target this view scores for."""
         self.input_key = _input_key(self.envs)
@@ -304,7 +304,7 @@ class ProgramLikelihood:
             locs = self.locations(program)
             if self.outputs is not None:
                 self.outputs.put((self.input_key, key), locs)
-        return list(locs)  # type: ignore[arg-type]
+        return locs  # type: ignore[return-value]
 
     def log_lik(self, program: Program) -> float:
         """log L(φ) = Σ over the program's observed factors, −inf if invalid (cached per
@@ -357,11 +357,17 @@ class ProgramLikelihood:
         if link is None:
             raise ValueError("this view has no noise link")
         view = copy.copy(self)
-        view.factors = _rescaled(self.factors, link, float(value))
-        view.rest = link.rest + link.prior(value)
-        view.rest_latent = link.latent + link.prior(value)
+        view._set_noise(link, value)
         view.lik, view.memo = LRU(0), LRU(0)
         return view
+
+    def _set_noise(self, link: NoiseLink, value: Any) -> None:
+        """Link σ with value ``value``: the linked factors' scale σ + c, σ's prior term in
+        ``rest`` and ``rest_latent`` (the one formula of a fresh view and a derived one)."""
+        prior = link.prior(value)
+        self.noise = link
+        self.factors = _rescaled(self.factors, link, float(value))
+        self.rest, self.rest_latent = link.rest + prior, link.latent + prior
 
     def noise_sse(self, program: Program) -> tuple[float, int]:
         """(Σ r², N) of the residuals r = y − loc of the linked factors for ``program``."""
@@ -443,29 +449,32 @@ class ProgramLikelihood:
         current = view.log_lik(program)
         if not math.isclose(current, recorded, rel_tol=1e-9, abs_tol=1e-9):
             return None
-        # rest is summed from the other sites' own terms, not taken as total − log π₀ −
-        # β log L: that difference would carry the rounding of a huge log L (a very bad
-        # current program) into every proposal's score
-        rest = latent = lik = 0.0
-        for name, (fn, _, lp, observed) in run.sites.items():
-            if name != site and name not in matched:
-                term = float(lp.detach().sum())
-                if observed or fn is None:
-                    rest += target.beta * term
-                    lik += term
-                else:
-                    rest += term
-                    latent += term
-        view.rest, view.rest_latent, view.rest_lik = rest, latent, lik
+        view.rest, view.rest_latent, view.rest_lik = _rest(run, target.beta, {site, *matched})
         for sigma, names in noise.items():
             link = _noise_link(target, run, values, site, view, sigma, tuple(names))
             if link is not None:
-                view.noise = link
-                view.factors = _rescaled(view.factors, link, float(values[sigma]))
-                view.rest = link.rest + link.prior(values[sigma])
-                view.rest_latent = link.latent + link.prior(values[sigma])
+                view._set_noise(link, values[sigma])
                 break
         return view
+
+
+def _rest(run: Any, beta: float, skip: set[str]) -> tuple[float, float, float]:
+    """(rest, latent, likelihood) of a recorded run's sites outside ``skip``: rest = latent
+    + β · likelihood, summed in site order (not taken as total − log π₀ − β log L: that
+    difference would carry the rounding of a huge log L, a very bad current program, into
+    every proposal's score)."""
+    rest = latent = lik = 0.0
+    for name, (fn, _, lp, observed) in run.sites.items():
+        if name in skip:
+            continue
+        term = float(lp.detach().sum())
+        if observed or fn is None:
+            rest += beta * term
+            lik += term
+        else:
+            rest += term
+            latent += term
+    return rest, latent, lik
 
 
 def _rescaled(factors: list[_Factor], link: NoiseLink, sigma: float) -> list[_Factor]:
@@ -516,21 +525,11 @@ def _noise_link(target: Target, run: Any, values: dict[str, Any], site: str,
         offsets.append(c)
     if any(c != offsets[0] for c in offsets):
         return None
+    if any(not _same(lp, other.sites[name][2]) for name, (_, _, lp, _) in run.sites.items()
+           if name != sigma and name not in names):
+        return None  # σ reaches another term
     fn, _, lp, _ = run.sites[sigma]
-    matched = {f.name for f in view.factors}
-    rest = latent = 0.0
-    for name, (fn_n, _, lp_n, observed) in run.sites.items():
-        if name == sigma or name in names:
-            continue
-        if not _same(lp_n, other.sites[name][2]):
-            return None  # σ reaches another term
-        if name != site and name not in matched:  # the terms of the view's rest, σ's aside
-            term = float(lp_n.detach().sum())
-            if observed or fn_n is None:
-                rest += target.beta * term
-            else:
-                rest += term
-                latent += term
+    rest, latent, _ = _rest(run, target.beta, {site, sigma, *index})  # σ's term aside
     link = NoiseLink(sigma, names, tuple(index[n] for n in names), offsets[0], fn, rest,
                      latent)
     recorded = float(lp.detach().sum())

@@ -168,7 +168,7 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
             restarts += 1
             fresh = restarts % 2 == 1 or not elite.items
             values = kernels[k].draw_start(rng) if fresh else dict(elite.pick(rng))
-            lj_k = kernels[k].target.log_joint(values)
+            lj_k = kernels[k].log_joint_at(values, kernels[k].target.beta)  # by the view
             states[k] = state._replace(values=values, log_joint=lj_k)
             best[k] = kernels[k].log_joint_at(values, 1.0) if k else lj_k
             since[k] = 0
