@@ -263,11 +263,6 @@ def run_target(target: Target, config: RunConfig, resumed: list[bool] | None = N
         probe = dataclasses.replace(config.mcmc, init_candidates=5)
         Gibbs(target, probe, config.nuts, config.backend, config.amortized).init(
             np.random.default_rng(config.seed))
-    if config.checkpoint is not None and kernel.context.nuts_blocks and \
-            config.backend == "numpyro":
-        raise PPLError("checkpoint= cannot save NumPyro's NUTS blocks yet (their compiled "
-                       "transitions do not pickle); use backend='pyro' for the NUTS blocks "
-                       "of a checkpointed run.")
     if config.method == "auto":
         print(kernel.describe())
     given = {**target.fixed, **target.given_obs} or None

@@ -22,6 +22,7 @@ untouched.
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -195,19 +196,14 @@ class NumpyroNutsBlock(NutsBlock):
         """A NumPyro ``HMCState`` at ``values`` that adapts during ``num_warmup``
         transitions (with the potential and the compiled transition alongside)."""
         import jax
-        from numpyro.infer import NUTS as NumpyroNUTS
 
         potential = _Potential(self.target, self.sites)
         potential.values = values
         with jax.enable_x64(True):
-            energy = _jax_potential(potential)
-            kernel = NumpyroNUTS(potential_fn=energy, **_numpyro_options(self.options))
             params = {n: jax.numpy.asarray(potential.transforms[n].inv(values[n]).detach()
                                            .cpu().numpy()) for n in self.names}
-            state = kernel.init(jax.random.PRNGKey(seed % 2**32), num_warmup,
-                                init_params=params, model_args=(), model_kwargs={})
-        return _NumpyroChain(potential, kernel, state,
-                             jax.jit(lambda st: kernel.sample(st, (), {})), num_warmup)
+        return _NumpyroChain(potential, _numpyro_options(self.options), num_warmup, params,
+                             jax.random.PRNGKey(seed % 2**32))
 
     def step(self, rng: np.random.Generator, kernel: Any, values: Mapping[str, Any]
              ) -> tuple[dict[str, Any], NutsInfo]:
@@ -219,11 +215,12 @@ class NumpyroNutsBlock(NutsBlock):
             z = {n: jax.numpy.asarray(chain.potential.transforms[n].inv(values[n]).detach()
                                       .cpu().numpy()) for n in self.names}
             energy, grad = _host_energy_and_grad(chain.potential, z)  # the others moved
+            transition = chain.transition()
             state = chain.state._replace(
                 z=z, z_grad=grad, potential_energy=energy,
                 rng_key=jax.random.PRNGKey(int(rng.integers(2**32))))
             step_size = float(state.adapt_state.step_size)
-            chain.state = chain.sample(state)
+            chain.state = transition(state)
         out, _ = chain.potential.constrain(
             {n: torch.tensor(np.array(chain.state.z[n], dtype=np.float64))
              for n in self.names})
@@ -235,15 +232,61 @@ class NumpyroNutsBlock(NutsBlock):
 
 class _NumpyroChain:
     """A NumPyro NUTS block's state: the potential, the kernel, its HMCState and the compiled
-    transition."""
+    transition.
 
-    def __init__(self, potential: _Potential, kernel: Any, state: Any, sample: Any,
-                 num_warmup: int) -> None:
+    A checkpoint pickles the potential (its target by reference), the options and the
+    ``HMCState``; the kernel and its compiled transition do not pickle, so a chain read back
+    builds them again at its first step (:meth:`transition`: set up at the saved state's
+    position, then the saved state put back): the same transitions, bit for bit, as the
+    chain that was saved. The state is pickled on its own and read back inside JAX's 64-bit
+    mode, where it was made: read outside it, its float64 arrays would come back float32.
+    """
+
+    def __init__(self, potential: _Potential, options: Mapping[str, Any], num_warmup: int,
+                 params: Mapping[str, Any], key: Any) -> None:
         self.num_warmup = num_warmup
         self.potential = potential
-        self.kernel = kernel
-        self.state = state
-        self.sample = sample
+        self.options = dict(options)
+        self.sample: Any = None
+        self.saved: bytes | None = None
+        self.state = self._compile(params, key)
+
+    def transition(self) -> Any:
+        """The compiled transition HMCState → HMCState (built again after a checkpoint, the
+        saved state restored); call it in JAX's 64-bit mode."""
+        if self.sample is None:
+            assert self.saved is not None
+            state = pickle.loads(self.saved)
+            self._compile(state.z, state.rng_key)
+            self.state, self.saved = state, None
+        return self.sample
+
+    def _compile(self, params: Mapping[str, Any], key: Any) -> Any:
+        """Build NumPyro's kernel on the potential, set it up at ``params`` (its warmup
+        schedule from ``num_warmup``), jit its transition; the initial HMCState."""
+        import jax
+        from numpyro.infer import NUTS as NumpyroNUTS
+
+        with jax.enable_x64(True):
+            self.kernel = NumpyroNUTS(potential_fn=_jax_potential(self.potential),
+                                      **self.options)
+            state = self.kernel.init(key, self.num_warmup, init_params=dict(params),
+                                     model_args=(), model_kwargs={})
+        kernel = self.kernel
+        self.sample = jax.jit(lambda st: kernel.sample(st, (), {}))
+        return state
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.saved if self.sample is None else pickle.dumps(self.state)
+        return {"potential": self.potential, "options": self.options,
+                "num_warmup": self.num_warmup, "state": state}
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        self.potential = saved["potential"]
+        self.options = saved["options"]
+        self.num_warmup = saved["num_warmup"]
+        self.saved, self.state = saved["state"], None
+        self.kernel = self.sample = None
 
 
 def _numpyro_options(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 - N sweeps, a checkpoint, a fresh process and N more sweeps are bitwise the 2N sweeps of
   an uninterrupted run (the default plan with a program, its constants and a noise scale;
-  a NUTS block; two tempering rungs);
+  a NUTS block on Pyro and on NumPyro; two tempering rungs);
 - a checkpoint of another model, data or program prior is refused naming what differs,
   unless ``force=True``; a run's options cannot be changed on resume;
 - ``kill -9`` during a write leaves the previous checkpoint intact (a real subprocess);
@@ -49,6 +49,7 @@ print(json.dumps(out))
 """
 CASES: dict[str, tuple[Any, dict[str, Any]]] = {
     "program+noise": (regression, {}), "program+nuts": (hierarchical, {}),
+    "program+nuts (numpyro)": (hierarchical, {"backend": "numpyro"}),
     "tempering": (regression, {"num_rungs": 2})}
 
 
@@ -101,8 +102,7 @@ def test_another_run_is_refused_naming_what_differs(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("options", "message"), [
     ({"method": "importance"}, "checkpoint= is a feature of method 'mcmc'"),
     ({"checkpoint_every": 0}, "checkpoint_every"),
-    ({"backend": "numpyro"}, "NumPyro's NUTS blocks"),
-], ids=["importance", "every", "numpyro-blocks"])
+], ids=["importance", "every"])
 def test_what_cannot_be_checkpointed_is_refused(tmp_path: Path, options: dict[str, Any],
                                                 message: str) -> None:
     with pytest.raises(ppl.PPLError, match=message):
