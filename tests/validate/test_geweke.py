@@ -3,7 +3,8 @@
 CI: the RW plan at a small size (five quantities: σ, σ², size, depth, log joint; a root
 indicator needs more sweeps than CI has to be estimated) and its broken twin, the RW
 block without its Jacobian on σ, which the same test must reject. Validate: both plans at
-full size, every quantity, figures written for ``docs/validation.md``.
+full size (16 independent chains, the standard error from their spread), every quantity,
+figures written for ``docs/validation.md``.
 """
 
 from __future__ import annotations
@@ -47,9 +48,12 @@ def test_geweke_full(plan: str) -> None:
     size = geweke.SIZES["full"]
     result = geweke.run(size, plan, workers=2)
     bad = geweke.failing(result)
+    assert result.p is not None
     figures = {"iid draws": size.iid, "chains x sweeps": f"{size.chains} x {size.sweeps}",
                "program moves per sweep": size.program_moves,
                "ms per sweep": 1000 * result.seconds_per_sweep,
-               **{f"z {n}": float(z) for n, z in zip(geweke.NAMES, result.z, strict=True)}}
+               "p threshold (Bonferroni)": geweke.ALPHA / len(geweke.NAMES),
+               **{f"z {n}": float(z) for n, z in zip(geweke.NAMES, result.z, strict=True)},
+               "smallest p": float(result.p.min())}
     record.write(f"P6 Geweke, {plan} plan", figures, time.perf_counter() - t0, not bad)
     assert not bad
