@@ -15,6 +15,7 @@ Run::
 
     python -m benchmarks.train_laws --label default --budget 10
     python -m benchmarks.train_laws --label noiseless --budget 10 --noiseless
+    python -m benchmarks.train_laws --label hard --budget 20 --laws hard
     python -m benchmarks.train_laws --label lib --budget 10 \\
         --options '{"structure_weights": {"regenerate": 0.4, "insert_delete": 0.2,
                     "relabel": 0.2, "library": 0.2}}'
@@ -46,6 +47,17 @@ LAWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sin(x2)+x": lambda x: np.sin(x**2) + x,
 }
 """The training laws (none of them a Nguyen or Constant target)."""
+HARD_LAWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "x4-x2+x": lambda x: x**4 - x**2 + x,
+    "x3+x2+1": lambda x: x**3 + x**2 + 1,
+    "x*sinx+x3": lambda x: x * np.sin(x) + x**3,
+    "(x2+1)sinx": lambda x: (x**2 + 1) * np.sin(x),
+    "x5-x3": lambda x: x**5 - x**3,
+    "exp(x)x2-x": lambda x: np.exp(x) * x**2 - x,
+}
+"""Harder training laws (``--laws hard``): 9–13 nodes, several terms or factors that a
+search must assemble (none of them a Nguyen or Constant target)."""
+ALL_LAWS = {**LAWS, **HARD_LAWS}
 RECOVERED = 0.003
 """NRMSE on fresh points below which the best draw counts as the law."""
 
@@ -65,7 +77,7 @@ def run(options: dict[str, Any], law: str, seed: int, budget: float,
     prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=6)
     rng = np.random.default_rng(seed)
     x = np.sort(rng.uniform(-1, 1, 20))
-    clean = LAWS[law](x)
+    clean = ALL_LAWS[law](x)
     sd = float(np.std(clean))
     sigma = 0.01 * sd
     y = clean + sigma * rng.standard_normal(20)
@@ -91,7 +103,7 @@ def run(options: dict[str, Any], law: str, seed: int, budget: float,
     fresh = np.linspace(-1, 1, 200)
     with np.errstate(all="ignore"):
         out = np.asarray(best(fresh), dtype=float) * np.ones_like(fresh)
-        err = float(np.sqrt(np.mean((out - LAWS[law](fresh)) ** 2)) / sd)
+        err = float(np.sqrt(np.mean((out - ALL_LAWS[law](fresh)) ** 2)) / sd)
     err = err if np.isfinite(err) else float("inf")
     return {"law": law, "seed": seed, "best": str(best), "nrmse": err,
             "recovered": err < RECOVERED, "draws": len(draws),
@@ -105,13 +117,17 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--options", default="{}", help="infer options as JSON")
     parser.add_argument("--budget", type=float, default=10.0)
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--laws", nargs="+", default=list(LAWS), choices=list(LAWS))
+    parser.add_argument("--laws", nargs="+", default=list(LAWS),
+                        choices=[*ALL_LAWS, "hard"],
+                        help="laws to run ('hard': the harder set HARD_LAWS)")
     parser.add_argument("--noiseless", action="store_true",
                         help="exact data, model ppl.regression (learned noise with a floor)")
     args = parser.parse_args(argv)
     options = json.loads(args.options)
     out = []
-    for law in args.laws:
+    laws = [name for law in args.laws
+            for name in (HARD_LAWS if law == "hard" else [law])]
+    for law in laws:
         for seed in (int(s) for s in args.seeds.split(",")):
             record = {"label": args.label,
                       **run(options, law, seed, args.budget, args.noiseless)}
