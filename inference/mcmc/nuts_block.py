@@ -231,8 +231,8 @@ class NumpyroNutsBlock(NutsBlock):
 
 
 class _NumpyroChain:
-    """A NumPyro NUTS block's state: the potential, the kernel, its HMCState and the compiled
-    transition.
+    """A NumPyro NUTS block's state: the potential, its HMCState and the compiled transition
+    (which holds NumPyro's kernel).
 
     A checkpoint pickles the potential (its target by reference), the options and the
     ``HMCState``; the kernel and its compiled transition do not pickle, so a chain read back
@@ -268,11 +268,9 @@ class _NumpyroChain:
         from numpyro.infer import NUTS as NumpyroNUTS
 
         with jax.enable_x64(True):
-            self.kernel = NumpyroNUTS(potential_fn=_jax_potential(self.potential),
-                                      **self.options)
-            state = self.kernel.init(key, self.num_warmup, init_params=dict(params),
-                                     model_args=(), model_kwargs={})
-        kernel = self.kernel
+            kernel = NumpyroNUTS(potential_fn=_jax_potential(self.potential), **self.options)
+            state = kernel.init(key, self.num_warmup, init_params=dict(params),
+                                model_args=(), model_kwargs={})
         self.sample = jax.jit(lambda st: kernel.sample(st, (), {}))
         return state
 
@@ -285,8 +283,7 @@ class _NumpyroChain:
         self.potential = saved["potential"]
         self.options = saved["options"]
         self.num_warmup = saved["num_warmup"]
-        self.saved, self.state = saved["state"], None
-        self.kernel = self.sample = None
+        self.saved, self.state, self.sample = saved["state"], None, None
 
 
 def _numpyro_options(options: Mapping[str, Any]) -> dict[str, Any]:
