@@ -146,6 +146,10 @@ class McmcOptions:
     """The hottest walker's β in the search phase."""
     search_patience: int = 50
     """Sweeps a search walker may go without improving its best before it restarts."""
+    search_joint_noise: float = 0.5
+    """``joint_noise`` of the search phase's walkers (the exact chain keeps
+    ``joint_noise``): there a walker that commits early to a wrong law is what restarts
+    are for."""
     blocks: Sequence[tuple[str, Any]] | None = None
     """The Gibbs plan by hand, e.g. ``[("ProgramMH", "f"), ("RW", ["sigma"])]``."""
     collapsed: bool = False
@@ -155,6 +159,11 @@ class McmcOptions:
     and that a constant move is a Laplace independence move instead of a random walk."""
     cache_size: int = CACHE_SIZE
     """Capacity of each LRU cache of the kernel; 0 turns caching off (same chain)."""
+    joint_noise: float = 0.0
+    """Probability that a structure move also redraws a learned noise scale from the new
+    program's residuals (:mod:`inference.mcmc.blocks.joint`; plain tree, library and grow
+    moves, where the program's likelihood is linked to the scale); 0: never (the default:
+    docs/decisions.md, "Two exact moves for the search")."""
 
     @property
     def move_weights(self) -> dict[str, float]:
@@ -177,9 +186,10 @@ class McmcOptions:
         b = self.beta_min
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < 1:
             raise PPLError(f"beta_min must be in (0, 1); got {b!r}.")
-        r = self.refit
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1:
-            raise PPLError(f"refit must be a probability in [0, 1]; got {r!r}.")
+        for name in ("refit", "joint_noise", "search_joint_noise"):
+            r = getattr(self, name)
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1:
+                raise PPLError(f"{name} must be a probability in [0, 1]; got {r!r}.")
         if self.collapsed and self.num_rungs != 1:
             raise PPLError(f"collapsed=True is a mode with num_rungs=1; got num_rungs="
                            f"{self.num_rungs!r}.")

@@ -208,15 +208,22 @@ def _search(rng: np.random.Generator, spec: ChainSpec, kernel: Gibbs, state: Gib
     (β = 1) and hotter walkers on the search ladder; the exact chain restarts from the best
     state found."""
     cfg = spec.config
+    options = dataclasses.replace(cfg.mcmc, joint_noise=cfg.mcmc.search_joint_noise)
     walkers, states = [kernel], [state]
     for beta in geometric_ladder(cfg.mcmc.search_rungs, cfg.mcmc.search_beta_min)[1:]:
         target = Target(spec.model, spec.args, spec.kwargs,
                         seed=int(spec.seed.generate_state(1)[0]), given=spec.given,
                         data_sites=spec.data_sites, beta=float(beta))
-        walkers.append(Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend, cfg.amortized))
+        walkers.append(Gibbs(target, options, cfg.nuts, cfg.backend, cfg.amortized))
         states.append(walkers[-1].init(rng, cfg.init_values, cfg.warmup))
     began = time.perf_counter()
-    states, found = search(rng, walkers, states, deadline - began, cfg.mcmc.search_patience)
+    exact = kernel.context
+    kernel.context = exact._replace(options=options)  # the search's options, then back
+    try:
+        states, found = search(rng, walkers, states, deadline - began,
+                               cfg.mcmc.search_patience)
+    finally:
+        kernel.context = exact
     programs = [n for n, site in kernel.target.latents.items() if site.kind == PROGRAM]
     info: dict[str, Any] = {
         "sweeps": float(found.sweeps), "restarts": float(found.restarts),

@@ -34,7 +34,8 @@ from inference.mcmc.blocks.base import (
     swap_subtree,
 )
 from inference.mcmc.blocks.continuous import mala
-from inference.mcmc.blocks.semantic import library, library_data
+from inference.mcmc.blocks.joint import accept_joint, draw_noise, joint_move
+from inference.mcmc.blocks.semantic import grow, library, library_data
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.moves import MOVES, RandomChooser, budgets
 from inference.target import SiteInfo
@@ -43,8 +44,8 @@ from ppl.program import Program
 
 __all__ = ["STRUCTURE_MOVES", "StructureMove", "check_structure_weights",
            "conditioned_proposal", "constant_rw", "constants_log_q", "draw_constants",
-           "edit_context", "laplace_constants", "neural", "neural_edit", "parent_slot",
-           "refit_structure", "step", "structure", "tree_move"]
+           "edit_context", "grow_or_insert", "laplace_constants", "neural", "neural_edit",
+           "parent_slot", "refit_structure", "step", "structure", "tree_move"]
 
 StructureMove = Callable[[np.random.Generator, Context, GibbsState, SiteInfo,
                           "ProgramLikelihood | None"], tuple[GibbsState, MoveInfo]]
@@ -59,6 +60,11 @@ def structure(rng: np.random.Generator, ctx: Context, state: GibbsState, site: S
     prop = MOVES[name](RandomChooser(rng), site.fn, state.values[site.name])
     if prop is None:
         return state, REJECTED
+    if joint_move(rng, ctx, view):
+        assert view is not None and view.noise is not None
+        draw = draw_noise(rng, view, prop.program, state.values[view.noise.site])
+        return accept_joint(rng, ctx, state, site.name, view, prop.program, draw,
+                            prop.log_q_rev - prop.log_q_fwd)
     scored = view.log_joint(prop.program) if view is not None else None
     return accept(rng, ctx.target, state, site.name, prop.program,
                   prop.log_q_rev - prop.log_q_fwd, scored)
@@ -277,6 +283,21 @@ def library_or_regenerate(rng: np.random.Generator, ctx: Context, state: GibbsSt
 
 
 STRUCTURE_MOVES["library"] = library_or_regenerate
+
+
+def grow_or_insert(rng: np.random.Generator, ctx: Context, state: GibbsState,
+                   site: SiteInfo, view: ProgramLikelihood | None
+                   ) -> tuple[GibbsState, MoveInfo]:
+    """The grow move (:func:`~inference.mcmc.blocks.semantic.grow`) where the incremental
+    likelihood lets it read the data, else an insert/delete move (a fixed mixture during
+    the move, as for :func:`library_or_regenerate`)."""
+    data = library_data(view)
+    if data is None:
+        return STRUCTURE_MOVES["insert_delete"](rng, ctx, state, site, view)
+    return grow(rng, ctx, state, site, view, data)
+
+
+STRUCTURE_MOVES["grow"] = grow_or_insert
 """The move table of the program block: name → structure move."""
 
 
@@ -318,7 +339,11 @@ def step(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteIn
     view = ctx.workspace.view(ctx.target, site, state.values)
     for _ in range(options.program_moves):
         name = pick_move(rng, ctx.moves)
+        before = state.values
         state, info = STRUCTURE_MOVES[name](rng, ctx, state, site, view)
+        if view is not None and view.noise is not None and info.accepted and \
+                state.values[view.noise.site] is not before[view.noise.site]:
+            view = ctx.workspace.view(ctx.target, site, state.values)  # a joint move
         alphas.append(info.alpha)
         invalid += info.invalid
         if first is None:

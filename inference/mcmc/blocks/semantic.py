@@ -12,23 +12,55 @@ needs the incremental likelihood view with one program call and one observed fac
 points line up with the inputs (``Normal(f(x), sigma)``); elsewhere, and at nodes with
 targets at fewer than half of the points, it is a rejected no-op (the same for the move
 and its reverse, so still exact).
+
+Grow
+----
+The library move replaces a subtree by a small one; the grow move builds on the subtree
+that is there. With probability ½ it **grows**: pick a node v uniformly (N(φ) nodes), a
+recursive production r of A_v uniformly (R choices), a slot j of r's children of type A_v
+uniformly (J slots); T_v becomes r's child j, and r's other child, when it has exactly one,
+is drawn from the fitted mixture q_u (as above) at its own targets z_u: for ``T_v + T``
+that is y − T_v(x), for ``T_v * T`` y / T_v(x), the residual of the current fit. Its
+budgets are one level below v and, under a size limit, the room the rest of φ' leaves. A
+unary r has no new child; a production with several others draws them from the budgeted
+prior. Otherwise it **prunes**: pick a node v uniformly and, among its children of A_v's
+type (J slots), one uniformly to take v's place, dropping the others. Grow from φ and
+prune from φ' are each other's reverse, and z_u depends on φ' only outside the new child,
+so the densities are
+
+    q(φ' | φ) = ½ · 1/N(φ) · 1/R · 1/J · q_u(T)        q(φ | φ') = ½ · 1/N(φ') · 1/J
+
+and the move is accepted with min(1, p(φ') q(φ | φ') / (p(φ) q(φ' | φ))). A sum of terms
+or a product of factors is reached one fitted term at a time: from x³ the move proposes
+x³ + T with T fitted to y − x³.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from inference.mcmc.blocks.base import REJECTED, Context, GibbsState, MoveInfo, swap_subtree
+from inference.mcmc.blocks.base import (
+    INVALID,
+    REJECTED,
+    Context,
+    GibbsState,
+    MoveInfo,
+    accept,
+    swap_subtree,
+)
+from inference.mcmc.blocks.joint import accept_joint, draw_noise, joint_move
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.moves import budgets
 from inference.residuals import subtree_targets
 from inference.target import SiteInfo
+from ppl.prior import ProgramPrior
 from ppl.program import Program
 
-__all__ = ["PRIOR_SHARE", "LibraryData", "library", "library_data"]
+__all__ = ["PRIOR_SHARE", "LibraryData", "grow", "library", "library_data"]
 
 LibraryData = tuple[dict[str, np.ndarray], np.ndarray, float]
 """What the library move reads from a view: (inputs by name, observations y, σ / √β)."""
@@ -69,18 +101,40 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
     data = data if data is not None else library_data(view)
     if data is None or view is None:
         return state, REJECTED
-    env, y, sigma = data
     prior = site.fn
     phi: Program = state.values[site.name]
     v = int(rng.integers(phi.size))
-    z = subtree_targets(phi, v, env, y)
+    z = _targets(phi, v, data)
     if z is None:
-        return state, REJECTED
-    count = int(np.isfinite(z).sum())
-    if count < 2 or 2 * count < z.size:
         return state, REJECTED
     a = prior.grammar.productions[phi.prods[v]].lhs
     b, s = budgets(prior, phi, v)
+    log_q, draw = _fitted_subtree(ctx, site, view, a, z, data[2], b, s)
+    new = draw(rng)
+    if joint_move(rng, ctx, view):
+        assert view.noise is not None
+        phi2 = phi.replace(v, *new)
+        noise = draw_noise(rng, view, phi2, state.values[view.noise.site])
+        data2 = None if noise is None else library_data(noise.view)
+        if data2 is None:
+            return state, REJECTED
+        back, _ = _fitted_subtree(ctx, site, view, a, z, data2[2], b, s)
+        end = int(phi.ends()[v])
+        ratio = (-math.log(phi2.size) + back(phi.prods[v:end], phi.values[v:end])
+                 + math.log(phi.size) - log_q(*new))
+        return accept_joint(rng, ctx, state, site.name, view, phi2, noise, ratio)
+    return swap_subtree(rng, ctx.target, state, site.name, v, new, log_q, view)
+
+
+Tree = tuple[tuple[int, ...], tuple[Any, ...]]
+
+
+def _fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int,
+                    z: np.ndarray, sigma: float, b: int | None, s: int | None
+                    ) -> tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]:
+    """(log q, draw) of q(T) = (1 − w) q_lib(T | z) + w p_b(T | A) over subtrees of
+    nonterminal ``a`` within the budgets (only the prior when no entry fits)."""
+    prior = site.fn
     lib = ctx.workspace.library(site, a, view)
     scores = lib.score(z, sigma, b, s)
     log_mass = prior.tables.log_mass(a, b, s)
@@ -94,8 +148,177 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
         return float(np.logaddexp(math.log1p(-w) + lib.log_prob(scores, prods, values),
                                   by_prior))
 
-    if rng.random() < w or not fits:
-        new = prior.sample_subtree(rng, a, b, s)
-    else:
-        new = lib.sample(rng, scores)
-    return swap_subtree(rng, ctx.target, state, site.name, v, new, log_q, view)
+    def draw(rng: np.random.Generator) -> Tree:
+        if rng.random() < w or not fits:
+            tree: Tree = prior.sample_subtree(rng, a, b, s)
+            return tree
+        return lib.sample(rng, scores)
+
+    return log_q, draw
+
+
+def _targets(phi: Program, u: int, data: LibraryData) -> np.ndarray | None:
+    """Node u's targets when at least half of them (and two) exist, else None."""
+    env, y, _ = data
+    z = subtree_targets(phi, u, env, y)
+    if z is None:
+        return None
+    count = int(np.isfinite(z).sum())
+    return None if count < 2 or 2 * count < z.size else z
+
+
+def grow(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
+         view: ProgramLikelihood | None, data: LibraryData | None = None
+         ) -> tuple[GibbsState, MoveInfo]:
+    """The grow move (module docstring, "Grow"): with probability ½ wrap the subtree at a
+    node in a recursive production whose new child is fitted to its targets, else remove
+    such a production keeping one child; ``data`` is ``library_data(view)``."""
+    data = data if data is not None else library_data(view)
+    if data is None or view is None:
+        return state, REJECTED
+    phi: Program = state.values[site.name]
+    grammar = site.fn.grammar
+    if rng.random() < 0.5:
+        v = int(rng.integers(phi.size))
+        a = grammar.productions[phi.prods[v]].lhs
+        rec = site.fn.recursive()[a]
+        if not rec:
+            return state, REJECTED
+        r = rec[int(rng.integers(len(rec)))]
+        slots = [i for i, c in enumerate(grammar.productions[r].children) if c == a]
+        j = slots[int(rng.integers(len(slots)))]
+        b, _ = budgets(site.fn, phi, v)
+        if b is not None and int(phi.heights()[v]) > b - 1:
+            return state, REJECTED
+        end = int(phi.ends()[v])
+        kept = (phi.prods[v:end], phi.values[v:end])
+        siblings = _siblings(rng, ctx, site, view, data, phi, v, r, j, kept)
+        if siblings is None:
+            return state, REJECTED
+        phi2, log_q_siblings = siblings
+        fwd = -math.log(phi.size) - math.log(len(rec)) - math.log(len(slots)) + log_q_siblings
+        rev = -math.log(phi2.size) - math.log(len(slots))
+        if joint_move(rng, ctx, view):
+            assert view.noise is not None
+            noise = draw_noise(rng, view, phi2, state.values[view.noise.site])
+            return accept_joint(rng, ctx, state, site.name, view, phi2, noise, rev - fwd)
+        return accept(rng, ctx.target, state, site.name, phi2, rev - fwd,
+                      view.log_joint(phi2))
+    v = int(rng.integers(phi.size))
+    r = phi.prods[v]
+    a = grammar.productions[r].lhs
+    kids = grammar.productions[r].children
+    slots = [i for i, c in enumerate(kids) if c == a]
+    if not slots:
+        return state, REJECTED
+    j = slots[int(rng.integers(len(slots)))]
+    spans = _child_spans(phi, v, len(kids))
+    start, end = spans[j]
+    phi2 = phi.replace(v, phi.prods[start:end], phi.values[start:end])
+    noise = None
+    if joint_move(rng, ctx, view):  # the reverse grow's densities at σ'
+        assert view.noise is not None
+        noise = draw_noise(rng, view, phi2, state.values[view.noise.site])
+        data = None if noise is None else library_data(noise.view)
+        if data is None:
+            return state, REJECTED
+    log_q_siblings = _siblings_log_q(ctx, site, view, data, phi, v, spans, j)
+    rec = site.fn.recursive()[a]
+    fwd = -math.log(phi.size) - math.log(len(slots))
+    rev = (-math.log(phi2.size) - math.log(len(rec)) - math.log(len(slots))
+           + log_q_siblings)
+    if not math.isfinite(rev):
+        return state, INVALID
+    if noise is not None:
+        return accept_joint(rng, ctx, state, site.name, view, phi2, noise, rev - fwd)
+    return accept(rng, ctx.target, state, site.name, phi2, rev - fwd, view.log_joint(phi2))
+
+
+def _child_spans(phi: Program, v: int, arity: int) -> list[tuple[int, int]]:
+    """[start, end) of each child of node v."""
+    ends = phi.ends()
+    spans, c = [], v + 1
+    for _ in range(arity):
+        spans.append((c, int(ends[c])))
+        c = int(ends[c])
+    return spans
+
+
+def _sibling_budgets(prior: ProgramPrior, phi: Program, v: int, rest: int, one: bool
+                     ) -> tuple[int | None, int | None]:
+    """Depth and size budgets of a new child of node v: one level below v, and, when it
+    is the only new child (``one``), the room left by the ``rest`` of the program (every
+    node but the child's); a child among several gets no size budget (the move rejects a
+    result too large, as the insert move does)."""
+    b, _ = budgets(prior, phi, v)
+    depth = None if b is None else b - 1
+    size = None if prior.max_size is None or not one else prior.max_size - rest
+    return depth, size
+
+
+def _siblings(rng: np.random.Generator, ctx: Context, site: SiteInfo,
+              view: ProgramLikelihood, data: LibraryData, phi: Program, v: int, r: int,
+              j: int, kept: Tree) -> tuple[Program, float] | None:
+    """φ with node v wrapped in production r (T_v in slot j) and its other children
+    drawn (:func:`_sibling_density`), with the log density of the draw; None when the
+    result is too large."""
+    prior = site.fn
+    kids = prior.grammar.productions[r].children
+    one = len(kids) == 2
+    depth, size = _sibling_budgets(prior, phi, v, phi.size + 1, one)
+    # placeholders for the new children: a child's targets read only the rest of φ
+    a = prior.grammar.productions[phi.prods[v]].lhs
+    parts = [kept if c == a else prior.sample_subtree(rng, c, depth, None) for c in kids]
+    draft = phi.replace(v, (r,) + tuple(p for sp, _ in parts for p in sp),
+                        (None,) + tuple(x for _, sv in parts for x in sv))
+    spans = _child_spans(draft, v, len(kids))
+    log_q = 0.0
+    for i, c in enumerate(kids):
+        if i != j:
+            density, draw = _sibling_density(ctx, site, view, data, draft, spans[i][0], c,
+                                             depth, size, one)
+            parts[i] = draw(rng)
+            log_q += density(*parts[i])
+    new_p = (r,) + tuple(p for sp, _ in parts for p in sp)
+    if prior.max_size is not None and phi.size - len(kept[0]) + len(new_p) > prior.max_size:
+        return None
+    return phi.replace(v, new_p, (None,) + tuple(x for _, sv in parts for x in sv)), log_q
+
+
+def _siblings_log_q(ctx: Context, site: SiteInfo, view: ProgramLikelihood,
+                    data: LibraryData, phi: Program, v: int, spans: list[tuple[int, int]],
+                    j: int) -> float:
+    """log q of node v's children other than slot j as :func:`_siblings` would draw them
+    when growing φ without them back into φ."""
+    prior = site.fn
+    kids = prior.grammar.productions[phi.prods[v]].children
+    one = len(kids) == 2
+    rest = phi.size - sum(e - s for i, (s, e) in enumerate(spans) if i != j)
+    depth, size = _sibling_budgets(prior, phi, v, rest, one)
+    total = 0.0
+    for i, c in enumerate(kids):
+        if i != j:
+            density, _ = _sibling_density(ctx, site, view, data, phi, spans[i][0], c,
+                                          depth, size, one)
+            s, e = spans[i]
+            total += density(phi.prods[s:e], phi.values[s:e])
+    return total
+
+
+def _sibling_density(ctx: Context, site: SiteInfo, view: ProgramLikelihood,
+                     data: LibraryData, phi: Program, u: int, c: int, depth: int | None,
+                     size: int | None, fitted: bool
+                     ) -> tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]:
+    """(log q, draw) of a new child at node u of φ: the fitted mixture at u's targets
+    when it is the only new child (``fitted``) and u has targets, else the budgeted
+    prior."""
+    prior = site.fn
+    z = _targets(phi, u, data) if fitted else None
+    if z is not None:
+        return _fitted_subtree(ctx, site, view, c, z, data[2], depth, size)
+    log_mass = prior.tables.log_mass(c, depth, size)
+
+    def log_q(prods: tuple[int, ...], values: tuple[Any, ...]) -> float:
+        return float(prior.subtree_log_prob(prods, values) - log_mass)
+
+    return log_q, lambda rng: prior.sample_subtree(rng, c, depth, size)

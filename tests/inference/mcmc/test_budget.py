@@ -119,3 +119,27 @@ def test_search_phase_only_with_a_budget():
     assert "search" not in post.attrs
     post = infer(model, X, y=Y, num_samples=5, num_warmup=5, num_chains=1, progress=False)
     assert "search" not in post.attrs
+
+
+def test_the_search_uses_its_own_joint_noise_and_the_chain_its(monkeypatch):
+    """The search's walkers (its β = 1 walker included) move with ``search_joint_noise``;
+    the exact chain after it with ``joint_noise`` again."""
+    from inference.mcmc.blocks import joint, program
+
+    seen: list[tuple[float, bool]] = []
+    real = joint.joint_move
+
+    def spy(rng, ctx, view):
+        seen.append((ctx.options.joint_noise, ctx.target.beta == 1.0))
+        return real(rng, ctx, view)
+
+    monkeypatch.setattr(program, "joint_move", spy)
+    with pytest.warns(RunWarning, match="max_time"):
+        post = infer(model, X, y=Y, num_samples=10**6, num_warmup=5, num_chains=1,
+                     chain_method="sequential", progress=False, max_time=3.0,
+                     init_candidates=5, search_joint_noise=1.0, joint_noise=0.0)
+    assert post.num_draws > 0
+    cold = [j for j, at_one in seen if at_one]
+    assert (1.0, False) in seen                    # a hot walker
+    assert cold[0] == 1.0 and cold[-1] == 0.0      # the β = 1 walker, then the chain
+    assert cold == sorted(cold, reverse=True)      # back to its own options once

@@ -63,6 +63,7 @@ class FakeView:
         self.envs = [{"x": X}]
         self.beta = 1.0
         self.input_key = "fake"
+        self.noise = None
 
     def log_joint(self, phi: ppl.Program) -> float:
         return log_joint(self.prior, phi)
@@ -231,7 +232,7 @@ def exact() -> dict[Any, float]:
     return dict(zip(table["program"], table["probability"], strict=True))
 
 
-def _p_value(post: Any, exact: dict[Any, float]) -> float:
+def p_value(post: Any, exact: dict[Any, float]) -> float:
     from inference.arviz import az
 
     draws = post.samples["f"]
@@ -251,7 +252,7 @@ def test_mcmc_with_only_the_library_move_matches_enumeration(exact) -> None:
     post = infer(model, X, y=Y, method="mcmc", num_samples=1500, num_warmup=100,
                  num_chains=2, seed=3, chain_method="sequential", progress=False,
                  program_moves=3, structure_weights={"library": 1.0})
-    assert _p_value(post, exact) > 0.001
+    assert p_value(post, exact) > 0.001
 
 
 def test_library_mcmc_without_its_ratio_fails(exact, monkeypatch: pytest.MonkeyPatch
@@ -261,4 +262,4 @@ def test_library_mcmc_without_its_ratio_fails(exact, monkeypatch: pytest.MonkeyP
     post = infer(model, X, y=Y, method="mcmc", num_samples=1500, num_warmup=100,
                  num_chains=2, seed=3, chain_method="sequential", progress=False,
                  program_moves=3, structure_weights={"library": 1.0})
-    assert _p_value(post, exact) < 0.001
+    assert p_value(post, exact) < 0.001
