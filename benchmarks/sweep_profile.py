@@ -9,7 +9,8 @@ machine does not count), then the same number again under cProfile, whose shares
 
 ``--search`` times the search phase of a timed run instead (:mod:`inference.mcmc.search`:
 the default four walkers on the geometric ladder, patience 50, ``--sweeps`` population
-sweeps, each walker one sweep): CPU ms per population sweep, restarts included.
+sweeps, each walker one sweep, with the search's joint noise moves): CPU ms per population
+sweep, restarts included.
 
 ``--before DIR`` runs the same measurement on an earlier source tree (a subprocess with
 ``DIR`` first on ``sys.path``), alternating with this tree ``--repeats`` times, so the two
@@ -122,8 +123,9 @@ def measure_search(problem: str, grammar: str, seed: int = 0, sweeps: int = 300
     torch.set_num_threads(1)
     model, columns, y = _problem(problem, grammar, seed)
     options = McmcOptions()
+    walker = McmcOptions(joint_noise=options.search_joint_noise)  # as the driver's search
     rng = np.random.default_rng(seed)
-    kernels = [Gibbs(Target(model, columns, {"y": y}, seed=seed, beta=float(b)))
+    kernels = [Gibbs(Target(model, columns, {"y": y}, seed=seed, beta=float(b)), walker)
                for b in geometric_ladder(options.search_rungs, options.search_beta_min)]
     states = [k.init(rng) for k in kernels]
     start = time.process_time()

@@ -109,6 +109,8 @@ class Grammar:
             tuple(p.id for p in self.productions if p.lhs == a)
             for a in range(len(self.nonterminals)))
         """Production indices of each nonterminal."""
+        self.arities: tuple[int, ...] = tuple(len(p.children) for p in self.productions)
+        """Number of children of each production (the tree walks' hot loops read it)."""
         raw = np.ones(len(self.productions))
         for i, w in compiled.annotated.items():
             raw[i] = w

@@ -12,6 +12,7 @@ exactly that distribution (never a locally pruned generator).
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -178,7 +179,7 @@ class ProgramPrior(TorchDistribution):
                              f"{self.max_depth}, max_size={self.max_size}.")
         self._input_logp = {n: math.log(p) for n, p in zip(self.inputs, self.input_probs,
                                                             strict=True) if p > 0}
-        self._input_cum = np.cumsum(self.input_probs)
+        self._input_cum: list[float] = np.cumsum(self.input_probs).tolist()
         self._prod_logp = [math.log(p) if p > 0 else -math.inf for p in self.grammar.probs]
         self._exchangeable, self._recursive = self._move_tables()
         super().__init__(torch.Size(), torch.Size(), validate_args=False)
@@ -294,8 +295,8 @@ class ProgramPrior(TorchDistribution):
     def _leaf(self, rng: np.random.Generator, r: int) -> Any:
         kind = self.grammar.productions[r].op.kind
         if kind == KIND_INPUT:
-            return self.inputs[int(np.searchsorted(self._input_cum, rng.random() *
-                                                   self._input_cum[-1], side="right"))]
+            cum = self._input_cum  # bisect_right on a list: np.searchsorted's index
+            return self.inputs[bisect.bisect_right(cum, rng.random() * cum[-1])]
         if kind == KIND_CONSTANT:
             return self.constant_prior.sample(rng)
         return None

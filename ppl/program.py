@@ -243,17 +243,16 @@ class Program:
         """
         h = self._cache.get("heights")
         if h is None:
-            prods = self._grammar.productions
-            out = np.empty(len(self._prods), dtype=np.int64)
+            arity = self._grammar.arities
+            out = [0] * len(self._prods)
             stack: list[int] = []
+            pop = stack.pop
             for i in range(len(self._prods) - 1, -1, -1):
-                k = len(prods[self._prods[i]].children)
-                top = 0
-                for _ in range(k):
-                    top = max(top, stack.pop())
-                out[i] = top + 1
-                stack.append(top + 1)
-            h = self._cache["heights"] = out
+                k = arity[self._prods[i]]
+                top = 1 if k == 0 else 1 + (pop() if k == 1 else max(pop() for _ in range(k)))
+                out[i] = top
+                stack.append(top)
+            h = self._cache["heights"] = np.array(out, dtype=np.int64)
         return h
 
     def ends(self) -> np.ndarray:
@@ -267,17 +266,17 @@ class Program:
         """
         e = self._cache.get("ends")
         if e is None:
-            prods = self._grammar.productions
-            out = np.empty(len(self._prods), dtype=np.int64)
+            arity = self._grammar.arities
+            out = [0] * len(self._prods)
             stack: list[int] = []
+            pop = stack.pop
             for i in range(len(self._prods) - 1, -1, -1):
-                k = len(prods[self._prods[i]].children)
                 end = i + 1
-                for _ in range(k):
-                    end = stack.pop()
+                for _ in range(arity[self._prods[i]]):
+                    end = pop()
                 out[i] = end
                 stack.append(end)
-            e = self._cache["ends"] = out
+            e = self._cache["ends"] = np.array(out, dtype=np.int64)
         return e
 
     def node_depths(self) -> np.ndarray:
@@ -291,13 +290,13 @@ class Program:
         """
         d = self._cache.get("node_depths")
         if d is None:
-            prods = self._grammar.productions
-            out = np.empty(len(self._prods), dtype=np.int64)
+            arity = self._grammar.arities
+            out = [0] * len(self._prods)
             pending: list[int] = [1]
             for i, pi in enumerate(self._prods):
-                out[i] = pending.pop()
-                pending.extend([out[i] + 1] * len(prods[pi].children))
-            d = self._cache["node_depths"] = out
+                di = out[i] = pending.pop()
+                pending.extend([di + 1] * arity[pi])
+            d = self._cache["node_depths"] = np.array(out, dtype=np.int64)
         return d
 
     def replace(self, i: int, prods: tuple[int, ...], values: tuple[Any, ...]) -> Program:
@@ -323,6 +322,18 @@ class Program:
                      if prods[p].op.kind == KIND_CONSTANT]
             self._cache["cslots"] = slots
         return slots
+
+    @property
+    def num_constants(self) -> int:
+        """The number of constants in the tree (``len(self.constants)``, without the array).
+
+        Examples
+        --------
+        >>> from ppl import Grammar
+        >>> Grammar.load("arith").parse("((2.0 * x) - 0.5)").num_constants
+        2
+        """
+        return len(self._constant_slots())
 
     @property
     def constants(self) -> np.ndarray:

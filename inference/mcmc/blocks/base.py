@@ -11,6 +11,7 @@ chain is the same with caching off.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -118,6 +119,9 @@ class Workspace:
                                          ProgramLikelihood | None]]] = {}
         """Per program site: the last two (other sites' values, view) pairs, newest first (a
         rejected noise move returns to the view before it, caches intact)."""
+        self.offered: dict[str, tuple[ProgramLikelihood, Any, ProgramLikelihood]] = {}
+        """Per program site: (base view, noise value, the base view at that value), a view
+        already derived by an accepted joint move (:meth:`offer`)."""
         self.outputs: dict[str, LRU] = {}
         """Per program site: outputs of programs on the data."""
         self.fitters: dict[str, ConstantFitter] = {}
@@ -163,7 +167,12 @@ class Workspace:
         newest = entries[0][1] if entries else None
         if newest is not None and newest.noise is not None and _same_values(
                 entries[0][0], others, but=newest.noise.site):
-            view = newest.with_noise(values[newest.noise.site])  # no model run
+            value = values[newest.noise.site]
+            offered = self.offered.pop(site.name, None)
+            if offered is not None and offered[0] is newest and offered[1] is value:
+                view = offered[2]  # derived by the joint move that set the value
+            else:
+                view = newest.with_noise(value)  # no model run
         elif not build:
             return None
         elif target.fast:
@@ -177,6 +186,13 @@ class Workspace:
             view.outputs = self.outputs[site.name]
         self.views[site.name] = [(others, view), *entries[:1]]
         return view
+
+    def offer(self, site: str, base: ProgramLikelihood, value: Any,
+              view: ProgramLikelihood) -> None:
+        """Hand :meth:`view` the view ``base.with_noise(value)`` already derived (by an
+        accepted joint move, whose ``value`` is now the state's noise scale), so the next
+        call adopts it instead of deriving it again (the same numbers)."""
+        self.offered[site] = (base, value, view)
 
     def probe_programs(self, site: SiteInfo) -> list[Program]:
         """The probes a new view must agree on: all five the first time a view of ``site``
@@ -224,13 +240,13 @@ class MoveChoice(NamedTuple):
 
     names: tuple[str, ...]
     """Move names, in the order of the weights."""
-    cumulative: np.ndarray
+    cumulative: list[float]
     """Cumulative (unnormalised) weights."""
 
     @classmethod
     def of(cls, weights: Mapping[str, float]) -> MoveChoice:
         """The choice among ``weights`` (unnormalised probabilities by name)."""
-        return cls(tuple(weights), np.cumsum([weights[k] for k in weights]))
+        return cls(tuple(weights), np.cumsum([weights[k] for k in weights]).tolist())
 
 
 DEFAULT_MOVES = MoveChoice.of(DEFAULT_STRUCTURE_WEIGHTS)
@@ -302,5 +318,5 @@ def adapt(step: dict[str, float], key: str, alpha: float, target: float, t: int)
 
 def pick_move(rng: np.random.Generator, moves: MoveChoice) -> str:
     """A structure move's name drawn with probabilities ∝ its weight (one uniform draw)."""
-    cum = moves.cumulative
-    return moves.names[int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))]
+    cum = moves.cumulative  # bisect_right: np.searchsorted's index on a list
+    return moves.names[bisect.bisect_right(cum, rng.random() * cum[-1])]

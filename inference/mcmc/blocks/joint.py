@@ -105,7 +105,7 @@ def draw_noise(rng: np.random.Generator, view: ProgramLikelihood, program: Progr
     if not (math.isfinite(sigma) and sigma > 0):
         return None
     value = torch.as_tensor(sigma, dtype=current.dtype).reshape(current.shape)
-    log_q = noise_log_q(view, program, float(value.detach()))  # at the value as stored
+    log_q = _log_r(law, float(value.detach()))  # at the value as stored
     return NoiseDraw(value, view.with_noise(value), log_q)
 
 
@@ -140,5 +140,6 @@ def accept_joint(rng: np.random.Generator, ctx: Context, state: GibbsState, site
         values = dict(state.values)
         values[site] = program
         values[link.site] = draw.value
+        ctx.workspace.offer(site, view, draw.value, draw.view)
         return state._replace(values=values, log_joint=lj), MoveInfo(alpha, True, 0)
     return state, MoveInfo(alpha, False, 0)

@@ -348,14 +348,14 @@ def step(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteIn
         invalid += info.invalid
         if first is None:
             first = (name, info.accepted)
-        if len(state.values[site.name].constants):
+        if state.values[site.name].num_constants:
             if view is not None and rng.random() < options.refit:
                 state, info = laplace_constants(rng, ctx, state, site, view)
             else:
                 state, info = constant_rw(rng, ctx, state, site, adapting, view)
             alphas.append(info.alpha)
             invalid += info.invalid
-    if len(state.values[site.name].constants):
+    if state.values[site.name].num_constants:
         state, info = mala(rng, ctx, state, site, adapting, view)
         alphas.append(info.alpha)
         invalid += info.invalid
