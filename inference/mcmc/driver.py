@@ -9,6 +9,7 @@ parallel processes by default (``spawn`` context, one torch thread each) or on a
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import itertools
 import os
@@ -16,6 +17,7 @@ import pickle
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
@@ -34,7 +36,8 @@ from inference.target import Target
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
-__all__ = ["ChainResult", "ChainSpec", "make_specs", "run_chain", "run_chains", "searches"]
+__all__ = ["ChainResult", "ChainSpec", "make_specs", "run_chain", "run_chains", "searches",
+           "unguarded_call"]
 
 
 class ChainSpec(NamedTuple):
@@ -283,11 +286,67 @@ def _picklable(spec: ChainSpec) -> bool:
     return True
 
 
+def unguarded_call() -> str | None:
+    """``"script:line"`` when this call runs at import time of the main script, outside an
+    ``if __name__ == "__main__":`` block: a spawned worker imports the main script and would
+    run it again (the pool breaks). None when workers can start safely (no main script, the
+    call under the guard, or not made from the script's top level).
+
+    Examples
+    --------
+    >>> unguarded_call() is None     # a doctest's caller is not a main script's top level
+    True
+    """
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if main is None or not script or not os.path.exists(script):
+        return None
+    frame = sys._getframe()
+    while frame is not None and not (frame.f_globals is vars(main)
+                                     and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return None
+    try:
+        with open(script, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+    line = frame.f_lineno
+    return None if _guarded(tree.body, line) else f"{script}:{line}"
+
+
+def _guarded(body: list[ast.stmt], line: int) -> bool:
+    """Whether ``line`` lies in the body of an ``if __name__ == "__main__":`` among the
+    statements ``body`` (at any nesting)."""
+    for node in body:
+        if not node.lineno <= line <= (node.end_lineno or node.lineno):
+            continue
+        if isinstance(node, ast.If) and _is_main_test(node.test) and any(
+                s.lineno <= line <= (s.end_lineno or s.lineno) for s in node.body):
+            return True
+        inner = [c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt)]
+        inner += [s for h in getattr(node, "handlers", []) for s in h.body]
+        return _guarded(inner, line)
+    return False
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either side)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(a, ast.Name) and a.id == "__name__" for a in sides) and any(
+        isinstance(a, ast.Constant) and a.value == "__main__" for a in sides)
+
+
 def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
                executor: Executor | None = None) -> list[ChainResult]:
     """Run chains on ``executor``, in local processes ("parallel") or one after another
     ("sequential"). Models a worker cannot import (closures, functions defined in a REPL or
-    notebook) fall back to sequential."""
+    notebook) fall back to sequential, and so does a script that starts the run at import
+    time (:func:`unguarded_call`), with a RunWarning."""
     if executor is not None:
         if isinstance(executor, ThreadPoolExecutor):
             raise PPLError("Chains cannot run in threads: they would share Pyro's handler "
@@ -296,7 +355,17 @@ def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
         futures = [executor.submit(run_chain, s) for s in specs]
         return [_collect(spec, future) for spec, future in zip(specs, futures, strict=True)]
     workers = min(len(specs), os.cpu_count() or 1)
-    if chain_method == "parallel" and workers > 1 and _picklable(specs[0]):
+    where = unguarded_call() if chain_method == "parallel" and workers > 1 else None
+    if where is not None:
+        from inference.api import RunWarning  # api imports this module
+
+        warnings.warn(
+            f"The {len(specs)} chains ran one after another in this process, not in "
+            f"parallel: the run starts at import time of the script ({where}), and a worker "
+            "process imports the script and would start it again. Put the call under "
+            "`if __name__ == \"__main__\":` for parallel chains (or pass "
+            "chain_method='sequential' to silence this).", RunWarning, stacklevel=4)
+    elif chain_method == "parallel" and workers > 1 and _picklable(specs[0]):
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                  initializer=_one_thread) as ex:
             return list(ex.map(run_chain, specs))
