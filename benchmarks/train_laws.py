@@ -1,12 +1,12 @@
 """A training set of laws for tuning the program search (not the benchmark: no Nguyen law).
 
-Each law is observed at 20 points uniform on [−1, 1] (a fixed seed per seed index) with
-noise 1% of the clean outputs' sd, known to the model; ``f ~ ProgramPrior("arith",
-max_depth=6)``; one chain of ``infer(method="mcmc")`` for ``--budget`` seconds with the
-given engine options. A run recovers the law when the best draw (highest log joint) has an
-NRMSE below 0.003 on 200 fresh noiseless points (about the error of fitted constants at
-this noise). Move weights, ladders and other search settings are compared here, and only
-then run on B1.
+Each law is observed at 20 points uniform on [−1, 1] (``--laws positive``: on [0.5, 4]; a
+fixed seed per seed index) with noise 1% of the clean outputs' sd, known to the model;
+``f ~ ProgramPrior("arith", max_depth=6)``; one chain of ``infer(method="mcmc")`` for
+``--budget`` seconds with the given engine options. A run recovers the law when the best
+draw (highest log joint) has an NRMSE below 0.003 on 200 fresh noiseless points (about the
+error of fitted constants at this noise). Move weights, ladders and other search settings
+are compared here, and only then run on B1.
 
 With ``--noiseless`` the data are exact and the model is ``ppl.regression(prior,
 scale=std(y))`` (a learned noise scale with the library's floor, the B1 setting).
@@ -57,7 +57,18 @@ HARD_LAWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 """Harder training laws (``--laws hard``): 9–13 nodes, several terms or factors that a
 search must assemble (none of them a Nguyen or Constant target)."""
-ALL_LAWS = {**LAWS, **HARD_LAWS}
+POSITIVE_LAWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "x^1.5": lambda x: x**1.5,
+    "2x^-0.5": lambda x: 2.0 / np.sqrt(x),
+    "x^0.7+1": lambda x: x**0.7 + 1.0,
+    "2x*exp(-x/2)": lambda x: 2.0 * x * np.exp(-0.5 * x),
+    "log(x)+x": lambda x: np.log(x) + x,
+    "3/(1+x)": lambda x: 3.0 / (1.0 + x),
+}
+"""Laws of positive quantities (``--laws positive``), observed on [0.5, 4]: power laws
+(exp(c · log x) in arith), and others of the same size (none a Nguyen or Constant
+target)."""
+ALL_LAWS = {**LAWS, **HARD_LAWS, **POSITIVE_LAWS}
 RECOVERED = 0.003
 """NRMSE on fresh points below which the best draw counts as the law."""
 
@@ -76,7 +87,8 @@ def run(options: dict[str, Any], law: str, seed: int, budget: float,
     torch.set_num_threads(1)
     prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=6)
     rng = np.random.default_rng(seed)
-    x = np.sort(rng.uniform(-1, 1, 20))
+    low, high = (0.5, 4.0) if law in POSITIVE_LAWS else (-1.0, 1.0)
+    x = np.sort(rng.uniform(low, high, 20))
     clean = ALL_LAWS[law](x)
     sd = float(np.std(clean))
     sigma = 0.01 * sd
@@ -100,7 +112,7 @@ def run(options: dict[str, Any], law: str, seed: int, budget: float,
     lp = post.stats["lp"].reshape(-1)
     draws = post.samples["f"].reshape(-1)
     best = draws[int(np.argmax(lp))]
-    fresh = np.linspace(-1, 1, 200)
+    fresh = np.linspace(low, high, 200)
     with np.errstate(all="ignore"):
         out = np.asarray(best(fresh), dtype=float) * np.ones_like(fresh)
         err = float(np.sqrt(np.mean((out - ALL_LAWS[law](fresh)) ** 2)) / sd)
@@ -118,15 +130,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--budget", type=float, default=10.0)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--laws", nargs="+", default=list(LAWS),
-                        choices=[*ALL_LAWS, "hard"],
-                        help="laws to run ('hard': the harder set HARD_LAWS)")
+                        choices=[*ALL_LAWS, "hard", "positive"],
+                        help="laws to run ('hard': the harder set HARD_LAWS, 'positive': "
+                             "POSITIVE_LAWS)")
     parser.add_argument("--noiseless", action="store_true",
                         help="exact data, model ppl.regression (learned noise with a floor)")
     args = parser.parse_args(argv)
     options = json.loads(args.options)
     out = []
     laws = [name for law in args.laws
-            for name in (HARD_LAWS if law == "hard" else [law])]
+            for name in {"hard": HARD_LAWS, "positive": POSITIVE_LAWS}.get(law, [law])]
     for law in laws:
         for seed in (int(s) for s in args.seeds.split(",")):
             record = {"label": args.label,

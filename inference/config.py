@@ -159,6 +159,11 @@ class McmcOptions:
     and that a constant move is a Laplace independence move instead of a random walk."""
     cache_size: int = CACHE_SIZE
     """Capacity of each LRU cache of the kernel; 0 turns caching off (same chain)."""
+    library_wrap: float = 0.0
+    """Share of the library move's proposal given to wrapped entries g(U): a unary
+    operator with an inverse around a library entry U fitted to g⁻¹ of the node's targets
+    (exp(c·log x) in one move; :mod:`inference.mcmc.blocks.semantic`); 0: none (the
+    default: docs/decisions.md, "Wrapped library entries")."""
     joint_noise: float = 0.0
     """Probability that a structure move also redraws a learned noise scale from the new
     program's residuals (:mod:`inference.mcmc.blocks.joint`; plain tree, library and grow
@@ -190,6 +195,10 @@ class McmcOptions:
             r = getattr(self, name)
             if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1:
                 raise PPLError(f"{name} must be a probability in [0, 1]; got {r!r}.")
+        w = self.library_wrap
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 0.9:
+            raise PPLError(f"library_wrap must be a share in [0, 0.9] (the prior keeps 0.1 of "
+                           f"the library move's proposal); got {w!r}.")
         if self.collapsed and self.num_rungs != 1:
             raise PPLError(f"collapsed=True is a mode with num_rungs=1; got num_rungs="
                            f"{self.num_rungs!r}.")

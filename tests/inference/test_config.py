@@ -123,6 +123,8 @@ BAD = [
     ({"num_rungs": 0}, "num_rungs"),
     ({"beta_min": 1.0}, "beta_min"),
     ({"refit": 2.0}, "refit"),
+    ({"library_wrap": 0.95}, r"library_wrap must be a share in \[0, 0.9\]"),
+    ({"library_wrap": True}, "library_wrap must be"),
     ({"cache_size": -1}, "cache_size"),
     ({"collapsed": 1}, "collapsed must be True or False"),
     ({"collapsed": True, "num_rungs": 2}, "num_rungs=1"),

@@ -13,6 +13,22 @@ points line up with the inputs (``Normal(f(x), sigma)``); elsewhere, and at node
 targets at fewer than half of the points, it is a rejected no-op (the same for the move
 and its reverse, so still exact).
 
+Wrapped entries
+---------------
+A library of subtrees up to four nodes cannot propose exp(c · log x) (a power law, five
+nodes) in one move, although its inner part is a library entry: c · log x fits log z.
+With share u (``library_wrap``) the move proposes a **wrapped entry** g(U) instead: a unary
+production g of A_v with an inverse (exp: log, log: exp, sin: arcsin, cos: arccos, ...,
+:data:`inference.residuals.INVERSES`), uniform among those whose transformed targets
+g⁻¹(z) exist at half the points and two, and U drawn from the fitted mixture of g's child
+(library and prior, no further wrapping) at g⁻¹(z), one level of budget below. So
+
+    q_v(T) = (1 − w − u) q_lib(T | z) + u/|G(z)| Σ_g 1[T = g(U)] q_g(U | g⁻¹(z)) + w p_b(T)
+
+is an explicit density (the three parts for T's root are read off T), depends on φ only
+through z, and the ratio stays exact. Without usable wrappers (no such g, or budgets too
+small), u = 0 and the move is the plain library move, draw for draw.
+
 Grow
 ----
 The library move replaces a subtree by a small one; the grow move builds on the subtree
@@ -55,8 +71,9 @@ from inference.mcmc.blocks.base import (
 from inference.mcmc.blocks.joint import accept_joint, draw_noise, joint_move
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.moves import budgets
-from inference.residuals import subtree_targets
+from inference.residuals import INVERSES, subtree_targets
 from inference.target import SiteInfo
+from ppl.ops import KIND_FUNCTION
 from ppl.prior import ProgramPrior
 from ppl.program import Program
 
@@ -109,7 +126,7 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
         return state, REJECTED
     a = prior.grammar.productions[phi.prods[v]].lhs
     b, s = budgets(prior, phi, v)
-    log_q, draw = _fitted_subtree(ctx, site, view, a, z, data[2], b, s)
+    log_q, draw = _fitted_subtree(ctx, site, view, a, z, data[2], b, s, wrap=True)
     new = draw(rng)
     if joint_move(rng, ctx, view):
         assert view.noise is not None
@@ -118,7 +135,7 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
         data2 = None if noise is None else library_data(noise.view)
         if data2 is None:
             return state, REJECTED
-        back, _ = _fitted_subtree(ctx, site, view, a, z, data2[2], b, s)
+        back, _ = _fitted_subtree(ctx, site, view, a, z, data2[2], b, s, wrap=True)
         end = int(phi.ends()[v])
         ratio = (-math.log(phi2.size) + back(phi.prods[v:end], phi.values[v:end])
                  + math.log(phi.size) - log_q(*new))
@@ -130,31 +147,78 @@ Tree = tuple[tuple[int, ...], tuple[Any, ...]]
 
 
 def _fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int,
-                    z: np.ndarray, sigma: float, b: int | None, s: int | None
+                    z: np.ndarray, sigma: float, b: int | None, s: int | None,
+                    wrap: bool = False
                     ) -> tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]:
-    """(log q, draw) of q(T) = (1 − w) q_lib(T | z) + w p_b(T | A) over subtrees of
-    nonterminal ``a`` within the budgets (only the prior when no entry fits)."""
+    """(log q, draw) of q(T) = (1 − w − u) q_lib(T | z) + u q_wrap(T | z) + w p_b(T | A)
+    over subtrees of nonterminal ``a`` within the budgets (module docstring, "Wrapped
+    entries"; u = ``library_wrap``, 0 without ``wrap`` or without a usable wrapper; the
+    library's share goes to the others when no entry fits)."""
     prior = site.fn
     lib = ctx.workspace.library(site, a, view)
     scores = lib.score(z, sigma, b, s)
     log_mass = prior.tables.log_mass(a, b, s)
-    w = PRIOR_SHARE
     fits = bool(np.isfinite(scores.log_q).any())
+    share = ctx.options.library_wrap if wrap else 0.0
+    wrappers = _wrappers(prior, a, z, b, s) if share > 0 else {}
+    w, u = PRIOR_SHARE, (share if wrappers else 0.0)
+    shares = (w, u, 1.0 - w - u) if fits else (w / (w + u), u / (w + u), 0.0)
+    log_shares = (math.log(shares[0]), math.log(u) if u else -math.inf,
+                  math.log1p(-w - u) if fits else -math.inf)
+    inner: dict[int, tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]] = {}
+
+    def wrapped(r: int) -> tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]:
+        if r not in inner:
+            c, zc = wrappers[r]
+            inner[r] = _fitted_subtree(ctx, site, view, c, zc, sigma,
+                                       None if b is None else b - 1,
+                                       None if s is None else s - 1)
+        return inner[r]
 
     def log_q(prods: tuple[int, ...], values: tuple[Any, ...]) -> float:
-        by_prior = math.log(w) + prior.subtree_log_prob(prods, values) - log_mass
-        if not fits:
-            return float(by_prior)
-        return float(np.logaddexp(math.log1p(-w) + lib.log_prob(scores, prods, values),
-                                  by_prior))
+        terms = [log_shares[0] + prior.subtree_log_prob(prods, values) - log_mass]
+        if prods[0] in wrappers:
+            terms.append(log_shares[1] - math.log(len(wrappers))
+                         + wrapped(prods[0])[0](prods[1:], values[1:]))
+        if fits:
+            terms.append(log_shares[2] + lib.log_prob(scores, prods, values))
+        return float(np.logaddexp.reduce(terms))
 
     def draw(rng: np.random.Generator) -> Tree:
-        if rng.random() < w or not fits:
+        u = rng.random()
+        if u < shares[0]:
             tree: Tree = prior.sample_subtree(rng, a, b, s)
             return tree
+        if u < shares[0] + shares[1]:
+            keys = list(wrappers)
+            r = keys[int(rng.integers(len(keys)))]
+            prods, values = wrapped(r)[1](rng)
+            return (r, *prods), (None, *values)
         return lib.sample(rng, scores)
 
     return log_q, draw
+
+
+def _wrappers(prior: ProgramPrior, a: int, z: np.ndarray, b: int | None, s: int | None
+              ) -> dict[int, tuple[int, np.ndarray]]:
+    """The unary productions r of ``a`` a wrapped entry may use at targets ``z`` and
+    budgets (b, s), each with (its child's nonterminal, the child's targets g⁻¹(z)): an
+    operator with an inverse, room for a child, targets at half the points and two."""
+    if (b is not None and b < 2) or (s is not None and s < 2):
+        return {}
+    out = {}
+    with np.errstate(all="ignore"):
+        for r in prior.grammar.by_lhs[a]:
+            p = prior.grammar.productions[r]
+            inverse = INVERSES.get((p.op.name, 0))
+            if len(p.children) != 1 or p.op.kind != KIND_FUNCTION or p.op.boolean or \
+                    inverse is None or prior.grammar.probs[r] <= 0:
+                continue
+            zc = np.asarray(inverse(z, []), dtype=np.float64)
+            count = int(np.isfinite(zc).sum())
+            if count >= 2 and 2 * count >= zc.size:
+                out[r] = (p.children[0], zc)
+    return out
 
 
 def _targets(phi: Program, u: int, data: LibraryData) -> np.ndarray | None:
