@@ -265,13 +265,22 @@ def _operon_no_constants(X: np.ndarray, y: np.ndarray, budget: float, seed: int
                                     p_lamarck=0.0, epsilon=1e-5, seed=seed,
                                     max_time=max(1, round(budget)))
     gp = op.GeneticProgrammingAlgorithm(cfg, problem, initializer, ones, generator, reinserter)
-    gp.Run(op.RandomGenerator(np.uint64(seed)), None, 1, False)
     names = {h: f"v{i}" for i, h in enumerate(inputs)}
+    history: list[tuple[float, str]] = []
+    began = time.perf_counter()
+
+    def report() -> None:  # after each generation: the best model, when it changed
+        best = op.InfixFormatter.Format(gp.BestModel.Genotype, names, 17)
+        if not history or history[-1][1] != best:
+            history.append((time.perf_counter() - began, best))
+
+    gp.Run(op.RandomGenerator(np.uint64(seed)), report, 1, False)
     text = op.InfixFormatter.Format(gp.BestModel.Genotype, names, 17)
     _keep = (mutators, creator, ones, evaluator)  # C++ objects held by pointer
     del _keep
     return text, {"generations": int(gp.Generation), "evaluations": int(evaluator.CallCount),
-                  "interface": "lower-level bindings, weights fixed at 1, no scaling"}
+                  "interface": "lower-level bindings, weights fixed at 1, no scaling",
+                  "history": history}
 
 
 def _operon_wrapper(X: np.ndarray, y: np.ndarray, budget: float, seed: int
@@ -306,8 +315,18 @@ def run_pyoperon(problem: Problem, seed: int, budget: float, noise: float) -> di
     except (sympy.SympifyError, TypeError, SyntaxError):
         expr = None
     result = check(problem, expr, None, truth, X_fresh)
+    history = info.pop("history", None)
+    first = None
+    for seconds, best in history or []:  # checked after the budget, not inside it
+        try:
+            best_expr = sympy.sympify(best, locals=local)
+        except (sympy.SympifyError, TypeError, SyntaxError):
+            continue
+        if check(problem, best_expr, None, truth, X_fresh)["recovered"]:
+            first = float(seconds)
+            break
     return {"best_program": text, "best_sympy": _text(expr), **result, "wall_time": wall,
-            "cpu_seconds": cpu, **info,
+            "cpu_seconds": cpu, **info, "first_recovery_seconds": first,
             "warnings": [f"{w.category.__name__}: {w.message}" for w in caught][:5]}
 
 
@@ -361,6 +380,7 @@ def run_gplearn(problem: Problem, seed: int, budget: float, noise: float) -> dic
                             random_state=seed, n_jobs=1, verbose=0)
     start, cpu = time.perf_counter(), time.process_time()
     generations, stopped = 0, False
+    history: list[tuple[float, Any]] = []  # (seconds, the best program) when it changed
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         while True:
@@ -368,6 +388,8 @@ def run_gplearn(problem: Problem, seed: int, budget: float, noise: float) -> dic
             est.set_params(generations=generations + 1)
             est.fit(X, y)
             generations += 1
+            if not history or str(history[-1][1]) != str(est._program):
+                history.append((time.perf_counter() - start, est._program))
             last = time.perf_counter() - t0
             if len(est._programs) < generations:  # gplearn's own stopping criterion
                 stopped = True
@@ -385,7 +407,19 @@ def run_gplearn(problem: Problem, seed: int, budget: float, noise: float) -> dic
     with np.errstate(all="ignore"):
         pred = np.asarray(program.execute(X_fresh), dtype=np.float64)
     result = check(problem, expr, pred, truth, X_fresh)
+    first = None
+    for seconds, best in history:  # checked after the budget, not inside it
+        try:
+            best_expr = gplearn_sympy(best.program, names)
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        with np.errstate(all="ignore"):
+            out = np.asarray(best.execute(X_fresh), dtype=np.float64)
+        if check(problem, best_expr, out, truth, X_fresh)["recovered"]:
+            first = float(seconds)
+            break
     return {"best_program": str(program), "best_sympy": _text(expr), **result,
+            "first_recovery_seconds": first,
             "wall_time": wall, "cpu_seconds": cpu, "generations": generations,
             "stopped_early": stopped,
             "warnings": [f"{w.category.__name__}: {w.message}" for w in caught][:5]}

@@ -97,11 +97,27 @@ def split_rates(records: list[dict[str, Any]], methods: list[str]) -> list[str]:
     return lines
 
 
+def _first_recovery(m: str, recs: list[dict[str, Any]]) -> list[str]:
+    """The median time until the method's best program first recovered the target (ours:
+    the search's best; the peers: the best after each generation), over the runs that
+    recorded one."""
+    first = [r["first_recovery_seconds"] for r in recs
+             if r.get("first_recovery_seconds") is not None]
+    if not first:
+        return []
+    what = "the search's best program" if m in OURS else "the best program of a generation"
+    return [f"- {m}: time to first recovery ({what} first recovers the target): median "
+            f"{np.median(first):.1f} s, range {min(first):.1f}–{max(first):.1f} s, over the "
+            f"{len(first)} runs where it did"]
+
+
 def effort(records: list[dict[str, Any]], methods: list[str]) -> list[str]:
-    """Median number of programs each method proposed or evaluated per run."""
+    """Median number of programs each method proposed or evaluated per run, and its time
+    to first recovery where its records have one."""
     lines = []
     for m in methods:
         recs = [r for r in records if r["method"] == m and r.get("error") is None]
+        lines += _first_recovery(m, recs)
         if m in OURS:
             sweeps = [r["num_draws"] + r.get("num_warmup", 0) for r in recs]
             if sweeps:
@@ -116,13 +132,6 @@ def effort(records: list[dict[str, Any]], methods: list[str]) -> list[str]:
                     "population sweeps (each walker one sweep), "
                     f"{np.median([x['restarts'] for x in searched]):,.0f} restarts, swaps "
                     f"accepted {np.nanmedian([x['swap_rate'] for x in searched]):.0%}")
-            first = [r["first_recovery_seconds"] for r in recs
-                     if r.get("first_recovery_seconds") is not None]
-            if first:
-                lines.append(f"- {m}: time to first recovery (the search's best program "
-                             f"first recovers the target): median {np.median(first):.1f} s, "
-                             f"range {min(first):.1f}–{max(first):.1f} s, over the "
-                             f"{len(first)} runs where the search recovered it")
         elif m == "pyoperon":
             ev = [r["evaluations"] for r in recs if "evaluations" in r]
             gens = [r["generations"] for r in recs if "generations" in r]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import itertools
 import os
 import pickle
@@ -301,7 +302,7 @@ def unguarded_call() -> str | None:
     script = getattr(main, "__file__", None)
     if main is None or not script or not os.path.exists(script):
         return None
-    frame = sys._getframe()
+    frame = inspect.currentframe()
     while frame is not None and not (frame.f_globals is vars(main)
                                      and frame.f_code.co_name == "<module>"):
         frame = frame.f_back  # type: ignore[assignment]
