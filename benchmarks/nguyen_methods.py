@@ -138,11 +138,28 @@ def first_recovery(problem: Problem, prior: Any, searched: dict[str, Any] | None
                    as_sympy: Callable[[Any], Any]) -> float | None:
     """Seconds from the chain's start until the search's best program first recovered the
     target (by :func:`check`), or None (no search, or never during the search)."""
-    for seconds, best in (searched or {}).get("history", []):
+    def recovered(best: dict[str, Any]) -> bool:
         program = prior.parse(best["f"])
         with np.errstate(all="ignore"):
-            if check(problem, as_sympy(program), program(**env), truth, X_fresh)["recovered"]:
-                return float(seconds)
+            return bool(check(problem, as_sympy(program), program(**env), truth,
+                              X_fresh)["recovered"])
+
+    return first_of(searched.get("history", []) if searched else [], recovered)
+
+
+def first_of(history: Sequence[tuple[float, Any]], recovered: Callable[[Any], bool]
+             ) -> float | None:
+    """The seconds of the first (seconds, best program) of ``history`` that ``recovered``
+    accepts, or None (checked after a run's budget, never inside it).
+
+    Examples
+    --------
+    >>> first_of([(0.5, "x"), (2.0, "x*x"), (3.0, "x*x*x")], lambda b: b.count("x") > 1)
+    2.0
+    """
+    for seconds, best in history:
+        if recovered(best):
+            return float(seconds)
     return None
 
 
@@ -315,16 +332,15 @@ def run_pyoperon(problem: Problem, seed: int, budget: float, noise: float) -> di
     except (sympy.SympifyError, TypeError, SyntaxError):
         expr = None
     result = check(problem, expr, None, truth, X_fresh)
-    history = info.pop("history", None)
-    first = None
-    for seconds, best in history or []:  # checked after the budget, not inside it
+
+    def recovered(best: str) -> bool:
         try:
             best_expr = sympy.sympify(best, locals=local)
         except (sympy.SympifyError, TypeError, SyntaxError):
-            continue
-        if check(problem, best_expr, None, truth, X_fresh)["recovered"]:
-            first = float(seconds)
-            break
+            return False
+        return bool(check(problem, best_expr, None, truth, X_fresh)["recovered"])
+
+    first = first_of(info.pop("history", []), recovered)
     return {"best_program": text, "best_sympy": _text(expr), **result, "wall_time": wall,
             "cpu_seconds": cpu, **info, "first_recovery_seconds": first,
             "warnings": [f"{w.category.__name__}: {w.message}" for w in caught][:5]}
@@ -407,17 +423,17 @@ def run_gplearn(problem: Problem, seed: int, budget: float, noise: float) -> dic
     with np.errstate(all="ignore"):
         pred = np.asarray(program.execute(X_fresh), dtype=np.float64)
     result = check(problem, expr, pred, truth, X_fresh)
-    first = None
-    for seconds, best in history:  # checked after the budget, not inside it
+
+    def recovered(best: Any) -> bool:
         try:
             best_expr = gplearn_sympy(best.program, names)
         except (KeyError, IndexError, TypeError, ValueError):
-            continue
+            return False
         with np.errstate(all="ignore"):
             out = np.asarray(best.execute(X_fresh), dtype=np.float64)
-        if check(problem, best_expr, out, truth, X_fresh)["recovered"]:
-            first = float(seconds)
-            break
+        return bool(check(problem, best_expr, out, truth, X_fresh)["recovered"])
+
+    first = first_of(history, recovered)
     return {"best_program": str(program), "best_sympy": _text(expr), **result,
             "first_recovery_seconds": first,
             "wall_time": wall, "cpu_seconds": cpu, "generations": generations,

@@ -215,8 +215,7 @@ def _wrappers(prior: ProgramPrior, a: int, z: np.ndarray, b: int | None, s: int 
                     inverse is None or prior.grammar.probs[r] <= 0:
                 continue
             zc = np.asarray(inverse(z, []), dtype=np.float64)
-            count = int(np.isfinite(zc).sum())
-            if count >= 2 and 2 * count >= zc.size:
+            if _enough(zc):
                 out[r] = (p.children[0], zc)
     return out
 
@@ -225,10 +224,13 @@ def _targets(phi: Program, u: int, data: LibraryData) -> np.ndarray | None:
     """Node u's targets when at least half of them (and two) exist, else None."""
     env, y, _ = data
     z = subtree_targets(phi, u, env, y)
-    if z is None:
-        return None
+    return z if z is not None and _enough(z) else None
+
+
+def _enough(z: np.ndarray) -> bool:
+    """Whether targets exist at half the points and at two at least."""
     count = int(np.isfinite(z).sum())
-    return None if count < 2 or 2 * count < z.size else z
+    return count >= 2 and 2 * count >= z.size
 
 
 def grow(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
