@@ -164,6 +164,10 @@ class McmcOptions:
     operator with an inverse around a library entry U fitted to g⁻¹ of the node's targets
     (exp(c·log x) in one move; :mod:`inference.mcmc.blocks.semantic`); 0: none (the
     default: docs/decisions.md, "Wrapped library entries")."""
+    library_tries: int = 1
+    """Tries of the library move: K subtrees drawn at once, scored as one batch, one kept
+    by multiple-try Metropolis (:mod:`inference.mcmc.blocks.tries`); 1: the single-try
+    move."""
     joint_noise: float = 0.0
     """Probability that a structure move also redraws a learned noise scale from the new
     program's residuals (:mod:`inference.mcmc.blocks.joint`; plain tree, library and grow
@@ -182,6 +186,7 @@ class McmcOptions:
         check_int("cache_size", self.cache_size, 0)
         check_int("search_rungs", self.search_rungs, 1)
         check_int("search_patience", self.search_patience, 1)
+        check_int("library_tries", self.library_tries, 1)
         share, b_min = self.search_share, self.search_beta_min
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
             raise PPLError(f"search_share must be in [0, 1); got {share!r}.")

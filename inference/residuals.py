@@ -37,7 +37,7 @@ import numpy as np
 from ppl.ops import KIND_FUNCTION
 from ppl.program import Program
 
-__all__ = ["INVERSES", "subtree_targets"]
+__all__ = ["INVERSES", "Step", "lift", "path_outputs", "subtree_targets", "targets_along"]
 
 Inverse = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
 
@@ -127,17 +127,80 @@ def subtree_targets(phi: Program, v: int, env: Mapping[str, np.ndarray], y: np.n
     >>> subtree_targets(phi, 3, {"x": x}, np.exp(3 * x))   # the constant: 3
     array([3., 3.])
     """
-    productions = phi.grammar.productions
     z = np.asarray(y, dtype=np.float64).reshape(-1)
-    n = z.size
+    return targets_along(path_outputs(phi, v, env, z.size), z)
+
+
+Step = tuple[Any, int, list[np.ndarray]]
+"""One ancestor of a node: (its operator, the slot of the child toward the node, the
+other children's outputs in order)."""
+
+
+def path_outputs(phi: Program, v: int, env: Mapping[str, np.ndarray], n: int) -> list[Step]:
+    """The ancestors of node ``v`` from the root down, each with its operator, the slot
+    toward v and its other children's outputs on the inputs ``env`` (n points): what
+    :func:`targets_along` pushes the data down through and :func:`lift` pushes a new
+    subtree's outputs up through.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ppl import Grammar
+    >>> phi = Grammar.load("arith").parse("(x + sin(x))", inputs=["x"])
+    >>> [(op.name, k, len(outs)) for op, k, outs in path_outputs(phi, 2, {"x": np.ones(2)}, 2)]
+    [('add', 1, 1)]
+    """
+    productions = phi.grammar.productions
+    steps = []
     with np.errstate(all="ignore"):
         for u, k, others in _path(phi, v):
-            op = productions[phi.prods[u]].op
-            inverse = INVERSES.get((op.name, k)) if op.kind == KIND_FUNCTION else None
-            if inverse is None or op.boolean:
-                return None
             outs = [_as_points(Program.unchecked(phi.grammar, phi.prods[s:e], phi.values[s:e],
                                                  phi.inputs).evaluate_numpy(env), n)
                     for s, e in others]
+            steps.append((productions[phi.prods[u]].op, k, outs))
+    return steps
+
+
+def targets_along(steps: list[Step], y: np.ndarray) -> np.ndarray | None:
+    """:func:`subtree_targets` from the ancestors' :func:`path_outputs`: ``y`` pushed down
+    through each operator's inverse (NaN where none exists at a point), None when an
+    operator has no inverse.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ppl import Grammar
+    >>> phi = Grammar.load("arith").parse("(x * sin(x))", inputs=["x"])
+    >>> x = np.array([1.0, 2.0])
+    >>> targets_along(path_outputs(phi, 2, {"x": x}, 2), 3 * x)   # sin(x) should be 3
+    array([3., 3.])
+    """
+    z = np.asarray(y, dtype=np.float64).reshape(-1)
+    with np.errstate(all="ignore"):
+        for op, k, outs in steps:
+            inverse = INVERSES.get((op.name, k)) if op.kind == KIND_FUNCTION else None
+            if inverse is None or op.boolean:
+                return None
             z = np.asarray(inverse(z, outs), dtype=np.float64)
     return np.where(np.isfinite(z), z, np.nan)
+
+
+def lift(steps: list[Step], out: np.ndarray) -> np.ndarray:
+    """The program's outputs when the node below ``steps`` outputs ``out``: its outputs
+    pushed up through the ancestors (:func:`path_outputs`), vectorised over leading axes
+    (``out`` of shape (K, n) gives K programs' outputs in one pass).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ppl import Grammar
+    >>> phi = Grammar.load("arith").parse("(x * sin(x))", inputs=["x"])
+    >>> x = np.array([1.0, 2.0])
+    >>> lift(path_outputs(phi, 2, {"x": x}, 2), np.array([[1.0, 1.0], [2.0, 3.0]]))
+    array([[1., 2.],
+           [2., 6.]])
+    """
+    with np.errstate(all="ignore"):
+        for op, k, outs in reversed(steps):
+            out = op.fn(np, *outs[:k], out, *outs[k:])
+    return np.asarray(out, dtype=np.float64)

@@ -101,7 +101,13 @@ dist = _Dist()
 
 
 def to_torch(value: Any) -> Any:
-    """numpy arrays and lists of numbers become float64 tensors; anything else is unchanged.
+    """numpy arrays, lists of numbers and lower-precision floating tensors (float32,
+    float16, bfloat16) become float64 tensors; anything else is unchanged.
+
+    float64 throughout is what lets the engine score a program move in numpy
+    (:mod:`inference.mcmc.fastlik` checks its scores against the model's own to 1e-9): a
+    model run in float32 would silently lose that path and the data-driven moves built on
+    it (docs/decisions.md, "float32 data").
 
     This is how model arguments reach a Pyro model (``World``, inference targets).
 
@@ -110,6 +116,8 @@ def to_torch(value: Any) -> Any:
     >>> import numpy as np
     >>> to_torch(np.array([1, 2])).dtype, to_torch([0.5, 1.0]).dtype, to_torch("x")
     (torch.float64, torch.float64, 'x')
+    >>> to_torch(torch.linspace(0.0, 1.0, 3)).dtype             # torch's default float32
+    torch.float64
     >>> frozen = np.ones(2)
     >>> frozen.flags.writeable = False                  # as a pandas column's values
     >>> to_torch(frozen).tolist()
@@ -120,6 +128,9 @@ def to_torch(value: Any) -> Any:
             value = value.copy()
         return torch.as_tensor(value, dtype=torch.float64 if value.dtype.kind in "fiu"
                                else None)
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and \
+            value.dtype != torch.float64:
+        return value.to(torch.float64)
     if isinstance(value, (list, tuple)) and value and all(
             isinstance(v, (int, float)) for v in value):
         return torch.tensor(value, dtype=torch.float64)

@@ -286,6 +286,15 @@ class ProgramLikelihood:
                 total += lp.reshape(len(constants), -1).sum(axis=1)
         return np.where(np.isfinite(total), total, -np.inf)
 
+    def log_lik_rows(self, outputs: np.ndarray) -> np.ndarray:
+        """log L of K programs from their outputs, one row each ((K, n): the view's one
+        call over the n points of its one factor, as :func:`inference.mcmc.blocks.semantic.
+        library_data` requires); the same formula as :meth:`log_lik`, −inf where invalid."""
+        f = self.factors[0]
+        with np.errstate(all="ignore"):
+            total = f.logpdf(f.y, outputs, f.params).reshape(len(outputs), -1).sum(axis=1)
+        return np.where(np.isfinite(total), total, -np.inf)
+
     @staticmethod
     def eval_key(program: Program) -> Any:
         """What a program's log L is cached under: its canonical key when it has no

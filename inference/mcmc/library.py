@@ -78,6 +78,8 @@ class Scores:
     log_q: np.ndarray
     c_hat: np.ndarray
     c_sd: np.ndarray
+    cumulative: np.ndarray | None = None
+    """Running sums of exp(log_q), computed by the first draw (:meth:`SubtreeLibrary.sample`)."""
 
 
 class SubtreeLibrary:
@@ -265,7 +267,9 @@ class SubtreeLibrary:
     def sample(self, rng: np.random.Generator, scores: Scores
                ) -> tuple[tuple[int, ...], tuple[Any, ...]]:
         """T ~ q_lib(· | z): an entry by its weight, its constant from Normal(ĉ, s)."""
-        cum = np.cumsum(np.exp(scores.log_q))
+        cum = scores.cumulative
+        if cum is None:
+            cum = scores.cumulative = np.cumsum(np.exp(scores.log_q))
         j = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(cum) - 1)
         if self.slot[j] < 0:
             return self.tree(j)

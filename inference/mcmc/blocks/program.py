@@ -36,6 +36,7 @@ from inference.mcmc.blocks.base import (
 from inference.mcmc.blocks.continuous import mala
 from inference.mcmc.blocks.joint import accept_joint, draw_noise, joint_move
 from inference.mcmc.blocks.semantic import grow, library, library_data
+from inference.mcmc.blocks.tries import library_tries
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.moves import MOVES, RandomChooser, budgets
 from inference.target import SiteInfo
@@ -279,6 +280,9 @@ def library_or_regenerate(rng: np.random.Generator, ctx: Context, state: GibbsSt
     data = library_data(view)
     if data is None:
         return STRUCTURE_MOVES["regenerate"](rng, ctx, state, site, view)
+    if ctx.options.library_tries > 1:
+        assert view is not None
+        return library_tries(rng, ctx, state, site, view, data)
     return library(rng, ctx, state, site, view, data)
 
 

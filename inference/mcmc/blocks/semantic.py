@@ -111,10 +111,11 @@ def library_data(view: ProgramLikelihood | None) -> LibraryData | None:
 
 
 def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
-            view: ProgramLikelihood | None, data: LibraryData | None = None
-            ) -> tuple[GibbsState, MoveInfo]:
+            view: ProgramLikelihood | None, data: LibraryData | None = None,
+            joint: bool | None = None) -> tuple[GibbsState, MoveInfo]:
     """The library move (module docstring); ``data`` is ``library_data(view)`` when the
-    caller has it already."""
+    caller has it already; ``joint`` says whether the move is joint (None: a coin of
+    probability ``joint_noise``, drawn after the subtree)."""
     data = data if data is not None else library_data(view)
     if data is None or view is None:
         return state, REJECTED
@@ -126,16 +127,17 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
         return state, REJECTED
     a = prior.grammar.productions[phi.prods[v]].lhs
     b, s = budgets(prior, phi, v)
-    log_q, draw = _fitted_subtree(ctx, site, view, a, z, data[2], b, s, wrap=True)
+    log_q, draw = fitted_subtree(ctx, site, view, a, z, data[2], b, s, wrap=True)
     new = draw(rng)
-    if joint_move(rng, ctx, view):
+    is_joint = joint_move(rng, ctx, view) if joint is None else joint
+    if is_joint:
         assert view.noise is not None
         phi2 = phi.replace(v, *new)
         noise = draw_noise(rng, view, phi2, state.values[view.noise.site])
         data2 = None if noise is None else library_data(noise.view)
         if data2 is None:
             return state, REJECTED
-        back, _ = _fitted_subtree(ctx, site, view, a, z, data2[2], b, s, wrap=True)
+        back, _ = fitted_subtree(ctx, site, view, a, z, data2[2], b, s, wrap=True)
         end = int(phi.ends()[v])
         ratio = (-math.log(phi2.size) + back(phi.prods[v:end], phi.values[v:end])
                  + math.log(phi.size) - log_q(*new))
@@ -146,7 +148,7 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
 Tree = tuple[tuple[int, ...], tuple[Any, ...]]
 
 
-def _fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int,
+def fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int,
                     z: np.ndarray, sigma: float, b: int | None, s: int | None,
                     wrap: bool = False
                     ) -> tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]:
@@ -170,7 +172,7 @@ def _fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: in
     def wrapped(r: int) -> tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]:
         if r not in inner:
             c, zc = wrappers[r]
-            inner[r] = _fitted_subtree(ctx, site, view, c, zc, sigma,
+            inner[r] = fitted_subtree(ctx, site, view, c, zc, sigma,
                                        None if b is None else b - 1,
                                        None if s is None else s - 1)
         return inner[r]
@@ -182,7 +184,10 @@ def _fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: in
                          + wrapped(prods[0])[0](prods[1:], values[1:]))
         if fits:
             terms.append(log_shares[2] + lib.log_prob(scores, prods, values))
-        return float(np.logaddexp.reduce(terms))
+        top = float(max(terms))
+        if top == -math.inf:
+            return top
+        return top + math.log(sum(math.exp(t - top) for t in terms))
 
     def draw(rng: np.random.Generator) -> Tree:
         u = rng.random()
@@ -215,7 +220,7 @@ def _wrappers(prior: ProgramPrior, a: int, z: np.ndarray, b: int | None, s: int 
                     inverse is None or prior.grammar.probs[r] <= 0:
                 continue
             zc = np.asarray(inverse(z, []), dtype=np.float64)
-            if _enough(zc):
+            if enough_targets(zc):
                 out[r] = (p.children[0], zc)
     return out
 
@@ -224,10 +229,10 @@ def _targets(phi: Program, u: int, data: LibraryData) -> np.ndarray | None:
     """Node u's targets when at least half of them (and two) exist, else None."""
     env, y, _ = data
     z = subtree_targets(phi, u, env, y)
-    return z if z is not None and _enough(z) else None
+    return z if z is not None and enough_targets(z) else None
 
 
-def _enough(z: np.ndarray) -> bool:
+def enough_targets(z: np.ndarray) -> bool:
     """Whether targets exist at half the points and at two at least."""
     count = int(np.isfinite(z).sum())
     return count >= 2 and 2 * count >= z.size
@@ -381,7 +386,7 @@ def _sibling_density(ctx: Context, site: SiteInfo, view: ProgramLikelihood,
     prior = site.fn
     z = _targets(phi, u, data) if fitted else None
     if z is not None:
-        return _fitted_subtree(ctx, site, view, c, z, data[2], depth, size)
+        return fitted_subtree(ctx, site, view, c, z, data[2], depth, size)
     log_mass = prior.tables.log_mass(c, depth, size)
 
     def log_q(prods: tuple[int, ...], values: tuple[Any, ...]) -> float:

@@ -68,8 +68,8 @@ def scale_from_output_model(x, y=None):
         ppl.sample("y", dist.Normal(out, 0.1 + out.abs()), obs=y)
 
 
-def _target(model):
-    target = Target(model, (X,), {"y": Y})
+def _target(model, args=(X,), kwargs=None):
+    target = Target(model, args, {"y": Y} if kwargs is None else kwargs)
     gibbs = Gibbs(target, McmcOptions(init_candidates=5, program_moves=1))
     state = gibbs.init(np.random.default_rng(1))
     return target, state
@@ -144,3 +144,13 @@ def test_a_huge_current_log_likelihood_does_not_leak_into_scores():
     for p in _programs(50, seed=4):
         full = target.log_joint(dict(values, f=p))
         assert view.log_joint(p) == pytest.approx(full, rel=1e-9, abs=1e-9) or full == -math.inf
+
+
+def test_float32_data_get_the_incremental_view():
+    """torch's default float32 tensors (``torch.linspace``) are promoted to float64 as numpy
+    arrays are: the model runs in float64 and its program moves are scored in numpy (before,
+    the view's float64 log L missed the float32 run's by 1e-6 and no view was built)."""
+    x, y = torch.linspace(-1.0, 1.0, 12), torch.as_tensor(Y, dtype=torch.float32)
+    target, state = _target(normal_model, (x,), {"y": y})
+    assert target.args[0].dtype == torch.float64 and target.kwargs["y"].dtype == torch.float64
+    assert ProgramLikelihood.build(target, state.values, "f", _programs(5)) is not None
