@@ -12,6 +12,9 @@ the default four walkers on the geometric ladder, patience 50, ``--sweeps`` popu
 sweeps, each walker one sweep, with the search's joint noise moves): CPU ms per population
 sweep, restarts included.
 
+``--options JSON`` gives the kernel other options (``McmcOptions``), e.g.
+``--options '{"library_tries": 32, "structure_weights": {"library": 1.0}}'``.
+
 ``--before DIR`` runs the same measurement on an earlier source tree (a subprocess with
 ``DIR`` first on ``sys.path``), alternating with this tree ``--repeats`` times, so the two
 are timed side by side under the same load::
@@ -56,18 +59,19 @@ SHARES = {
 
 
 def measure(problem: str, grammar: str, seed: int = 0, warmup: int = 200, sweeps: int = 300,
-            profile: bool = True) -> dict[str, Any]:
+            profile: bool = True, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """ms per sweep of the default kernel (CPU time) and, with ``profile``, the shares of
     :data:`SHARES` in a profiled stretch of the same length."""
     import numpy as np
     import torch
 
+    from inference.config import McmcOptions
     from inference.mcmc.gibbs import Gibbs
     from inference.target import Target
 
     torch.set_num_threads(1)
     model, columns, y = _problem(problem, grammar, seed)
-    kernel = Gibbs(Target(model, columns, {"y": y}, seed=seed))
+    kernel = Gibbs(Target(model, columns, {"y": y}, seed=seed), McmcOptions(**(options or {})))
     rng = np.random.default_rng(seed)
     state = kernel.init(rng)
     for _ in range(warmup):
@@ -145,7 +149,8 @@ def _run_tree(tree: str | None, args: argparse.Namespace) -> dict[str, Any]:
     call = {"fn": "measure_search" if args.search else "measure",
             "kwargs": {"problem": args.problem, "grammar": args.grammar, "seed": args.seed,
                        "sweeps": args.sweeps, **({} if args.search else
-                                                 {"warmup": args.warmup})}}
+                                                 {"warmup": args.warmup}),
+                       **({"options": json.loads(args.options)} if args.options else {})}}
     code = ("import importlib.util, json, sys; sys.path.insert(0, sys.argv[1]); "
             "spec = importlib.util.spec_from_file_location('sweep_profile', sys.argv[2]); "
             "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); "
@@ -168,7 +173,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--before", default=None, help="an earlier source tree")
     parser.add_argument("--search", action="store_true", help="time the search phase")
+    parser.add_argument("--options", default=None,
+                        help='McmcOptions of the kernel as JSON, e.g. \'{"library_tries": 32}\'')
     args = parser.parse_args(argv)
+    if args.options and (args.search or args.before):
+        parser.error("--options applies to this tree's kernel (not --search, not --before)")
     rows = []
     for _ in range(args.repeats):
         for label, tree in ([("before", args.before)] if args.before else []) + [

@@ -264,6 +264,52 @@ class SubtreeLibrary:
             out += -0.5 * ((c - mu) / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)
         return out
 
+    def sample_many(self, rng: np.random.Generator, scores: Scores, k: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """k independent draws of :meth:`sample` as arrays: (entry indices, constants; NaN
+        for entries without one).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ppl import ProgramPrior
+        >>> prior = ProgramPrior("arith", inputs=["x"], max_depth=2)
+        >>> x = np.linspace(1.0, 2.0, 5)
+        >>> lib = SubtreeLibrary(prior, 0, {"x": x}, max_size=3)
+        >>> s = lib.score(2.5 * x, 0.01, 2, 3)
+        >>> j, c = lib.sample_many(np.random.default_rng(0), s, 3)
+        >>> [prior.grammar.format(*lib.tree(i, round(v, 2))) for i, v in zip(j, c)]
+        ['(2.5 * x)', '(x * 2.5)', '(x * 2.5)']
+        """
+        cum = scores.cumulative
+        if cum is None:
+            cum = scores.cumulative = np.cumsum(np.exp(scores.log_q))
+        j = np.minimum(np.searchsorted(cum, rng.random(k) * cum[-1], side="right"),
+                       len(cum) - 1)
+        noise = rng.standard_normal(k)
+        with np.errstate(all="ignore"):
+            c = np.where(self.has_c[j], scores.c_hat[j] + scores.c_sd[j] * noise, np.nan)
+        return j, c
+
+    def entry_outputs(self, j: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """(k, n) outputs of entries ``j`` with constants ``c`` (affine in the constant)."""
+        return np.asarray(self.outputs[j] + np.where(self.has_c[j], c, 0.0)[:, None]
+                          * self.grads[j])
+
+    def entry_log_prob(self, scores: Scores, j: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """log q_lib of entries ``j`` with constants ``c`` (:meth:`log_prob`, vectorised)."""
+        with np.errstate(all="ignore"):
+            u = (c - scores.c_hat[j]) / scores.c_sd[j]
+            dens = -0.5 * u * u - np.log(scores.c_sd[j]) - 0.5 * math.log(2 * math.pi)
+        return np.asarray(scores.log_q[j] + np.where(self.has_c[j], dens, 0.0))
+
+    def entry_prior(self, j: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """log prior of entries ``j`` with constants ``c``: their structure's and their
+        constant's (``ProgramPrior.subtree_log_prob``, vectorised)."""
+        with np.errstate(all="ignore"):
+            dens = _constant_log_prob(self.prior, np.where(self.has_c[j], c, 0.0))
+        return np.asarray(self.log_p[j] + np.where(self.has_c[j], dens, 0.0))
+
     def sample(self, rng: np.random.Generator, scores: Scores
                ) -> tuple[tuple[int, ...], tuple[Any, ...]]:
         """T ~ q_lib(· | z): an entry by its weight, its constant from Normal(ĉ, s)."""

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,7 @@ from inference.mcmc.blocks.base import (
 )
 from inference.mcmc.blocks.joint import accept_joint, draw_noise, joint_move
 from inference.mcmc.fastlik import ProgramLikelihood
+from inference.mcmc.library import Scores, SubtreeLibrary
 from inference.mcmc.moves import budgets
 from inference.residuals import INVERSES, subtree_targets
 from inference.target import SiteInfo
@@ -148,14 +150,34 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
 Tree = tuple[tuple[int, ...], tuple[Any, ...]]
 
 
-def fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int,
-                    z: np.ndarray, sigma: float, b: int | None, s: int | None,
-                    wrap: bool = False
-                    ) -> tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]:
-    """(log q, draw) of q(T) = (1 − w − u) q_lib(T | z) + u q_wrap(T | z) + w p_b(T | A)
-    over subtrees of nonterminal ``a`` within the budgets (module docstring, "Wrapped
-    entries"; u = ``library_wrap``, 0 without ``wrap`` or without a usable wrapper; the
-    library's share goes to the others when no entry fits)."""
+@dataclass
+class Mixture:
+    """The parts of the fitted mixture q(T) = (1 − w − u) q_lib(T | z) + u q_wrap(T | z) +
+    w p_b(T | A) at one node (:func:`mixture`)."""
+
+    lib: SubtreeLibrary
+    """The library of the node's nonterminal."""
+    scores: Scores
+    """The library scored against the node's targets."""
+    log_mass: float
+    """log of the budgeted prior's mass (its normaliser)."""
+    fits: bool
+    """Whether any library entry fits (else the library's share goes to the others)."""
+    wrappers: dict[int, tuple[int, np.ndarray]]
+    """The usable wrappers (:func:`_wrappers`; empty unless ``library_wrap`` > 0)."""
+    shares: tuple[float, float, float]
+    """(prior, wrapped, library) shares of the proposal."""
+    log_shares: tuple[float, float, float]
+    """Their logs (−inf for a share of 0)."""
+    node: tuple[int, int | None, int | None]
+    """The node's nonterminal and (depth, size) budgets."""
+
+
+def mixture(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int, z: np.ndarray,
+            sigma: float, b: int | None, s: int | None, wrap: bool = False) -> Mixture:
+    """The fitted mixture's parts over subtrees of nonterminal ``a`` within the budgets at
+    targets ``z`` (module docstring, "Wrapped entries"; u = ``library_wrap``, 0 without
+    ``wrap`` or without a usable wrapper)."""
     prior = site.fn
     lib = ctx.workspace.library(site, a, view)
     scores = lib.score(z, sigma, b, s)
@@ -167,6 +189,19 @@ def fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int
     shares = (w, u, 1.0 - w - u) if fits else (w / (w + u), u / (w + u), 0.0)
     log_shares = (math.log(shares[0]), math.log(u) if u else -math.inf,
                   math.log1p(-w - u) if fits else -math.inf)
+    return Mixture(lib, scores, log_mass, fits, wrappers, shares, log_shares, (a, b, s))
+
+
+def fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int,
+                   z: np.ndarray, sigma: float, b: int | None, s: int | None,
+                   wrap: bool = False, mix: Mixture | None = None
+                   ) -> tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]:
+    """(log q, draw) of the fitted mixture (:func:`mixture`, or ``mix`` when the caller
+    has it) over subtrees of nonterminal ``a`` within the budgets."""
+    prior = site.fn
+    m = mix if mix is not None else mixture(ctx, site, view, a, z, sigma, b, s, wrap)
+    lib, scores, log_mass, fits = m.lib, m.scores, m.log_mass, m.fits
+    wrappers, shares, log_shares = m.wrappers, m.shares, m.log_shares
     inner: dict[int, tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]] = {}
 
     def wrapped(r: int) -> tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]:

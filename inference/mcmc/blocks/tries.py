@@ -19,27 +19,41 @@ tries: Liu, Liang and Wong 2000). Detailed balance holds for any K: π̃(T) K q(
 / (w(T') + S) · min(1, (w(T') + S) / (S + w(T))) is symmetric in T and T' (S the other tries'
 weights), since π̃(T) q(T') w(T') = π̃(T) π̃(T') = π̃(T') q(T) w(T).
 
-The K tries cost far less than K moves: z, the ancestors' other children and q_v are
-computed once; each try's outputs (a subtree of at most a few nodes) are pushed up the
-path to the root as one (K, n) array (:func:`inference.residuals.lift`) and scored by one
-vectorised log-likelihood (:meth:`~inference.mcmc.fastlik.ProgramLikelihood.log_lik_rows`);
-p(φ[v ← T]) is p(φ) with T_v's prior terms swapped for T's. A joint move (a redrawn noise
-scale, ``joint_noise``) stays a single try.
+The K tries cost far less than K moves: z, the ancestors' other children and the
+library's scores are computed once; the library's tries (share 1 − w of q_v) are drawn as
+one array (:meth:`~inference.mcmc.library.SubtreeLibrary.sample_many`: entries, constants,
+outputs read from the library's table, densities vectorised), only the prior's tries (share
+w) one by one; all K outputs are pushed up the path to the root as one (K, n) array
+(:func:`inference.residuals.lift`) and scored by one vectorised log-likelihood
+(:meth:`~inference.mcmc.fastlik.ProgramLikelihood.log_lik_rows`); p(φ[v ← T]) is p(φ) with
+T_v's prior terms swapped for T's. With wrapped entries (``library_wrap``) every try is
+drawn one by one. A joint move (a redrawn noise scale, ``joint_noise``) stays a single try.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from inference.mcmc.blocks.base import INVALID, REJECTED, Context, GibbsState, MoveInfo
 from inference.mcmc.blocks.joint import joint_move
-from inference.mcmc.blocks.semantic import LibraryData, enough_targets, fitted_subtree, library
+from inference.mcmc.blocks.semantic import (
+    LibraryData,
+    Mixture,
+    Tree,
+    enough_targets,
+    fitted_subtree,
+    library,
+    mixture,
+)
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.moves import budgets
 from inference.residuals import lift, path_outputs, targets_along
 from inference.target import SiteInfo
+from ppl.prior import ProgramPrior
 from ppl.program import Program
 
 __all__ = ["library_tries", "selection"]
@@ -78,33 +92,28 @@ def library_tries(rng: np.random.Generator, ctx: Context, state: GibbsState, sit
         return state, REJECTED
     a = prior.grammar.productions[phi.prods[v]].lhs
     b, s = budgets(prior, phi, v)
-    log_q, draw = fitted_subtree(ctx, site, view, a, z, sigma, b, s, wrap=True)
-    tries = [draw(rng) for _ in range(ctx.options.library_tries)]
-    outs = np.empty((len(tries), y.size))
-    with np.errstate(all="ignore"):
-        for i, (prods, consts) in enumerate(tries):
-            outs[i] = Program.unchecked(prior.grammar, prods, consts,
-                                        prior.inputs).evaluate_numpy(env)
-    log_lik = view.log_lik_rows(lift(steps, outs))
+    mix = mixture(ctx, site, view, a, z, sigma, b, s, wrap=True)
+    log_q, draw = fitted_subtree(ctx, site, view, a, z, sigma, b, s, mix=mix)
+    batch = draw_tries(rng, mix, log_q, draw, ctx.options.library_tries, env, y.size, prior)
+    log_lik = view.log_lik_rows(lift(steps, batch.outputs))
     end = int(phi.ends()[v])
     old = (phi.prods[v:end], phi.values[v:end])
     # log π̃(T) − log q(T) up to a constant: log p(φ[v ← T]) = log p(φ) − log p(T_v) + log p(T)
     base = state.log_joint - prior.subtree_log_prob(*old) - view.beta * view.log_lik(phi)
-    rest = phi.size - (end - v)
-    log_w = np.array([base + prior.subtree_log_prob(*t) + view.beta * ll
-                      - math.log(rest + len(t[0])) - log_q(*t)
-                      for t, ll in zip(tries, log_lik, strict=True)])
+    with np.errstate(all="ignore"):
+        log_w = (base + batch.log_prior + view.beta * log_lik
+                 - np.log(phi.size - (end - v) + batch.sizes) - batch.log_q)
     log_w = np.where(np.isnan(log_w), -np.inf, log_w)
     log_w_old = state.log_joint - math.log(phi.size) - log_q(*old)
     probs, alphas = selection(log_w, log_w_old)
     if probs is None or alphas is None:
         return state, INVALID
     j = min(int(np.searchsorted(np.cumsum(probs), rng.random(), side="right")),
-            len(tries) - 1)
+            len(probs) - 1)
     alpha = float(alphas[j])
     if rng.random() >= alpha:
         return state, MoveInfo(alpha, False, 0)
-    phi2 = phi.replace(v, *tries[j])
+    phi2 = phi.replace(v, *batch.tree(j))
     lj = view.log_joint(phi2)
     if not math.isfinite(lj):
         return state, INVALID
@@ -135,3 +144,52 @@ def selection(log_w: np.ndarray, log_w_old: float
     with np.errstate(divide="ignore"):  # Σ_{i≠j} w_i + w(T_v) = 0 only when α = 1
         alphas = np.minimum(1.0, total / (np.maximum(total - weights, 0.0) + old))
     return weights / total, alphas
+
+
+@dataclass
+class Batch:
+    """K tries: their outputs (K, n), log q, log prior (constants included) and sizes, and
+    how to build try j's tree."""
+
+    outputs: np.ndarray
+    log_q: np.ndarray
+    log_prior: np.ndarray
+    sizes: np.ndarray
+    tree: Callable[[int], Tree]
+
+
+def draw_tries(rng: np.random.Generator, mix: Mixture, log_q: Callable[..., float],
+          draw: Callable[[np.random.Generator], Tree], k: int, env: dict[str, np.ndarray],
+          n: int, prior: ProgramPrior) -> Batch:
+    """K independent draws from the fitted mixture. Without wrapped entries the library's
+    draws are one array (entries, constants, outputs from the library's table, densities);
+    the prior's (share w) and, with wrapped entries, every draw are made one by one."""
+    library = np.zeros(k, dtype=bool) if mix.wrappers else rng.random(k) >= mix.shares[0]
+    single = [draw(rng) if mix.wrappers else prior.sample_subtree(rng, *mix.node)
+              for _ in range(int((~library).sum()))]
+    j, c = mix.lib.sample_many(rng, mix.scores, int(library.sum()))
+    outputs = np.empty((k, n))
+    lq, lp, sizes = np.empty(k), np.empty(k), np.empty(k)
+    rows = np.flatnonzero(~library)
+    with np.errstate(all="ignore"):
+        for i, (prods, consts) in zip(rows, single, strict=True):
+            outputs[i] = Program.unchecked(prior.grammar, prods, consts,
+                                           prior.inputs).evaluate_numpy(env)
+            lq[i], lp[i] = log_q(prods, consts), prior.subtree_log_prob(prods, consts)
+            sizes[i] = len(prods)
+        if library.any():
+            lib_prior = mix.lib.entry_prior(j, c)
+            outputs[library] = mix.lib.entry_outputs(j, c)
+            lq[library] = np.logaddexp(mix.log_shares[0] + lib_prior - mix.log_mass,
+                                       mix.log_shares[2] + mix.lib.entry_log_prob(mix.scores,
+                                                                                  j, c))
+            lp[library] = lib_prior
+            sizes[library] = mix.lib.size[j]
+    where = np.cumsum(library) - 1
+
+    def tree(i: int) -> Tree:
+        if library[i]:
+            return mix.lib.tree(int(j[where[i]]), float(c[where[i]]))
+        return single[int(np.searchsorted(rows, i))]
+
+    return Batch(outputs, lq, lp, sizes, tree)

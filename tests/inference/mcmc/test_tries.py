@@ -22,8 +22,9 @@ import pytest
 import ppl
 from inference import infer
 from inference.config import McmcOptions, NutsOptions
-from inference.mcmc.blocks import tries
+from inference.mcmc.blocks import semantic, tries
 from inference.mcmc.blocks.base import Context, GibbsState, Workspace
+from inference.mcmc.exact import structures
 from inference.mcmc.library import SubtreeLibrary
 from inference.target import SiteInfo
 from ppl.trace import PROGRAM
@@ -39,6 +40,7 @@ from tests.inference.mcmc.test_library import (
     p_value,
     q_v,
 )
+from tests.stats.discrete import gtest_pvalue
 
 
 def kernel(pi: np.ndarray, q: np.ndarray, k: int, choose: Any = tries.selection
@@ -83,17 +85,20 @@ def test_without_the_current_weight_the_choice_is_not_stationary() -> None:
     assert np.abs(pi @ p - pi).max() > 1e-4
 
 
-class Script:
-    """A stand-in Generator: the node, then the choice's two uniforms."""
+class ForcedNode:
+    """A Generator whose first ``integers`` call (the move's node) returns ``node``."""
 
-    def __init__(self, node: int) -> None:
-        self.node = node
+    def __init__(self, node: int, seed: int = 0) -> None:
+        self.node, self.rng, self.first = node, np.random.default_rng(seed), True
 
-    def integers(self, n: int) -> int:
-        return self.node
+    def integers(self, *args: Any, **kwargs: Any) -> Any:
+        if self.first:
+            self.first = False
+            return self.node
+        return self.rng.integers(*args, **kwargs)
 
-    def random(self) -> float:
-        return 0.5
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rng, name)
 
 
 class RowsView(FakeView):
@@ -108,49 +113,104 @@ class RowsView(FakeView):
         return np.where(np.isfinite(total), total, -np.inf)
 
 
+def context(prior: ppl.ProgramPrior, k: int, wrap: float = 0.0) -> Context:
+    return Context(TableTarget(prior), McmcOptions(library_tries=k, library_wrap=wrap),
+                   NutsOptions(), Workspace(0))
+
+
 @pytest.mark.parametrize(("text", "v"), [("(x + sin(x))", 0), ("(x + sin(x))", 2),
                                          ("(sin(x) + x)", 1), ("x", 0)])
 def test_the_tries_are_weighed_by_the_target_over_the_proposal(
         monkeypatch: pytest.MonkeyPatch, text: str, v: int) -> None:
     """log w_j − log w(T_v) = log π̃(T_j) − log q_v(T_j) − (log π̃(T_v) − log q_v(T_v)) for
-    tries scripted over every subtree the move may draw at node v of φ."""
+    60 tries at node v of φ, q_v written out independently (test_library.q_v)."""
     phi = TINY.parse(text)
     lib = SubtreeLibrary(TINY, 0, {"x": X})
     q = q_v(TINY, lib, phi, v, wrap_share=0.0)
     assert q is not None
     end = int(phi.ends()[v])
     old = (phi.prods[v:end], phi.values[v:end])
-    candidates = [(p.prods, p.values) for p, _ in TINY.enumerate() if p.depth <= 2]
-    candidates = [t for t in candidates if q(t) > 0][:40]
     seen: dict[str, Any] = {}
-    real, choose = tries.fitted_subtree, tries.selection
+    real_draw, real_choice = tries.draw_tries, tries.selection
 
-    def scripted(*args: Any, **kwargs: Any) -> Any:
-        log_q, _ = real(*args, **kwargs)
-        queue = list(candidates)
-        return log_q, lambda rng: queue.pop(0)
+    def recording_draw(*args: Any) -> Any:
+        seen["batch"] = real_draw(*args)
+        return seen["batch"]
 
-    def recording(log_w: np.ndarray, log_w_old: float) -> Any:
+    def recording_choice(log_w: np.ndarray, log_w_old: float) -> Any:
         seen["log_w"], seen["old"] = log_w, log_w_old
-        return choose(log_w, log_w_old)
+        return real_choice(log_w, log_w_old)
 
-    monkeypatch.setattr(tries, "fitted_subtree", scripted)
-    monkeypatch.setattr(tries, "selection", recording)
-    ctx = Context(TableTarget(TINY), McmcOptions(library_tries=len(candidates)),
-                  NutsOptions(), Workspace(0))
+    monkeypatch.setattr(tries, "draw_tries", recording_draw)
+    monkeypatch.setattr(tries, "selection", recording_choice)
     state = GibbsState({"f": phi}, log_joint(TINY, phi), {}, 0)
-    tries.library_tries(Script(v), ctx, state, SiteInfo("f", PROGRAM, TINY, ()),
-                        RowsView(TINY), ({"x": X}, Y, SIGMA))  # type: ignore[arg-type]
+    tries.library_tries(ForcedNode(v), context(TINY, 60), state,  # type: ignore[arg-type]
+                        SiteInfo("f", PROGRAM, TINY, ()), RowsView(TINY),  # type: ignore[arg-type]
+                        ({"x": X}, Y, SIGMA))
 
     def log_weight(tree: Any) -> float:
         phi2 = phi.replace(v, *tree)
         return log_joint(TINY, phi2) - math.log(phi2.size) - math.log(q(tree))
 
-    expected = np.array([log_weight(t) for t in candidates]) - log_weight(old)
+    batch = seen["batch"]
+    expected = np.array([log_weight(batch.tree(i)) for i in range(60)]) - log_weight(old)
     got = seen["log_w"] - seen["old"]
     finite = np.isfinite(expected)
     assert np.array_equal(finite, np.isfinite(got))
     assert np.abs(got[finite] - expected[finite]).max() < 1e-9
+
+
+@pytest.mark.parametrize("wrap", [0.0, 0.3])
+def test_a_batch_of_tries_has_the_mixture_s_densities(wrap: float) -> None:
+    """Each try of a batch (library tries drawn as one array, with constants) carries the
+    fitted mixture's log q, its prior log density, size and outputs, as computed for the
+    tree alone; with wrapped entries every try is drawn one by one."""
+    prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=4)
+    x = np.linspace(0.5, 2.0, 15)
+    y = 2.5 * x + np.sin(x)
+    ctx = context(prior, 1, wrap)
+    site, view = SiteInfo("f", PROGRAM, prior, ()), RowsView(prior)
+    view.envs = [{"x": x}]
+    mix = semantic.mixture(ctx, site, view, 0, y, 0.1, 3, None, wrap=True)  # type: ignore[arg-type]
+    log_q, draw = semantic.fitted_subtree(ctx, site, view, 0, y, 0.1, 3, None,  # type: ignore[arg-type]
+                                          mix=mix)
+    batch = tries.draw_tries(np.random.default_rng(0), mix, log_q, draw, 400, {"x": x}, 15,
+                             prior)
+    sizes = []
+    for i in range(400):
+        tree = batch.tree(i)
+        assert abs(batch.log_q[i] - log_q(*tree)) < 1e-9
+        assert abs(batch.log_prior[i] - prior.subtree_log_prob(*tree)) < 1e-9
+        assert batch.sizes[i] == len(tree[0])
+        with np.errstate(all="ignore"):
+            out = np.broadcast_to(ppl.Program(prior.grammar, *tree, prior.inputs)
+                                  .evaluate_numpy({"x": x}), (15,))
+        np.testing.assert_allclose(batch.outputs[i], out, rtol=1e-12, atol=1e-12)
+        sizes.append(len(tree[0]))
+    assert len(set(sizes)) > 1
+
+
+def test_a_batch_of_tries_is_drawn_from_the_mixture() -> None:
+    """20,000 tries at the root of the 302-program grammar: their frequencies match q_v
+    (a G-test over every subtree of the budgets)."""
+    phi = TINY.parse("(x + sin(x))")
+    lib = SubtreeLibrary(TINY, 0, {"x": X})
+    q = q_v(TINY, lib, phi, 0, wrap_share=0.0)
+    assert q is not None
+    ctx = context(TINY, 1)
+    site, view = SiteInfo("f", PROGRAM, TINY, ()), RowsView(TINY)
+    mix = semantic.mixture(ctx, site, view, 0, Y, SIGMA, 3, None)  # type: ignore[arg-type]
+    log_q, draw = semantic.fitted_subtree(ctx, site, view, 0, Y, SIGMA, 3, None,  # type: ignore[arg-type]
+                                          mix=mix)
+    batch = tries.draw_tries(np.random.default_rng(1), mix, log_q, draw, 20_000, {"x": X},
+                             X.size, TINY)
+    counts: dict[Any, int] = {}
+    for i in range(20_000):
+        tree = batch.tree(i)
+        counts[tree] = counts.get(tree, 0) + 1
+    expected = {t: q(t) for t in structures(TINY, 0, 3, None)}
+    assert abs(sum(expected.values()) - 1.0) < 1e-9
+    assert gtest_pvalue(counts, expected, top_k=25) > 0.001
 
 
 @pytest.fixture(scope="module")
