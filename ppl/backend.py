@@ -101,8 +101,9 @@ dist = _Dist()
 
 
 def to_torch(value: Any) -> Any:
-    """numpy arrays, lists of numbers and lower-precision floating tensors (float32,
-    float16, bfloat16) become float64 tensors; anything else is unchanged.
+    """numpy arrays, pandas columns and tables of numbers, lists of numbers and
+    lower-precision floating tensors (float32, float16, bfloat16) become float64 tensors;
+    anything else is unchanged.
 
     float64 throughout is what lets the engine score a program move in numpy
     (:mod:`inference.mcmc.fastlik` checks its scores against the model's own to 1e-9): a
@@ -118,11 +119,18 @@ def to_torch(value: Any) -> Any:
     (torch.float64, torch.float64, 'x')
     >>> to_torch(torch.linspace(0.0, 1.0, 3)).dtype             # torch's default float32
     torch.float64
+    >>> import pandas as pd
+    >>> to_torch(pd.Series([1.0, 2.5])).tolist()                # a data frame's column
+    [1.0, 2.5]
     >>> frozen = np.ones(2)
     >>> frozen.flags.writeable = False                  # as a pandas column's values
     >>> to_torch(frozen).tolist()
     [1.0, 1.0]
     """
+    if type(value).__module__.split(".")[0] == "pandas" and hasattr(value, "to_numpy"):
+        array = np.asarray(value.to_numpy())  # a Series or DataFrame of numbers
+        if array.dtype.kind in "fiub":
+            return to_torch(array)
     if isinstance(value, np.ndarray):
         if not value.flags.writeable:  # e.g. a pandas column (copy-on-write): torch warns
             value = value.copy()

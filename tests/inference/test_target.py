@@ -100,3 +100,20 @@ def test_the_temperature_is_set_at_construction() -> None:
             assert target.log_joint(values) == pytest.approx(prior + target.beta * lik)
     with pytest.raises(PPLError, match="beta"):
         Target(model, (), {"y": 2.0}, beta=0.0)
+
+
+def test_pandas_columns_are_data() -> None:
+    """A data frame's columns, as scientists pass them, become float64 tensors (before, the
+    model failed inside torch: "Input arguments must all be instances of Number,
+    torch.Tensor ...")."""
+    import pandas as pd
+
+    def model(x, y=None):
+        f = ppl.sample("f", ppl.ProgramPrior("arith", inputs=["x"], max_depth=3))
+        with ppl.plate("data", len(x)):
+            ppl.sample("y", ppl.dist.Normal(f(x), 0.5), obs=y)
+
+    frame = pd.DataFrame({"x": np.linspace(0.5, 2.0, 8), "y": np.linspace(1.0, 4.0, 8)})
+    target = Target(model, (frame["x"],), {"y": frame["y"]})
+    assert target.args[0].dtype == torch.float64
+    assert target.kwargs["y"].tolist() == frame["y"].tolist()
