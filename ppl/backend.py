@@ -101,7 +101,7 @@ dist = _Dist()
 
 
 def to_torch(value: Any) -> Any:
-    """numpy arrays, pandas columns and tables of numbers, lists of numbers and
+    """numpy and jax arrays, pandas columns and tables of numbers, lists of numbers and
     lower-precision floating tensors (float32, float16, bfloat16) become float64 tensors;
     anything else is unchanged.
 
@@ -127,10 +127,13 @@ def to_torch(value: Any) -> Any:
     >>> to_torch(frozen).tolist()
     [1.0, 1.0]
     """
-    if type(value).__module__.split(".")[0] == "pandas" and hasattr(value, "to_numpy"):
+    home = type(value).__module__.split(".")[0]
+    if home == "pandas" and hasattr(value, "to_numpy"):
         array = np.asarray(value.to_numpy())  # a Series or DataFrame of numbers
         if array.dtype.kind in "fiub":
             return to_torch(array)
+    if home in ("jax", "jaxlib") and hasattr(value, "__array__"):
+        return to_torch(np.array(value))  # a jax array (to_jax's converse)
     if isinstance(value, np.ndarray):
         if not value.flags.writeable:  # e.g. a pandas column (copy-on-write): torch warns
             value = value.copy()

@@ -102,10 +102,11 @@ def test_the_temperature_is_set_at_construction() -> None:
         Target(model, (), {"y": 2.0}, beta=0.0)
 
 
-def test_pandas_columns_are_data() -> None:
-    """A data frame's columns, as scientists pass them, become float64 tensors (before, the
-    model failed inside torch: "Input arguments must all be instances of Number,
-    torch.Tensor ...")."""
+def test_pandas_columns_and_jax_arrays_are_data() -> None:
+    """A data frame's columns, as scientists pass them, and jax arrays become float64
+    tensors (before, the model failed inside torch: "Input arguments must all be instances
+    of Number, torch.Tensor ...")."""
+    import jax.numpy as jnp
     import pandas as pd
 
     def model(x, y=None):
@@ -117,3 +118,6 @@ def test_pandas_columns_are_data() -> None:
     target = Target(model, (frame["x"],), {"y": frame["y"]})
     assert target.args[0].dtype == torch.float64
     assert target.kwargs["y"].tolist() == frame["y"].tolist()
+    target = Target(model, (jnp.asarray(frame["x"].to_numpy()),), {"y": frame["y"].to_numpy()})
+    assert target.args[0].dtype == torch.float64
+    assert target.args[0].tolist() == pytest.approx(frame["x"].tolist(), abs=1e-6)
