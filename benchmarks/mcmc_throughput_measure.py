@@ -39,7 +39,7 @@ from ppl import dist
 
 ROOT = Path(__file__).resolve().parent.parent
 PRIOR = ppl.ProgramPrior("arith", inputs=["x"], max_depth=6)
-STRUCTURE = ("structure", "refit_structure")
+STRUCTURE = ("structure", "refit_structure", "library", "library_tries", "grow")
 CONSTANT = ("constant_rw", "laplace_constants", "mala")
 """The program block's update functions (module globals of ``inference.mcmc.blocks.program``,
 which looks them up at call time)."""
