@@ -79,7 +79,8 @@ class Scores:
     c_hat: np.ndarray
     c_sd: np.ndarray
     cumulative: np.ndarray | None = None
-    """Running sums of exp(log_q), computed by the first draw (:meth:`SubtreeLibrary.sample`)."""
+    """Running sums of exp(log_q), computed by the first draw (``SubtreeLibrary.sample``,
+    ``sample_many``)."""
 
 
 class SubtreeLibrary:
@@ -264,6 +265,13 @@ class SubtreeLibrary:
             out += -0.5 * ((c - mu) / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)
         return out
 
+    @staticmethod
+    def _cumulative(scores: Scores) -> np.ndarray:
+        """Running sums of exp(log_q), computed once per scoring (every draw reads them)."""
+        if scores.cumulative is None:
+            scores.cumulative = np.cumsum(np.exp(scores.log_q))
+        return scores.cumulative
+
     def sample_many(self, rng: np.random.Generator, scores: Scores, k: int
                     ) -> tuple[np.ndarray, np.ndarray]:
         """k independent draws of :meth:`sample` as arrays: (entry indices, constants; NaN
@@ -281,9 +289,7 @@ class SubtreeLibrary:
         >>> [prior.grammar.format(*lib.tree(i, round(v, 2))) for i, v in zip(j, c)]
         ['(2.5 * x)', '(x * 2.5)', '(x * 2.5)']
         """
-        cum = scores.cumulative
-        if cum is None:
-            cum = scores.cumulative = np.cumsum(np.exp(scores.log_q))
+        cum = self._cumulative(scores)
         j = np.minimum(np.searchsorted(cum, rng.random(k) * cum[-1], side="right"),
                        len(cum) - 1)
         noise = rng.standard_normal(k)
@@ -313,9 +319,7 @@ class SubtreeLibrary:
     def sample(self, rng: np.random.Generator, scores: Scores
                ) -> tuple[tuple[int, ...], tuple[Any, ...]]:
         """T ~ q_lib(· | z): an entry by its weight, its constant from Normal(ĉ, s)."""
-        cum = scores.cumulative
-        if cum is None:
-            cum = scores.cumulative = np.cumsum(np.exp(scores.log_q))
+        cum = self._cumulative(scores)
         j = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(cum) - 1)
         if self.slot[j] < 0:
             return self.tree(j)

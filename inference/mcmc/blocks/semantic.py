@@ -208,8 +208,8 @@ def fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int
         if r not in inner:
             c, zc = wrappers[r]
             inner[r] = fitted_subtree(ctx, site, view, c, zc, sigma,
-                                       None if b is None else b - 1,
-                                       None if s is None else s - 1)
+                                      None if b is None else b - 1,
+                                      None if s is None else s - 1)
         return inner[r]
 
     def log_q(prods: tuple[int, ...], values: tuple[Any, ...]) -> float:

@@ -159,8 +159,8 @@ class Batch:
 
 
 def draw_tries(rng: np.random.Generator, mix: Mixture, log_q: Callable[..., float],
-          draw: Callable[[np.random.Generator], Tree], k: int, env: dict[str, np.ndarray],
-          n: int, prior: ProgramPrior) -> Batch:
+               draw: Callable[[np.random.Generator], Tree], k: int,
+               env: dict[str, np.ndarray], n: int, prior: ProgramPrior) -> Batch:
     """K independent draws from the fitted mixture. Without wrapped entries the library's
     draws are one array (entries, constants, outputs from the library's table, densities);
     the prior's (share w) and, with wrapped entries, every draw are made one by one."""
