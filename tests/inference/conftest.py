@@ -28,10 +28,12 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     flag = tmp_path_factory.mktemp("cluster") / "killed"
     os.environ[KILL_FLAG] = str(flag)  # the workers inherit it; dies_once reads it
     try:
-        # a killed worker's task is not retried elsewhere: its chain or chunk is reported
+        # a killed worker's task is not retried elsewhere: its chain or chunk is reported;
+        # the scheduler's HTTP server gets a free port (with dashboard_address=None it still
+        # binds 8787, and a run failed when another process held that port)
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
                 LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                             host="127.0.0.1", dashboard_address=None,
+                             host="127.0.0.1", dashboard_address="127.0.0.1:0",
                              silence_logs=logging.CRITICAL) as cluster, \
                 Client(cluster) as c:
             yield c
