@@ -289,6 +289,20 @@ def library_or_regenerate(rng: np.random.Generator, ctx: Context, state: GibbsSt
 STRUCTURE_MOVES["library"] = library_or_regenerate
 
 
+def assemble_or_regenerate(rng: np.random.Generator, ctx: Context, state: GibbsState,
+                           site: SiteInfo, view: ProgramLikelihood | None
+                           ) -> tuple[GibbsState, MoveInfo]:
+    """The library move with assembled subtrees (:mod:`inference.mcmc.blocks.assemble`)
+    where the incremental likelihood allows it, else a regenerate move."""
+    data = library_data(view)
+    if data is None:
+        return STRUCTURE_MOVES["regenerate"](rng, ctx, state, site, view)
+    return library(rng, ctx, state, site, view, data, assemble=True)
+
+
+STRUCTURE_MOVES["assemble"] = assemble_or_regenerate
+
+
 def grow_or_insert(rng: np.random.Generator, ctx: Context, state: GibbsState,
                    site: SiteInfo, view: ProgramLikelihood | None
                    ) -> tuple[GibbsState, MoveInfo]:

@@ -114,7 +114,8 @@ def library_data(view: ProgramLikelihood | None) -> LibraryData | None:
 
 def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
             view: ProgramLikelihood | None, data: LibraryData | None = None,
-            joint: bool | None = None) -> tuple[GibbsState, MoveInfo]:
+            joint: bool | None = None, assemble: bool = False
+            ) -> tuple[GibbsState, MoveInfo]:
     """The library move (module docstring); ``data`` is ``library_data(view)`` when the
     caller has it already; ``joint`` says whether the move is joint (None: a coin of
     probability ``joint_noise``, drawn after the subtree)."""
@@ -129,8 +130,17 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
         return state, REJECTED
     a = prior.grammar.productions[phi.prods[v]].lhs
     b, s = budgets(prior, phi, v)
-    log_q, draw = fitted_subtree(ctx, site, view, a, z, data[2], b, s, wrap=True)
+
+    def proposal(sigma: float) -> tuple[Callable[..., float], Callable[..., Any]]:
+        if assemble:
+            from inference.mcmc.blocks.assemble import assembled_subtree
+            return assembled_subtree(ctx, site, view, data[0], a, z, sigma, b, s)
+        return fitted_subtree(ctx, site, view, a, z, sigma, b, s, wrap=True)
+
+    log_q, draw = proposal(data[2])
     new = draw(rng)
+    if new is None:
+        return state, REJECTED
     is_joint = joint_move(rng, ctx, view) if joint is None else joint
     if is_joint:
         assert view.noise is not None
@@ -139,7 +149,7 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
         data2 = None if noise is None else library_data(noise.view)
         if data2 is None:
             return state, REJECTED
-        back, _ = fitted_subtree(ctx, site, view, a, z, data2[2], b, s, wrap=True)
+        back, _ = proposal(data2[2])
         end = int(phi.ends()[v])
         ratio = (-math.log(phi2.size) + back(phi.prods[v:end], phi.values[v:end])
                  + math.log(phi.size) - log_q(*new))
