@@ -31,7 +31,7 @@ from ppl.trace import seeded, trace_model
 __all__ = ["Posterior", "load"]
 
 MOVE_CODES = ["", "regenerate", "insert_delete", "relabel", "library", "neural",
-              "neural_edit", "grow"]
+              "neural_edit", "grow", "assemble"]
 """Integer codes of ``sample_stats["move"]`` (a move outside the list gets the next code;
 the codes of a result are in its attribute ``ppl_move_codes``)."""
 

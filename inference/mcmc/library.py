@@ -161,6 +161,7 @@ class SubtreeLibrary:
         self.constants = bool(self.has_c.any())
         """Whether any entry has one (else scoring skips the constants' least squares)."""
         self.zeros = np.zeros(len(self.entries))
+        self._factors: dict[tuple[int | None, int | None], np.ndarray] = {}
         self.outputs_f, self.grads_f = np.asfortranarray(self.outputs), \
             np.asfortranarray(self.grads)
 
@@ -236,6 +237,38 @@ class SubtreeLibrary:
             return prods, values
         return prods, values[:k] + (float(c if c is not None else PLACEHOLDER),) + \
             values[k + 1:]
+
+    def factors(self, depth_budget: int | None, size_budget: int | None) -> np.ndarray:
+        """log q_0 of each entry as a free factor: the prior of its structure renormalised
+        over the constant-free entries within the budgets whose outputs are finite at
+        every point (−inf for the others; all −inf when there is none). Computed once per
+        budgets.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ppl import ProgramPrior
+        >>> prior = ProgramPrior("arith", inputs=["x"], max_depth=3)
+        >>> lib = SubtreeLibrary(prior, 0, {"x": np.linspace(1, 2, 4)}, max_size=3)
+        >>> q0 = lib.factors(2, 3)
+        >>> round(float(np.exp(q0).sum()), 12), bool(np.isinf(q0[lib.has_c]).all())
+        (1.0, True)
+        """
+        key = (depth_budget, size_budget)
+        out = self._factors.get(key)
+        if out is None:
+            ok = ~self.has_c & np.isfinite(self.outputs).all(axis=1)
+            if depth_budget is not None:
+                ok &= self.depth <= depth_budget
+            if size_budget is not None:
+                ok &= self.size <= size_budget
+            out = np.full(len(self), -np.inf)
+            if ok.any():
+                top = float(self.log_p[ok].max())
+                out[ok] = self.log_p[ok] - top - math.log(
+                    float(np.exp(self.log_p[ok] - top).sum()))
+            self._factors[key] = out
+        return out
 
     def log_prob(self, scores: Scores, prods: tuple[int, ...], values: tuple[Any, ...]
                  ) -> float:

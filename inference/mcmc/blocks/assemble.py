@@ -1,17 +1,28 @@
-"""Subtrees assembled top-down to fit their targets (exploration: an opt-in proposal).
+"""Subtrees assembled top-down to fit their targets: the assemble move's proposal.
 
-At a node with nonterminal A, targets z and budgets (b, s), the proposal q_R(T | z, ℓ) is a
-mixture: with probability 1 − ρ a subtree from the fitted mixture q_fit(· | z) of the
-library move; with probability ρ (when ℓ > 0 and the budgets leave room) an operator
-r ∈ {+, −, ×, ÷} of A (uniform among R), its left child L from q_fit(· | z) one level down
-(fitted to z as well as it can), and its right child from q_R(· | z_R(L), ℓ − 1), z_R the
-right slot's inverse of r at z given L's outputs (z − L for +, z / L for ×, ...). The
-density of a tree sums both ways, the second read off the tree's root and children:
+The library move proposes subtrees of at most four nodes; a law like x⁴ − x² + x sits
+beyond a valley (every partial program on the way from x + c scores below it,
+``benchmarks/law_valley.py``) and must be proposed whole. Its parts are small, though:
+x⁴ − x² = (x · x) · ((x · x) − 1), a free factor times a subtree fitted to what the factor
+leaves. At a node with nonterminal A, targets z, budgets (b, s) and ℓ levels left, the
+proposal q_R(T | z, ℓ) is a mixture: with probability 1 − ρ a subtree from the library
+move's fitted mixture q_fit(· | z); with probability ρ (when ℓ > 0, the budgets leave room
+and a free factor exists) an operator r ∈ {+, −, ×, ÷} of A uniformly (R of them), a slot k
+of its two uniformly, the **free factor** F in the other slot from q_0 (the prior
+renormalised over the library's constant-free entries within budgets (b − 1, s − 2),
+:meth:`~inference.mcmc.library.SubtreeLibrary.factors`), and the child in slot k from
+q_R(· | z_k(F), ℓ − 1), where z_k is slot k's inverse of r at z given F's outputs (z − F for
++, z / F for ×, F / z for the divisor, ...). The density of a tree sums every way to make it,
+read off its root and children:
 
-    q_R(T) = (1 − ρ) q_fit(T | z) + ρ/R · 1[T = r(L, R)] q_fit(L | z) q_R(R | z_R(L), ℓ − 1)
+    q_R(T) = (1 − ρ) q_fit(T | z)
+             + ρ / (2R) · Σ_k 1[T = r(T₀, T₁)] q_0(T₁₋ₖ) q_R(Tₖ | z_k(T₁₋ₖ), ℓ − 1)
 
-A draw whose right child has no room (size budget) proposes nothing (a rejected no-op), so
-q_R may have mass below one; the move's ratio uses q_R both ways and stays exact.
+A fitted child gets budgets (b − 1, s − 1 − |F|); where z_k exists at fewer than half the
+points it comes from the budgeted prior instead; a draw whose fitted child has no room
+proposes nothing (a rejected no-op), so q_R may have mass below one. q_R depends on the
+program only through z, and the move (:func:`inference.mcmc.blocks.semantic.library` with
+``assemble=True``) uses it both ways, so its ratio is exact.
 """
 
 from __future__ import annotations
@@ -27,15 +38,16 @@ from inference.mcmc.blocks.semantic import Tree, enough_targets, fitted_subtree
 from inference.mcmc.fastlik import ProgramLikelihood
 from inference.residuals import INVERSES
 from inference.target import SiteInfo
-from ppl.program import Program
 
 __all__ = ["ASSEMBLE_LEVELS", "ASSEMBLE_SHARE", "assembled_subtree"]
 
 ASSEMBLE_SHARE = 0.5
-"""ρ: the share of an operator with fitted children at each level."""
+"""ρ: the share of an operator with a free factor and a fitted child at each level."""
 ASSEMBLE_LEVELS = 2
-"""ℓ at the node: operators nested along the right spine."""
+"""ℓ at the node: operators nested along the fitted children."""
 OPERATORS = ("add", "sub", "mul", "div")
+
+Proposal = tuple[Callable[..., float], Callable[[np.random.Generator], Tree | None]]
 
 
 def _rules(site: SiteInfo, a: int) -> list[int]:
@@ -44,68 +56,84 @@ def _rules(site: SiteInfo, a: int) -> list[int]:
             and tuple(g.productions[r].children) == (a, a) and g.probs[r] > 0]
 
 
-def assembled_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood,
-                      env: dict[str, np.ndarray], a: int, z: np.ndarray, sigma: float,
-                      b: int | None, s: int | None, level: int = ASSEMBLE_LEVELS
-                      ) -> tuple[Callable[..., float],
-                                 Callable[[np.random.Generator], Tree | None]]:
+def _log_sum(terms: list[float]) -> float:
+    top = max(terms) if terms else -math.inf
+    if top == -math.inf:
+        return -math.inf
+    return top + math.log(sum(math.exp(t - top) for t in terms))
+
+
+def assembled_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int,
+                      z: np.ndarray, sigma: float, b: int | None, s: int | None,
+                      level: int = ASSEMBLE_LEVELS) -> Proposal:
     """(log q_R, draw) at targets ``z`` (module docstring); a draw may be None."""
     prior = site.fn
     leaf_q, leaf_draw = fitted_subtree(ctx, site, view, a, z, sigma, b, s, wrap=True)
     room = level > 0 and (b is None or b >= 2) and (s is None or s >= 3)
     rules = _rules(site, a) if room else []
-    rho = ASSEMBLE_SHARE if rules else 0.0
+    lib = ctx.workspace.library(site, a, view)
     lb = None if b is None else b - 1
-    ls = None if s is None else s - 2
-    left_q, left_draw = (fitted_subtree(ctx, site, view, a, z, sigma, lb, ls, wrap=True)
-                         if rules else (leaf_q, leaf_draw))
-    n = z.size
+    q0 = lib.factors(lb, None if s is None else s - 2) if rules else None
+    rho = ASSEMBLE_SHARE if q0 is not None and np.isfinite(q0).any() else 0.0
+    cum = np.cumsum(np.exp(q0)) if rho > 0 and q0 is not None else None
+    children: dict[tuple[int, int, int], Proposal] = {}
 
-    def right(r: int, left: Tree) -> Any:
-        rs = None if s is None else s - 1 - len(left[0])
-        if rs is not None and rs < 1:
-            return None
-        with np.errstate(all="ignore"):
-            out = np.broadcast_to(np.asarray(Program.unchecked(
-                prior.grammar, *left, prior.inputs).evaluate_numpy(env), dtype=np.float64), (n,))
-            zr = np.asarray(INVERSES[(prior.grammar.productions[r].op.name, 1)](z, [out]),
-                            dtype=np.float64)
-        zr = np.where(np.isfinite(zr), zr, np.nan)
-        if enough_targets(zr):
-            return assembled_subtree(ctx, site, view, env, a, zr, sigma, lb, rs, level - 1)
-        log_mass = prior.tables.log_mass(a, lb, rs)
-        return (lambda p, v: prior.subtree_log_prob(p, v) - log_mass,
-                lambda rng: prior.sample_subtree(rng, a, lb, rs))
+    def fitted(r: int, k: int, j: int) -> Proposal:
+        """The proposal of slot k's child of r when entry j is the free factor."""
+        key = (r, k, j)
+        if key not in children:
+            rs = None if s is None else s - 1 - int(lib.size[j])
+            name = prior.grammar.productions[r].op.name
+            with np.errstate(all="ignore"):
+                zk = np.asarray(INVERSES[(name, k)](z, [lib.outputs[j]]), dtype=np.float64)
+            zk = np.where(np.isfinite(zk), zk, np.nan)
+            if enough_targets(zk):
+                children[key] = assembled_subtree(ctx, site, view, a, zk, sigma, lb, rs,
+                                                  level - 1)
+            else:
+                log_mass = prior.tables.log_mass(a, lb, rs)
+                children[key] = (lambda p, v: prior.subtree_log_prob(p, v) - log_mass,
+                                 lambda rng: prior.sample_subtree(rng, a, lb, rs))
+        return children[key]
 
     def log_q(prods: tuple[int, ...], values: tuple[Any, ...]) -> float:
-        terms = []
-        if rho < 1:
-            terms.append(math.log1p(-rho) + leaf_q(prods, values))
-        if rho > 0 and prods[0] in rules:
-            ends = Program.unchecked(prior.grammar, prods, values, prior.inputs).ends()
-            mid = int(ends[1])
-            left = (prods[1:mid], values[1:mid])
-            lq = left_q(*left)
-            part = right(prods[0], left) if lq > -math.inf else None
-            if part is not None:
-                terms.append(math.log(rho) - math.log(len(rules)) + lq
-                             + part[0](prods[mid:], values[mid:]))
-        top = max(terms) if terms else -math.inf
-        if top == -math.inf:
-            return -math.inf
-        return top + math.log(sum(math.exp(t - top) for t in terms))
+        terms = [math.log1p(-rho) + leaf_q(prods, values)] if rho < 1 else []
+        if rho > 0 and q0 is not None and prods[0] in rules:
+            mid = 1 + _subtree_size(prior.grammar, prods, 1)
+            parts = ((prods[1:mid], values[1:mid]), (prods[mid:], values[mid:]))
+            for k in (0, 1):
+                j = lib.index.get(parts[1 - k])
+                if j is None or q0[j] == -math.inf:
+                    continue
+                if s is not None and s - 1 - int(lib.size[j]) < 1:
+                    continue
+                terms.append(math.log(rho / (2 * len(rules))) + float(q0[j])
+                             + fitted(prods[0], k, j)[0](*parts[k]))
+        return _log_sum(terms)
 
     def draw(rng: np.random.Generator) -> Tree | None:
-        if rng.random() >= rho:
+        if rng.random() >= rho or cum is None:
             return leaf_draw(rng)
         r = rules[int(rng.integers(len(rules)))]
-        left = left_draw(rng)
-        part = right(r, left)
-        if part is None:
+        k = int(rng.integers(2))
+        j = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")),
+                len(cum) - 1)
+        if s is not None and s - 1 - int(lib.size[j]) < 1:
             return None
-        child = part[1](rng)
+        child = fitted(r, k, j)[1](rng)
         if child is None:
             return None
-        return (r, *left[0], *child[0]), (None, *left[1], *child[1])
+        free = lib.entries[j]
+        left, right = (child, free) if k == 0 else (free, child)
+        return (r, *left[0], *right[0]), (None, *left[1], *right[1])
 
     return log_q, draw
+
+
+def _subtree_size(grammar: Any, prods: tuple[int, ...], start: int) -> int:
+    """Nodes in the subtree of preorder ``prods`` starting at ``start``."""
+    need, i = 1, start
+    while need:
+        need += len(grammar.productions[prods[i]].children) - 1
+        i += 1
+    return i - start

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.mcmc.blocks.assemble import assembled_subtree
 from inference.mcmc.blocks.base import (
     INVALID,
     REJECTED,
@@ -297,7 +298,7 @@ def assemble_or_regenerate(rng: np.random.Generator, ctx: Context, state: GibbsS
     data = library_data(view)
     if data is None:
         return STRUCTURE_MOVES["regenerate"](rng, ctx, state, site, view)
-    return library(rng, ctx, state, site, view, data, assemble=True)
+    return library(rng, ctx, state, site, view, data, propose=assembled_subtree)
 
 
 STRUCTURE_MOVES["assemble"] = assemble_or_regenerate

@@ -88,6 +88,12 @@ PRIOR_SHARE = 0.1
 """w: the budgeted prior's share of the library move's proposal."""
 
 
+Tree = tuple[tuple[int, ...], tuple[Any, ...]]
+Propose = Callable[..., tuple[Callable[..., float], Callable[[np.random.Generator], Any]]]
+"""A proposal at a node: (ctx, site, view, nonterminal, targets z, σ, depth budget, size
+budget) -> (log q(prods, values), draw(rng) -> tree, or None for a rejected no-op)."""
+
+
 def library_data(view: ProgramLikelihood | None) -> LibraryData | None:
     """(inputs by name, observations y, noise scale σ / √β) of a view with one call and
     one factor over n points; None otherwise.
@@ -114,11 +120,13 @@ def library_data(view: ProgramLikelihood | None) -> LibraryData | None:
 
 def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: SiteInfo,
             view: ProgramLikelihood | None, data: LibraryData | None = None,
-            joint: bool | None = None, assemble: bool = False
+            joint: bool | None = None, propose: Propose | None = None
             ) -> tuple[GibbsState, MoveInfo]:
     """The library move (module docstring); ``data`` is ``library_data(view)`` when the
     caller has it already; ``joint`` says whether the move is joint (None: a coin of
-    probability ``joint_noise``, drawn after the subtree)."""
+    probability ``joint_noise``, drawn after the subtree); ``propose`` is the proposal at
+    the node (default the fitted mixture with wrapped entries, :func:`fitted_subtree`; the
+    assemble move passes :func:`inference.mcmc.blocks.assemble.assembled_subtree`)."""
     data = data if data is not None else library_data(view)
     if data is None or view is None:
         return state, REJECTED
@@ -132,10 +140,9 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
     b, s = budgets(prior, phi, v)
 
     def proposal(sigma: float) -> tuple[Callable[..., float], Callable[..., Any]]:
-        if assemble:
-            from inference.mcmc.blocks.assemble import assembled_subtree
-            return assembled_subtree(ctx, site, view, data[0], a, z, sigma, b, s)
-        return fitted_subtree(ctx, site, view, a, z, sigma, b, s, wrap=True)
+        if propose is None:
+            return fitted_subtree(ctx, site, view, a, z, sigma, b, s, wrap=True)
+        return propose(ctx, site, view, a, z, sigma, b, s)
 
     log_q, draw = proposal(data[2])
     new = draw(rng)
@@ -157,7 +164,6 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
     return swap_subtree(rng, ctx.target, state, site.name, v, new, log_q, view)
 
 
-Tree = tuple[tuple[int, ...], tuple[Any, ...]]
 
 
 @dataclass
