@@ -67,16 +67,20 @@ from benchmarks.nguyen_report import HEADING, report, write_section
 
 # ---------------------------------------------------------------------- driver
 def run_job(method: str, name: str, seed: int, budget: float, noise: float,
-            proposal_file: str | None = None) -> dict[str, Any]:
+            proposal_file: str | None = None, options: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
     """One (method, problem, seed) run as a JSON-ready record; a crash is recorded.
-    ``proposal_file``: the trained proposal of ``ours+q`` (ignored by the other methods)."""
+    ``proposal_file``: the trained proposal of ``ours+q``; ``options``: engine options of
+    ``ours`` and ``ours+q`` (``--options``; both ignored by the other methods)."""
     record: dict[str, Any] = {"method": method, "problem": name, "seed": seed,
                               "budget": budget, "noise": noise, "n_points": N_POINTS}
     if method == "ours+q":
         record.update(proposal_file=proposal_file, proposal_train_seconds=None)
     start, cpu = time.perf_counter(), time.process_time()
     try:
-        extra = {"proposal_file": proposal_file} if method == "ours+q" else {}
+        extra: dict[str, Any] = {"proposal_file": proposal_file} if method == "ours+q" else {}
+        if options and method in ("ours", "ours+q"):
+            extra["options"] = options
         record.update(RUNNERS[method](PROBLEMS[name], seed, budget, noise, **extra))
         record["error"] = None
     except Exception as err:  # a crashed run counts as not recovered, and says why
@@ -177,6 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "machine": machine(), "code": code_version(), "budget": args.budget,
             "seeds": args.seeds, "first_seed": args.first_seed,
             "noise": args.noise, "methods": list(args.methods), "problems": list(args.problems),
+            "options": args.options,
             "jobs": args.jobs}
     out: dict[str, Any] = {"meta": meta, "records": []}
     start = time.perf_counter()
@@ -184,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def job_args(method: str, name: str, seed: int) -> tuple[Any, ...]:
         file = found[pair_of(name)]["file"] if method == "ours+q" else None
-        return method, name, seed, args.budget, args.noise, file
+        return method, name, seed, args.budget, args.noise, file, args.options
 
     def done(rec: dict[str, Any]) -> None:
         out["records"].append(rec)
@@ -248,6 +253,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="ours+q: training seconds per proposal, one core (120)")
     parser.add_argument("--proposal-hidden", type=int, default=64,
                         help="ours+q: width of the proposal network (64)")
+    parser.add_argument("--options", type=json.loads, default={},
+                        help="engine options of ours and ours+q as JSON, passed to infer "
+                        "(e.g. '{\"structure_weights\": {...}}'; default: none)")
     parser.add_argument("--out", type=Path, help="JSON file for the records")
     parser.add_argument("--write", type=Path,
                         help="write the report section into this Markdown file")

@@ -60,10 +60,12 @@ def ours_model(grammar: str, inputs: Sequence[str], scale: float) -> Callable[..
 
 
 def run_ours(problem: Problem, seed: int, budget: float, noise: float,
-             proposal_file: str | None = None) -> dict[str, Any]:
-    """One run of our engine; with ``proposal_file`` (method ``ours+q``) the same run with
-    the trained proposal's neural moves (``infer(..., proposal=q)``), q loaded for, and
-    checked against, this run's model."""
+             proposal_file: str | None = None, options: dict[str, Any] | None = None
+             ) -> dict[str, Any]:
+    """One run of our engine (``options``: more infer options, e.g. ``structure_weights``);
+    with ``proposal_file`` (method ``ours+q``) the same run with the trained proposal's
+    neural moves (``infer(..., proposal=q)``), q loaded for, and checked against, this
+    run's model."""
     import torch
 
     import ppl
@@ -79,7 +81,7 @@ def run_ours(problem: Problem, seed: int, budget: float, noise: float,
     prior = ppl.ProgramPrior(problem.grammar, inputs=list(problem.inputs), max_depth=MAX_DEPTH)
     columns = [X[:, i].copy() for i in range(X.shape[1])]
     extra: dict[str, Any] = {}
-    options: dict[str, Any] = {}
+    options = dict(options or {})
     if proposal_file is not None:
         from benchmarks.nguyen_proposal import load
 
@@ -174,12 +176,13 @@ def _move_sample(post: Any) -> dict[str, dict[str, float]]:
 
 
 def run_ours_q(problem: Problem, seed: int, budget: float, noise: float,
-               proposal_file: str | None = None) -> dict[str, Any]:
+               proposal_file: str | None = None, options: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
     """Method ``ours+q``: :func:`run_ours` with the proposal saved at ``proposal_file``."""
     if proposal_file is None:
         raise ValueError("ours+q needs the file of its trained proposal (proposal_file=); "
                          "the harness trains or finds it (benchmarks/nguyen_proposal.py).")
-    return run_ours(problem, seed, budget, noise, proposal_file)
+    return run_ours(problem, seed, budget, noise, proposal_file, options)
 
 
 def _posterior_true(problem: Problem, draws: np.ndarray, lp: np.ndarray,

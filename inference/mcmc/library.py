@@ -53,6 +53,8 @@ __all__ = ["LIBRARY_CELLS", "LIBRARY_SIZE", "Scores", "SubtreeLibrary"]
 
 LIBRARY_SIZE = 4
 """The largest subtree (in nodes) in a library."""
+FIT_CACHE = 256
+"""How many target vectors' least-squares fits a library keeps (:meth:`SubtreeLibrary.score`)."""
 LIBRARY_CELLS = 2_000_000
 """The most (entries × points) a library holds: its size limit drops below
 :data:`LIBRARY_SIZE` until the table fits (many inputs, many points)."""
@@ -162,27 +164,22 @@ class SubtreeLibrary:
         """Whether any entry has one (else scoring skips the constants' least squares)."""
         self.zeros = np.zeros(len(self.entries))
         self._factors: dict[tuple[int | None, int | None], np.ndarray] = {}
+        self._fits: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
         self.outputs_f, self.grads_f = np.asfortranarray(self.outputs), \
             np.asfortranarray(self.grads)
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def score(self, z: np.ndarray, sigma: float, depth_budget: int | None,
-              size_budget: int | None) -> Scores:
-        """The entries' log q_lib (structures) for targets ``z`` (NaN: no target at that
-        point), noise scale ``sigma`` and a node's budgets (module docstring).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from ppl import ProgramPrior
-        >>> prior = ProgramPrior("arith", inputs=["x"], max_depth=3)
-        >>> lib = SubtreeLibrary(prior, 0, {"x": np.linspace(1, 2, 5)}, max_size=3)
-        >>> s = lib.score(np.linspace(1, 2, 5) + 0.5, 0.01, 3, 3)
-        >>> round(float(np.exp(s.log_q).sum()), 12)
-        1.0
-        """
+    def _fit(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(SSE, least-squares constant, ‖G‖², points with a target) of every entry at
+        targets ``z``: the part of a scoring that does not depend on σ or the budgets, kept
+        for the last :data:`FIT_CACHE` target vectors (a node's targets change only when
+        the rest of the program does; σ changes every sweep)."""
+        key = z.tobytes()
+        hit = self._fits.get(key)
+        if hit is not None:
+            return hit
         keep = np.isfinite(z)
         if keep.all():  # no copies of the table (column-major, as a column selection is)
             zk, f0, g, m = z, self.outputs_f, self.grads_f, max(z.size, 1)
@@ -200,6 +197,29 @@ class SubtreeLibrary:
                 c_hat = np.full(len(self), np.nan)
                 resid = zk - f0
             sse = np.einsum("ij,ij->i", resid, resid)
+        if len(self._fits) >= FIT_CACHE:
+            del self._fits[next(iter(self._fits))]
+        self._fits[key] = out = (sse, c_hat, gg, m)
+        return out
+
+    def score(self, z: np.ndarray, sigma: float, depth_budget: int | None,
+              size_budget: int | None) -> Scores:
+        """The entries' log q_lib (structures) for targets ``z`` (NaN: no target at that
+        point), noise scale ``sigma`` and a node's budgets (module docstring).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ppl import ProgramPrior
+        >>> prior = ProgramPrior("arith", inputs=["x"], max_depth=3)
+        >>> lib = SubtreeLibrary(prior, 0, {"x": np.linspace(1, 2, 5)}, max_size=3)
+        >>> s = lib.score(np.linspace(1, 2, 5) + 0.5, 0.01, 3, 3)
+        >>> round(float(np.exp(s.log_q).sum()), 12)
+        1.0
+        """
+        sse, c_hat, gg, m = self._fit(z)
+        has_c = self.has_c
+        with np.errstate(all="ignore"):
             ok = np.isfinite(sse) & (~has_c | (gg > 0)) & (self.depth <= (
                 depth_budget if depth_budget is not None else 10**9))
             if size_budget is not None:
