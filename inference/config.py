@@ -49,9 +49,11 @@ METHODS = ("auto", "mcmc", "enumerate", "importance", "nuts", "amortized", "svi"
 CHECKPOINT_METHODS = ("mcmc", "auto", "nuts", "svi")
 """The methods whose runs ``checkpoint=`` saves and :func:`inference.resume` continues."""
 
-DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.4, "insert_delete": 0.2,
-                                                  "relabel": 0.2, "library": 0.2}
-"""Probabilities of the structure moves when ``structure_weights`` is not given."""
+DEFAULT_STRUCTURE_WEIGHTS: Mapping[str, float] = {"regenerate": 0.3, "insert_delete": 0.1,
+                                                  "relabel": 0.2, "library": 0.2,
+                                                  "assemble": 0.2}
+"""Probabilities of the structure moves when ``structure_weights`` is not given (the
+assemble move joined on 2026-12-07: docs/decisions.md, "The assemble move")."""
 
 CACHE_SIZE = 4096
 """Default capacity of each LRU cache of the Gibbs kernel and of the Laplace fits."""

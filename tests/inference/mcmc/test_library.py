@@ -312,3 +312,25 @@ def test_library_mcmc_without_its_ratio_fails(exact, monkeypatch: pytest.MonkeyP
                  num_chains=2, seed=3, chain_method="sequential", progress=False,
                  program_moves=10, structure_weights={"library": 1.0}, library_wrap=WRAP)
     assert p_value(post, exact) < 0.001
+
+
+def test_a_scoring_reuses_the_fits_of_its_targets_exactly() -> None:
+    """The σ-free part of a scoring is kept per target vector: a second scoring at another
+    σ and other budgets equals a fresh library's, number for number, and the cache is
+    bounded."""
+    from inference.mcmc.library import FIT_CACHE
+
+    prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=4)
+    lib = SubtreeLibrary(prior, 0, {"x": X})
+    z = np.where(X > 0.8, np.nan, 2.0 * X + 1.0)
+    lib.score(z, 0.1, 4, None)
+    for sigma, b, s in [(0.5, 2, 3), (1e-3, 4, None)]:
+        again, fresh = lib.score(z, sigma, b, s), SubtreeLibrary(prior, 0, {"x": X}).score(
+            z, sigma, b, s)
+        for got, want in zip((again.log_q, again.c_hat, again.c_sd),
+                             (fresh.log_q, fresh.c_hat, fresh.c_sd), strict=True):
+            assert np.array_equal(got, want, equal_nan=True)
+    for k in range(FIT_CACHE + 5):
+        lib.score(X + k, 0.1, 4, None)
+    assert lib.score(z, 0.1, 4, None).log_q.shape == (len(lib),)
+    assert len(lib._fits) == FIT_CACHE
