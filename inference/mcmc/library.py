@@ -49,7 +49,7 @@ from ppl.ops import KIND_CONSTANT
 from ppl.prior import ProgramPrior
 from ppl.program import Program
 
-__all__ = ["LIBRARY_CELLS", "LIBRARY_SIZE", "Scores", "SubtreeLibrary"]
+__all__ = ["FIT_CACHE", "LIBRARY_CELLS", "LIBRARY_SIZE", "Scores", "SubtreeLibrary", "draw_index"]
 
 LIBRARY_SIZE = 4
 """The largest subtree (in nodes) in a library."""
@@ -69,6 +69,19 @@ def _constant_log_prob(prior: ProgramPrior, c: np.ndarray) -> np.ndarray:
     if cp.family == "laplace":
         return np.asarray(-np.abs(c - cp.a) / cp.b - math.log(2 * cp.b))
     return np.where((cp.a <= c) & (c <= cp.b), -math.log(cp.b - cp.a), -np.inf)
+
+
+def draw_index(rng: np.random.Generator, cum: np.ndarray) -> int:
+    """An index drawn with probability proportional to its increment of the running sums
+    ``cum`` (unnormalised).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> draw_index(np.random.default_rng(0), np.cumsum([0.0, 1.0, 0.0]))
+    1
+    """
+    return min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(cum) - 1)
 
 
 @dataclass
@@ -373,7 +386,7 @@ class SubtreeLibrary:
                ) -> tuple[tuple[int, ...], tuple[Any, ...]]:
         """T ~ q_lib(· | z): an entry by its weight, its constant from Normal(ĉ, s)."""
         cum = self._cumulative(scores)
-        j = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(cum) - 1)
+        j = draw_index(rng, cum)
         if self.slot[j] < 0:
             return self.tree(j)
         return self.tree(j, float(scores.c_hat[j] + scores.c_sd[j] * rng.standard_normal()))

@@ -36,6 +36,7 @@ import numpy as np
 from inference.mcmc.blocks.base import Context
 from inference.mcmc.blocks.semantic import Tree, enough_targets, fitted_subtree
 from inference.mcmc.fastlik import ProgramLikelihood
+from inference.mcmc.library import draw_index
 from inference.residuals import INVERSES
 from inference.target import SiteInfo
 
@@ -116,8 +117,7 @@ def assembled_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: 
             return leaf_draw(rng)
         r = rules[int(rng.integers(len(rules)))]
         k = int(rng.integers(2))
-        j = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")),
-                len(cum) - 1)
+        j = draw_index(rng, cum)
         if s is not None and s - 1 - int(lib.size[j]) < 1:
             return None
         child = fitted(r, k, j)[1](rng)
