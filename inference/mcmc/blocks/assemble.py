@@ -18,11 +18,11 @@ read off its root and children:
     q_R(T) = (1 − ρ) q_fit(T | z)
              + ρ / (2R) · Σ_k 1[T = r(T₀, T₁)] q_0(T₁₋ₖ) q_R(Tₖ | z_k(T₁₋ₖ), ℓ − 1)
 
-A fitted child gets budgets (b − 1, s − 1 − |F|); where z_k exists at fewer than half the
-points it comes from the budgeted prior instead; a draw whose fitted child has no room
-proposes nothing (a rejected no-op), so q_R may have mass below one. q_R depends on the
-program only through z, and the move (:func:`inference.mcmc.blocks.semantic.library` with
-``assemble=True``) uses it both ways, so its ratio is exact.
+A fitted child gets budgets (b − 1, s − 1 − |F|), at least one node as |F| ≤ s − 2; where
+z_k exists at fewer than half the points it comes from the budgeted prior instead. q_R
+depends on the program only through z, and the move
+(:func:`inference.mcmc.blocks.semantic.library` with ``propose=assembled_subtree``) uses it
+both ways, so its ratio is exact.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from inference.mcmc.fastlik import ProgramLikelihood
 from inference.mcmc.library import draw_index
 from inference.residuals import INVERSES
 from inference.target import SiteInfo
+from ppl.program import Program
 
 __all__ = ["ASSEMBLE_LEVELS", "ASSEMBLE_SHARE", "assembled_subtree"]
 
@@ -48,7 +49,7 @@ ASSEMBLE_LEVELS = 2
 """ℓ at the node: operators nested along the fitted children."""
 OPERATORS = ("add", "sub", "mul", "div")
 
-Proposal = tuple[Callable[..., float], Callable[[np.random.Generator], Tree | None]]
+Proposal = tuple[Callable[..., float], Callable[[np.random.Generator], Tree]]
 
 
 def _rules(site: SiteInfo, a: int) -> list[int]:
@@ -67,7 +68,7 @@ def _log_sum(terms: list[float]) -> float:
 def assembled_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int,
                       z: np.ndarray, sigma: float, b: int | None, s: int | None,
                       level: int = ASSEMBLE_LEVELS) -> Proposal:
-    """(log q_R, draw) at targets ``z`` (module docstring); a draw may be None."""
+    """(log q_R, draw) at targets ``z`` (module docstring)."""
     prior = site.fn
     leaf_q, leaf_draw = fitted_subtree(ctx, site, view, a, z, sigma, b, s, wrap=True)
     room = level > 0 and (b is None or b >= 2) and (s is None or s >= 3)
@@ -76,7 +77,6 @@ def assembled_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: 
     lb = None if b is None else b - 1
     q0 = lib.factors(lb, None if s is None else s - 2) if rules else None
     rho = ASSEMBLE_SHARE if q0 is not None and np.isfinite(q0).any() else 0.0
-    cum = np.cumsum(np.exp(q0)) if rho > 0 and q0 is not None else None
     children: dict[tuple[int, int, int], Proposal] = {}
 
     def fitted(r: int, k: int, j: int) -> Proposal:
@@ -100,40 +100,26 @@ def assembled_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: 
     def log_q(prods: tuple[int, ...], values: tuple[Any, ...]) -> float:
         terms = [math.log1p(-rho) + leaf_q(prods, values)] if rho < 1 else []
         if rho > 0 and q0 is not None and prods[0] in rules:
-            mid = 1 + _subtree_size(prior.grammar, prods, 1)
+            mid = int(Program.unchecked(prior.grammar, prods, values, prior.inputs).ends()[1])
             parts = ((prods[1:mid], values[1:mid]), (prods[mid:], values[mid:]))
             for k in (0, 1):
                 j = lib.index.get(parts[1 - k])
                 if j is None or q0[j] == -math.inf:
                     continue
-                if s is not None and s - 1 - int(lib.size[j]) < 1:
-                    continue
                 terms.append(math.log(rho / (2 * len(rules))) + float(q0[j])
                              + fitted(prods[0], k, j)[0](*parts[k]))
         return _log_sum(terms)
 
-    def draw(rng: np.random.Generator) -> Tree | None:
-        if rng.random() >= rho or cum is None:
+    def draw(rng: np.random.Generator) -> Tree:
+        if rng.random() >= rho or q0 is None:
             return leaf_draw(rng)
         r = rules[int(rng.integers(len(rules)))]
         k = int(rng.integers(2))
-        j = draw_index(rng, cum)
-        if s is not None and s - 1 - int(lib.size[j]) < 1:
-            return None
+        j = draw_index(rng, np.cumsum(np.exp(q0)))
         child = fitted(r, k, j)[1](rng)
-        if child is None:
-            return None
         free = lib.entries[j]
         left, right = (child, free) if k == 0 else (free, child)
         return (r, *left[0], *right[0]), (None, *left[1], *right[1])
 
     return log_q, draw
 
-
-def _subtree_size(grammar: Any, prods: tuple[int, ...], start: int) -> int:
-    """Nodes in the subtree of preorder ``prods`` starting at ``start``."""
-    need, i = 1, start
-    while need:
-        need += len(grammar.productions[prods[i]].children) - 1
-        i += 1
-    return i - start

@@ -91,7 +91,7 @@ PRIOR_SHARE = 0.1
 Tree = tuple[tuple[int, ...], tuple[Any, ...]]
 Propose = Callable[..., tuple[Callable[..., float], Callable[[np.random.Generator], Any]]]
 """A proposal at a node: (ctx, site, view, nonterminal, targets z, σ, depth budget, size
-budget) -> (log q(prods, values), draw(rng) -> tree, or None for a rejected no-op)."""
+budget) -> (log q(prods, values), draw(rng) -> tree)."""
 
 
 def library_data(view: ProgramLikelihood | None) -> LibraryData | None:
@@ -146,8 +146,6 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
 
     log_q, draw = proposal(data[2])
     new = draw(rng)
-    if new is None:
-        return state, REJECTED
     is_joint = joint_move(rng, ctx, view) if joint is None else joint
     if is_joint:
         assert view.noise is not None
@@ -162,8 +160,6 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
                  + math.log(phi.size) - log_q(*new))
         return accept_joint(rng, ctx, state, site.name, view, phi2, noise, ratio)
     return swap_subtree(rng, ctx.target, state, site.name, v, new, log_q, view)
-
-
 
 
 @dataclass
