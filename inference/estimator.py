@@ -469,7 +469,7 @@ def equations(post: Any, columns: list[np.ndarray], y: np.ndarray) -> pd.DataFra
     ...              progress=False)
     >>> equations(post, [x], x + 1)[["program", "complexity", "loss"]]
        program  complexity  loss
-    0  (1 + x)           3   0.0
+    0  (x + 1)           3   0.0
     """
     table = post.programs("f", top=None, simplify=False)
     rows = []

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.mcmc.cache import LRU
 from inference.mcmc.exact import PLACEHOLDER, structures
 from ppl.ops import KIND_CONSTANT
 from ppl.prior import ProgramPrior
@@ -178,6 +179,11 @@ class SubtreeLibrary:
         self.zeros = np.zeros(len(self.entries))
         self._factors: dict[tuple[int | None, int | None], np.ndarray] = {}
         self._fits: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
+        self._clean: tuple[np.ndarray, ...] | None = None
+        self.memo = LRU(FIT_CACHE)
+        """Tables that moves derive from a target vector and the library (the assemble
+        move's choice of free factors), keyed by their caller: like the fits, they change
+        only when the rest of the program does."""
         self.outputs_f, self.grads_f = np.asfortranarray(self.outputs), \
             np.asfortranarray(self.grads)
 
@@ -302,6 +308,53 @@ class SubtreeLibrary:
                     float(np.exp(self.log_p[ok] - top).sum()))
             self._factors[key] = out
         return out
+
+    def least_errors(self, targets: np.ndarray, weights: np.ndarray,
+                     depth_budget: int | None, size_budgets: np.ndarray | None) -> np.ndarray:
+        """Per row p of ``targets`` (P, n), the least weighted squared error
+        Σᵢ wₚᵢ (zₚᵢ − Tᵢ)² over the entries T within the depth budget and
+        ``size_budgets[p]`` nodes whose outputs (and squares) are finite at every point (an
+        entry with a constant at its weighted least-squares constant); +inf where none is
+        (or the error overflows). Points with
+        a non-finite target or weight count with weight 0. One (P, M) table from five
+        matrix products: the fits of many candidate targets at the cost of one scoring
+        each (the assemble move's guided factor choice).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ppl import ProgramPrior
+        >>> prior = ProgramPrior("arith", inputs=["x"], max_depth=3)
+        >>> x = np.linspace(1.0, 2.0, 5)
+        >>> lib = SubtreeLibrary(prior, 0, {"x": x}, max_size=3)
+        >>> err = lib.least_errors(np.stack([x * x, np.exp(3 * x)]), np.ones((2, 5)), 2, None)
+        >>> bool(err[0] < 1e-20), bool(err[1] > 1.0)
+        (True, True)
+        """
+        if self._clean is None:  # entries whose outputs and their products are finite
+            o, g = self.outputs, self.grads
+            with np.errstate(all="ignore"):
+                ok = np.isfinite(o * o).all(axis=1) & np.isfinite(g * g).all(axis=1) & \
+                    np.isfinite(o * g).all(axis=1)
+            o, g = o[ok], g[ok]
+            self._clean = (np.flatnonzero(ok), o.T, (o * o).T, g.T, (o * g).T, (g * g).T)
+        cols, o, oo, g, og, gg = self._clean
+        with np.errstate(all="ignore"):
+            w = np.where(np.isfinite(targets) & np.isfinite(weights), weights, 0.0)
+            z = np.where(w > 0, targets, 0.0)
+            wz = w * z
+            sse = (wz * z).sum(axis=1)[:, None] - 2 * (wz @ o) + w @ oo
+            if self.constants:
+                cross, norm = wz @ g - w @ og, w @ gg
+                gain = np.where(norm > 0, cross * cross / norm, -np.inf)
+                sse = np.where(self.has_c[cols], sse - gain, sse)
+        ok = np.isfinite(sse)
+        if depth_budget is not None:
+            ok &= self.depth[cols] <= depth_budget
+        if size_budgets is not None:
+            ok &= self.size[cols][None, :] <= np.asarray(size_budgets)[:, None]
+        best = np.where(ok, np.maximum(sse, 0.0), np.inf).min(axis=1, initial=np.inf)
+        return np.asarray(best)
 
     def log_prob(self, scores: Scores, prods: tuple[int, ...], values: tuple[Any, ...]
                  ) -> float:

@@ -22,7 +22,13 @@ import ppl
 from inference import infer
 from inference.config import McmcOptions, NutsOptions
 from inference.mcmc.blocks import semantic
-from inference.mcmc.blocks.assemble import ASSEMBLE_LEVELS, ASSEMBLE_SHARE, assembled_subtree
+from inference.mcmc.blocks.assemble import (
+    ASSEMBLE_LEVELS,
+    ASSEMBLE_SHARE,
+    ERROR_FLOOR,
+    GUIDED_SHARE,
+    assembled_subtree,
+)
 from inference.mcmc.blocks.base import Context, GibbsState, Workspace
 from inference.mcmc.exact import structures
 from inference.mcmc.library import SubtreeLibrary
@@ -56,6 +62,69 @@ SLOT_INVERSE = {("add", 0): lambda z, o: z - o, ("add", 1): lambda z, o: z - o,
                 ("div", 0): lambda z, o: z * o, ("div", 1): lambda z, o: o / z}
 
 
+SLOT_SLOPE = {("add", 0): lambda z, o: 1.0, ("add", 1): lambda z, o: 1.0,
+              ("mul", 0): lambda z, o: o, ("mul", 1): lambda z, o: o}
+"""d r / d child at the child's targets (the grammars tested here have + and × only)."""
+
+
+def guided_choice(prior: ppl.ProgramPrior, lib: SubtreeLibrary, rules: list[int],
+                  factors: dict[Tree, float], z: np.ndarray, b: int | None, s: int | None
+                  ) -> dict[tuple[int, int, Tree], float]:
+    """c(r, k, F) written out from the module docstring, one fit at a time: the child's
+    best weighted least-squares library entry, the error's log scaled by the points, mixed
+    with the prior's choice."""
+    g = prior.grammar
+    total = sum(factors.values())
+    fit: dict[tuple[int, int, Tree], float] = {}
+    for r in rules:
+        name = g.productions[r].op.name
+        for k in (0, 1):
+            for free, p_free in factors.items():
+                with np.errstate(all="ignore"):
+                    o = np.asarray(ppl.Program(g, *free, prior.inputs)(X), dtype=float) \
+                        * np.ones_like(X)
+                    zk = SLOT_INVERSE[(name, k)](z, o)
+                    w = SLOT_SLOPE[(name, k)](z, o) ** 2 * np.ones_like(X)
+                keep = np.isfinite(zk) & np.isfinite(w) & (w > 0)
+                if int(keep.sum()) < 2 or 2 * int(keep.sum()) < z.size:
+                    continue
+                usable = np.isfinite(lib.outputs ** 2).all(axis=1) & \
+                    np.isfinite(lib.grads ** 2).all(axis=1)
+                if b is not None:
+                    usable &= lib.depth <= b - 1
+                if s is not None:
+                    usable &= lib.size <= s - 1 - len(free[0])
+                o_t, g_t = lib.outputs[usable][:, keep], lib.grads[usable][:, keep]
+                resid = zk[keep] - o_t                       # (entries, points)
+                den = (w[keep] * g_t ** 2).sum(axis=1)
+                with np.errstate(all="ignore"):
+                    c = np.where(den > 0, (w[keep] * resid * g_t).sum(axis=1) / den, 0.0)
+                err = (w[keep] * (resid - c[:, None] * g_t) ** 2).sum(axis=1)
+                err = err[~lib.has_c[usable] | (den > 0)]
+                best = float(err.min()) if err.size else math.inf
+                if best == math.inf:
+                    continue
+                seen = np.isfinite(z)
+                floor = ERROR_FLOOR * float(np.mean(z[seen] ** 2))
+                mse = max(best / int(keep.sum()), floor)
+                fit[(r, k, free)] = -0.5 * int(seen.sum()) * math.log(mse) \
+                    + math.log(p_free / total)
+    top = max(fit.values()) if fit else -math.inf
+    norm = sum(math.exp(v - top) for v in fit.values())
+    out = {}
+    for r in rules:
+        for k in (0, 1):
+            for free, p_free in factors.items():
+                prior_part = p_free / total / (2 * len(rules))
+                key = (r, k, free)
+                if not fit:
+                    out[key] = prior_part
+                else:
+                    guided = math.exp(fit[key] - top) / norm if key in fit else 0.0
+                    out[key] = GUIDED_SHARE * guided + (1 - GUIDED_SHARE) * prior_part
+    return out
+
+
 def split(prior: ppl.ProgramPrior, tree: Tree) -> tuple[Tree, Tree]:
     """The two children of a binary root."""
     phi = ppl.Program(prior.grammar, tree[0], tree[1], prior.inputs)
@@ -84,8 +153,8 @@ def q_r(prior: ppl.ProgramPrior, lib: SubtreeLibrary, a: int, z: np.ndarray,
             out = np.asarray(tree(X), dtype=float) * np.ones_like(X)
         if np.isfinite(out).all():
             factors[(prods, values)] = math.exp(prior.subtree_log_prob(prods, values))
-    total = sum(factors.values())
     rho = ASSEMBLE_SHARE if rules and factors else 0.0
+    choice = guided_choice(prior, lib, rules, factors, z, b, s) if rho else {}
     inner: dict[Any, Any] = {}
 
     def q(tree: Tree) -> float:
@@ -113,7 +182,7 @@ def q_r(prior: ppl.ProgramPrior, lib: SubtreeLibrary, a: int, z: np.ndarray,
                 else:
                     child = math.exp(prior.subtree_log_prob(*parts[k])
                                      - prior.tables.log_mass(a, nb, rs))
-                p += rho / (2 * len(rules)) * factors[free] / total * child
+                p += rho * choice[(tree[0][0], k, free)] * child
         return p
     return q
 
