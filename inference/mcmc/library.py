@@ -72,6 +72,12 @@ def _constant_log_prob(prior: ProgramPrior, c: np.ndarray) -> np.ndarray:
     return np.where((cp.a <= c) & (c <= cp.b), -math.log(cp.b - cp.a), -np.inf)
 
 
+def _gain(cross: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """The drop in squared error from fitting a constant along G: ⟨r, G⟩² / ⟨G, G⟩ (−inf,
+    so that the entry is left out, where G vanishes)."""
+    return np.where(norm > 0, cross * cross / np.where(norm > 0, norm, 1.0), -np.inf)
+
+
 def draw_index(rng: np.random.Generator, cum: np.ndarray) -> int:
     """An index drawn with probability proportional to its increment of the running sums
     ``cum`` (unnormalised).
@@ -332,28 +338,35 @@ class SubtreeLibrary:
         (True, True)
         """
         if self._clean is None:  # entries whose outputs and their products are finite
-            o, g = self.outputs, self.grads
             with np.errstate(all="ignore"):
-                ok = np.isfinite(o * o).all(axis=1) & np.isfinite(g * g).all(axis=1) & \
-                    np.isfinite(o * g).all(axis=1)
-            o, g = o[ok], g[ok]
-            self._clean = (np.flatnonzero(ok), o.T, (o * o).T, g.T, (o * g).T, (g * g).T)
-        cols, o, oo, g, og, gg = self._clean
+                ok = np.isfinite(self.outputs * self.outputs).all(axis=1) & \
+                    np.isfinite(self.grads * self.grads).all(axis=1) & \
+                    np.isfinite(self.outputs * self.grads).all(axis=1)
+            free, const = np.flatnonzero(ok & ~self.has_c), np.flatnonzero(ok & self.has_c)
+            o, oc, gc = self.outputs[free], self.outputs[const], self.grads[const]
+            self._clean = (free, const, o.T, (o * o).T, oc.T, (oc * oc).T, gc.T,
+                           (oc * gc).T, (gc * gc).T)
+        free, const, o, oo, oc, ooc, gc, ogc, ggc = self._clean
+        best = np.full(len(targets), np.inf)
         with np.errstate(all="ignore"):
             w = np.where(np.isfinite(targets) & np.isfinite(weights), weights, 0.0)
             z = np.where(w > 0, targets, 0.0)
             wz = w * z
-            sse = (wz * z).sum(axis=1)[:, None] - 2 * (wz @ o) + w @ oo
-            if self.constants:
-                cross, norm = wz @ g - w @ og, w @ gg
-                gain = np.where(norm > 0, cross * cross / norm, -np.inf)
-                sse = np.where(self.has_c[cols], sse - gain, sse)
-        ok = np.isfinite(sse)
-        if depth_budget is not None:
-            ok &= self.depth[cols] <= depth_budget
-        if size_budgets is not None:
-            ok &= self.size[cols][None, :] <= np.asarray(size_budgets)[:, None]
-        best = np.where(ok, np.maximum(sse, 0.0), np.inf).min(axis=1, initial=np.inf)
+            zz = (wz * z).sum(axis=1)[:, None]
+            groups = []
+            if free.size:
+                groups.append((free, zz - 2 * (wz @ o) + w @ oo))
+            if const.size:
+                groups.append((const, zz - 2 * (wz @ oc) + w @ ooc
+                               - _gain(wz @ gc - w @ ogc, w @ ggc)))
+            for cols, err in groups:
+                ok = np.isfinite(err)
+                if depth_budget is not None:
+                    ok &= self.depth[cols] <= depth_budget
+                if size_budgets is not None:
+                    ok &= self.size[cols][None, :] <= np.asarray(size_budgets)[:, None]
+                best = np.minimum(best, np.where(ok, np.maximum(err, 0.0), np.inf).min(
+                    axis=1, initial=np.inf))
         return np.asarray(best)
 
     def log_prob(self, scores: Scores, prods: tuple[int, ...], values: tuple[Any, ...]

@@ -344,3 +344,38 @@ def test_without_a_free_factor_the_proposal_is_the_fitted_mixture() -> None:
     fit = mixture(TINY, SubtreeLibrary(TINY, 0, {"x": X}), 0, Y, 3, 2, wrap=True)
     for t in structures(TINY, 0, 3, 2):
         assert abs(math.exp(log_q(*t)) - fit(t)) < 1e-12
+
+
+def test_least_errors_match_one_fit_at_a_time() -> None:
+    """SubtreeLibrary.least_errors (five matrix products) against each entry's weighted
+    least squares written out, with constants, missing targets, zero weights and budgets."""
+    prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=4)
+    x = np.linspace(0.5, 2.0, 9)
+    lib = SubtreeLibrary(prior, 0, {"x": x})
+    rng = np.random.default_rng(4)
+    targets = np.stack([x + 0.3, np.sin(x) * 2.5, rng.standard_normal(9), x / (x + 1.0)])
+    targets[2, :3] = np.nan
+    weights = rng.uniform(0.0, 3.0, targets.shape)
+    weights[1, 4] = 0.0
+    sizes = np.array([5, 4, 2, 3])
+    got = lib.least_errors(targets, weights, 3, sizes)
+    assert lib.has_c.any()
+    for p in range(len(targets)):
+        keep = np.isfinite(targets[p]) & (weights[p] > 0)
+        w, z = weights[p][keep], targets[p][keep]
+        best = math.inf
+        for j in range(len(lib)):
+            o, g = lib.outputs[j][keep], lib.grads[j][keep]
+            if lib.depth[j] > 3 or lib.size[j] > sizes[p] or \
+                    not (np.isfinite(lib.outputs[j] ** 2).all()
+                         and np.isfinite(lib.grads[j] ** 2).all()):
+                continue
+            resid = z - o
+            if lib.has_c[j]:
+                den = float(np.sum(w * g * g))
+                if den <= 0:
+                    continue
+                resid = resid - float(np.sum(w * resid * g)) / den * g
+            best = min(best, float(np.sum(w * resid * resid)))
+        assert got[p] == pytest.approx(best, rel=1e-9, abs=1e-12)
+    assert got[0] < 1e-10 and got[1] < 1e-10  # x + c and sin(x) · c are entries
