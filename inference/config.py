@@ -166,6 +166,10 @@ class McmcOptions:
     operator with an inverse around a library entry U fitted to g⁻¹ of the node's targets
     (exp(c·log x) in one move; :mod:`inference.mcmc.blocks.semantic`); 0: none (the
     default: docs/decisions.md, "Wrapped library entries")."""
+    library_affine: float = 0.0
+    """Share of the library move's proposal given to affine entries c₁ + c₂ · U: a
+    constant-free library entry U with an offset and a scale, both fitted by least squares
+    to the node's targets (:mod:`inference.mcmc.affine`); 0: none."""
     library_tries: int = 1
     """Tries of the library move: K subtrees drawn at once, scored as one batch, one kept
     by multiple-try Metropolis (:mod:`inference.mcmc.blocks.tries`); 1: the single-try
@@ -202,10 +206,15 @@ class McmcOptions:
             r = getattr(self, name)
             if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1:
                 raise PPLError(f"{name} must be a probability in [0, 1]; got {r!r}.")
-        w = self.library_wrap
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 0.9:
-            raise PPLError(f"library_wrap must be a share in [0, 0.9] (the prior keeps 0.1 of "
-                           f"the library move's proposal); got {w!r}.")
+        for name in ("library_wrap", "library_affine"):
+            w = getattr(self, name)
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 0.9:
+                raise PPLError(f"{name} must be a share in [0, 0.9] (the prior keeps 0.1 of "
+                               f"the library move's proposal); got {w!r}.")
+        if self.library_wrap + self.library_affine > 0.9:
+            raise PPLError(f"library_wrap + library_affine must be at most 0.9 (the prior "
+                           f"keeps 0.1 of the library move's proposal); got "
+                           f"{self.library_wrap!r} + {self.library_affine!r}.")
         if self.collapsed and self.num_rungs != 1:
             raise PPLError(f"collapsed=True is a mode with num_rungs=1; got num_rungs="
                            f"{self.num_rungs!r}.")

@@ -50,7 +50,8 @@ from ppl.ops import KIND_CONSTANT
 from ppl.prior import ProgramPrior
 from ppl.program import Program
 
-__all__ = ["FIT_CACHE", "LIBRARY_CELLS", "LIBRARY_SIZE", "Scores", "SubtreeLibrary", "draw_index"]
+__all__ = ["FIT_CACHE", "LIBRARY_CELLS", "LIBRARY_SIZE", "Scores", "SubtreeLibrary",
+           "constant_log_prob", "draw_index"]
 
 LIBRARY_SIZE = 4
 """The largest subtree (in nodes) in a library."""
@@ -61,8 +62,18 @@ LIBRARY_CELLS = 2_000_000
 :data:`LIBRARY_SIZE` until the table fits (many inputs, many points)."""
 
 
-def _constant_log_prob(prior: ProgramPrior, c: np.ndarray) -> np.ndarray:
-    """log p_c of each constant in ``c`` (the prior's constant prior, vectorised)."""
+def constant_log_prob(prior: ProgramPrior, c: np.ndarray) -> np.ndarray:
+    """log p_c of each constant in ``c`` (the prior's constant prior, vectorised).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ppl import ProgramPrior
+    >>> prior = ProgramPrior("arith", inputs=["x"])
+    >>> bool(np.allclose(constant_log_prob(prior, np.array([0.5, -2.0])),
+    ...                  [prior.constant_prior.log_prob(0.5), prior.constant_prior.log_prob(-2.0)]))
+    True
+    """
     cp = prior.constant_prior
     if cp.family == "normal":
         z = (c - cp.a) / cp.b
@@ -255,7 +266,7 @@ class SubtreeLibrary:
             c_sd = np.sqrt(var / gg)
             log_w = self.log_p - sse / (2 * var)
             with_c = ok & has_c
-            log_w[with_c] += _constant_log_prob(self.prior, c_hat[with_c]) + \
+            log_w[with_c] += constant_log_prob(self.prior, c_hat[with_c]) + \
                 0.5 * math.log(2 * math.pi) + np.log(c_sd[with_c])
         log_w = np.where(ok & np.isfinite(log_w), log_w, -np.inf)
         top = log_w.max()
@@ -445,7 +456,7 @@ class SubtreeLibrary:
         """log prior of entries ``j`` with constants ``c``: their structure's and their
         constant's (``ProgramPrior.subtree_log_prob``, vectorised)."""
         with np.errstate(all="ignore"):
-            dens = _constant_log_prob(self.prior, np.where(self.has_c[j], c, 0.0))
+            dens = constant_log_prob(self.prior, np.where(self.has_c[j], c, 0.0))
         return np.asarray(self.log_p[j] + np.where(self.has_c[j], dens, 0.0))
 
     def sample(self, rng: np.random.Generator, scores: Scores

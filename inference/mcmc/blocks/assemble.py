@@ -109,8 +109,9 @@ def _choices(lib: Any, names: list[str], z: np.ndarray, q0: np.ndarray, b: int |
         mse = np.maximum(err / points, ERROR_FLOOR * max(scale, 1e-300))
         fit = np.where((points >= 2) & (2 * points >= z.size) & np.isfinite(mse),
                        -0.5 * int(seen.sum()) * np.log(mse), -np.inf)
-    fit = fit + np.tile(q0[cols], 2 * len(names))
-    prior_part = np.tile(q0[cols], 2 * len(names)) - math.log(2 * len(names))
+    log_q0 = np.tile(q0[cols], 2 * len(names))
+    fit = fit + log_q0
+    prior_part = log_q0 - math.log(2 * len(names))
     top = fit.max() if fit.size else -math.inf
     if np.isfinite(top):
         guided = fit - top - math.log(float(np.exp(fit - top).sum()))
@@ -143,17 +144,19 @@ def assembled_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: 
     q0 = lib.factors(lb, None if s is None else s - 2) if rules else None
     rho = ASSEMBLE_SHARE if q0 is not None and np.isfinite(q0).any() else 0.0
     children: dict[tuple[int, int, int], Proposal] = {}
-    table: list[np.ndarray] = []
+    table: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def choices() -> np.ndarray:
-        """log c(r, k, F), computed on first use."""
+    def choices() -> tuple[np.ndarray, np.ndarray]:
+        """log c(r, k, F) and the running sums of c over its flattened table, computed on
+        first use and kept with the library's fits."""
         if not table:
             assert q0 is not None
             key = ("assemble", z.tobytes(), tuple(rules), lb, s)
             hit = lib.memo.get(key)
             if hit is MISSING:
                 names = [prior.grammar.productions[r].op.name for r in rules]
-                hit = _choices(lib, names, z, q0, lb, s)
+                log_c = _choices(lib, names, z, q0, lb, s)
+                hit = (log_c, np.cumsum(np.exp(log_c.reshape(-1))))
                 lib.memo.put(key, hit)
             table.append(hit)
         return table[0]
@@ -185,15 +188,14 @@ def assembled_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: 
                 j = lib.index.get(parts[1 - k])
                 if j is None or q0[j] == -math.inf:
                     continue
-                terms.append(math.log(rho) + float(choices()[rules.index(prods[0]), k, j])
+                terms.append(math.log(rho) + float(choices()[0][rules.index(prods[0]), k, j])
                              + fitted(prods[0], k, j)[0](*parts[k]))
         return _log_sum(terms)
 
     def draw(rng: np.random.Generator) -> Tree:
         if rng.random() >= rho or q0 is None:
             return leaf_draw(rng)
-        flat = choices().reshape(-1)
-        i = draw_index(rng, np.cumsum(np.exp(flat)))
+        i = draw_index(rng, choices()[1])
         r, k, j = rules[i // (2 * len(lib))], (i // len(lib)) % 2, i % len(lib)
         child = fitted(r, k, j)[1](rng)
         free = lib.entries[j]

@@ -29,6 +29,16 @@ is an explicit density (the three parts for T's root are read off T), depends on
 through z, and the ratio stays exact. Without usable wrappers (no such g, or budgets too
 small), u = 0 and the move is the plain library move, draw for draw.
 
+Affine entries
+--------------
+With share e (``library_affine``) the mixture has one more part, the **affine entries**
+(c₁ + (c₂ · U)) around the library's constant-free entries U, both constants fitted by
+least squares and drawn from their Gaussian (:mod:`inference.mcmc.affine`): an offset and a
+scale around a small function in one proposal, at every level of the mixture (inside a
+wrapper too: exp(c₁ + c₂ · log x), a power law with its prefactor). The affine part's
+density is read off T's shape, so the mixture stays explicit and the ratio exact; where
+the grammar lacks +, * or constants, or no entry qualifies, e = 0.
+
 Grow
 ----
 The library move replaces a subtree by a small one; the grow move builds on the subtree
@@ -60,6 +70,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.mcmc.affine import AffineScores, affine_log_prob, affine_sample, affine_scores
 from inference.mcmc.blocks.base import (
     INVALID,
     REJECTED,
@@ -177,9 +188,11 @@ class Mixture:
     """Whether any library entry fits (else the library's share goes to the others)."""
     wrappers: dict[int, tuple[int, np.ndarray]]
     """The usable wrappers (:func:`_wrappers`; empty unless ``library_wrap`` > 0)."""
-    shares: tuple[float, float, float]
-    """(prior, wrapped, library) shares of the proposal."""
-    log_shares: tuple[float, float, float]
+    affine: AffineScores | None
+    """The affine entries scored (None unless ``library_affine`` > 0 and one qualifies)."""
+    shares: tuple[float, float, float, float]
+    """(prior, wrapped, library, affine) shares of the proposal."""
+    log_shares: tuple[float, float, float, float]
     """Their logs (−inf for a share of 0)."""
     node: tuple[int, int | None, int | None]
     """The node's nonterminal and (depth, size) budgets."""
@@ -198,10 +211,15 @@ def mixture(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int, z: np
     share = ctx.options.library_wrap if wrap else 0.0
     wrappers = _wrappers(prior, a, z, b, s) if share > 0 else {}
     w, u = PRIOR_SHARE, (share if wrappers else 0.0)
-    shares = (w, u, 1.0 - w - u) if fits else (w / (w + u), u / (w + u), 0.0)
+    aff = ctx.options.library_affine
+    affine = affine_scores(lib, a, z, sigma, b, s) if aff > 0 else None
+    e = aff if affine is not None else 0.0
+    rest = w + u + e
+    shares = (w, u, 1.0 - rest, e) if fits else (w / rest, u / rest, 0.0, e / rest)
     log_shares = (math.log(shares[0]), math.log(u) if u else -math.inf,
-                  math.log1p(-w - u) if fits else -math.inf)
-    return Mixture(lib, scores, log_mass, fits, wrappers, shares, log_shares, (a, b, s))
+                  math.log1p(-rest) if fits else -math.inf, math.log(e) if e else -math.inf)
+    return Mixture(lib, scores, log_mass, fits, wrappers, affine, shares, log_shares,
+                   (a, b, s))
 
 
 def fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int,
@@ -231,6 +249,8 @@ def fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int
                          + wrapped(prods[0])[0](prods[1:], values[1:]))
         if fits:
             terms.append(log_shares[2] + lib.log_prob(scores, prods, values))
+        if m.affine is not None:
+            terms.append(log_shares[3] + affine_log_prob(lib, m.affine, prods, values))
         top = float(max(terms))
         if top == -math.inf:
             return top
@@ -246,6 +266,8 @@ def fitted_subtree(ctx: Context, site: SiteInfo, view: ProgramLikelihood, a: int
             r = keys[int(rng.integers(len(keys)))]
             prods, values = wrapped(r)[1](rng)
             return (r, *prods), (None, *values)
+        if m.affine is not None and u < shares[0] + shares[1] + shares[3]:
+            return affine_sample(lib, m.affine, rng)
         return lib.sample(rng, scores)
 
     return log_q, draw

@@ -163,9 +163,11 @@ def draw_tries(rng: np.random.Generator, mix: Mixture, log_q: Callable[..., floa
                env: dict[str, np.ndarray], n: int, prior: ProgramPrior) -> Batch:
     """K independent draws from the fitted mixture. Without wrapped entries the library's
     draws are one array (entries, constants, outputs from the library's table, densities);
-    the prior's (share w) and, with wrapped entries, every draw are made one by one."""
-    library = np.zeros(k, dtype=bool) if mix.wrappers else rng.random(k) >= mix.shares[0]
-    single = [draw(rng) if mix.wrappers else prior.sample_subtree(rng, *mix.node)
+    the prior's (share w) and, with wrapped or affine entries, every draw are made one by
+    one."""
+    one_by_one = bool(mix.wrappers) or mix.affine is not None
+    library = np.zeros(k, dtype=bool) if one_by_one else rng.random(k) >= mix.shares[0]
+    single = [draw(rng) if one_by_one else prior.sample_subtree(rng, *mix.node)
               for _ in range(int((~library).sum()))]
     j, c = mix.lib.sample_many(rng, mix.scores, int(library.sum()))
     outputs = np.empty((k, n))
