@@ -170,6 +170,10 @@ class McmcOptions:
     """Share of the library move's proposal given to affine entries c₁ + c₂ · U: a
     constant-free library entry U with an offset and a scale, both fitted by least squares
     to the node's targets (:mod:`inference.mcmc.affine`); 0: none."""
+    library_root: float = 0.0
+    """Share of the library and assemble moves' node picks given to the root (the rest
+    uniform over the nodes): whole programs proposed from the data, the node's pick in the
+    Hastings ratio; 0: uniform (single-try moves; ``library_tries`` picks uniformly)."""
     library_tries: int = 1
     """Tries of the library move: K subtrees drawn at once, scored as one batch, one kept
     by multiple-try Metropolis (:mod:`inference.mcmc.blocks.tries`); 1: the single-try
@@ -211,6 +215,9 @@ class McmcOptions:
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 0.9:
                 raise PPLError(f"{name} must be a share in [0, 0.9] (the prior keeps 0.1 of "
                                f"the library move's proposal); got {w!r}.")
+        r = self.library_root
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r < 1:
+            raise PPLError(f"library_root must be a share in [0, 1); got {r!r}.")
         if self.library_wrap + self.library_affine > 0.9:
             raise PPLError(f"library_wrap + library_affine must be at most 0.9 (the prior "
                            f"keeps 0.1 of the library move's proposal); got "

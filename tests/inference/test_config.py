@@ -125,6 +125,7 @@ BAD = [
     ({"refit": 2.0}, "refit"),
     ({"library_wrap": 0.95}, r"library_wrap must be a share in \[0, 0.9\]"),
     ({"library_wrap": True}, "library_wrap must be"),
+    ({"library_root": 1.0}, r"library_root must be a share in \[0, 1\)"),
     ({"library_affine": -0.1}, r"library_affine must be a share in \[0, 0.9\]"),
     ({"library_wrap": 0.5, "library_affine": 0.5}, r"library_wrap \+ library_affine"),
     ({"cache_size": -1}, "cache_size"),

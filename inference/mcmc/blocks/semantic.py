@@ -39,6 +39,14 @@ wrapper too: exp(c₁ + c₂ · log x), a power law with its prefactor). The aff
 density is read off T's shape, so the mixture stays explicit and the ratio exact; where
 the grammar lacks +, * or constants, or no entry qualifies, e = 0.
 
+The root share
+--------------
+With share ρ (``library_root``) the node is the root with probability ρ, else drawn
+uniformly: the root's targets are the data themselves, so a whole program is proposed from
+them however large the current one has grown. The pick enters the ratio as
+P(v | φ) = ρ 1[v = root] + (1 − ρ) / N(φ) in place of 1 / N(φ) (the same for the library and
+the assemble move); with ρ = 0 the move is the uniform one, draw for draw.
+
 Grow
 ----
 The library move replaces a subtree by a small one; the grow move builds on the subtree
@@ -143,12 +151,18 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
         return state, REJECTED
     prior = site.fn
     phi: Program = state.values[site.name]
-    v = int(rng.integers(phi.size))
+    root = ctx.options.library_root
+    v = 0 if root > 0 and rng.random() < root else int(rng.integers(phi.size))
     z = _targets(phi, v, data)
     if z is None:
         return state, REJECTED
     a = prior.grammar.productions[phi.prods[v]].lhs
     b, s = budgets(prior, phi, v)
+
+    def node_ratio(size2: int) -> float:
+        """log P(v | φ') − log P(v | φ) of the pick with a root share."""
+        at_root = root if v == 0 else 0.0
+        return math.log(at_root + (1 - root) / size2) - math.log(at_root + (1 - root) / phi.size)
 
     def proposal(sigma: float) -> tuple[Callable[..., float], Callable[..., Any]]:
         if propose is None:
@@ -167,10 +181,16 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
             return state, REJECTED
         back, _ = proposal(data2[2])
         end = int(phi.ends()[v])
-        ratio = (-math.log(phi2.size) + back(phi.prods[v:end], phi.values[v:end])
-                 + math.log(phi.size) - log_q(*new))
+        if root == 0:
+            ratio = (-math.log(phi2.size) + back(phi.prods[v:end], phi.values[v:end])
+                     + math.log(phi.size) - log_q(*new))
+        else:
+            ratio = node_ratio(phi2.size) + back(phi.prods[v:end], phi.values[v:end]) \
+                - log_q(*new)
         return accept_joint(rng, ctx, state, site.name, view, phi2, noise, ratio)
-    return swap_subtree(rng, ctx.target, state, site.name, v, new, log_q, view)
+    picked = None if root == 0 else node_ratio(
+        phi.size - (int(phi.ends()[v]) - v) + len(new[0]))
+    return swap_subtree(rng, ctx.target, state, site.name, v, new, log_q, view, picked)
 
 
 @dataclass

@@ -217,8 +217,8 @@ def test_library_move_is_exactly_stationary(monkeypatch: pytest.MonkeyPatch, wra
     assert np.abs(pi @ p - pi).max() < 1e-12
 
 
-def greedy_swap(rng, target, state, name, v, new, log_q, view):
-    """The subtree swap accepted by the target ratio alone (q_v and N(φ)/N(φ') left out)."""
+def greedy_swap(rng, target, state, name, v, new, log_q, view, node_ratio=None):
+    """The subtree swap accepted by the target ratio alone (q_v and the node pick left out)."""
     phi2 = state.values[name].replace(v, *new)
     return accept(rng, target, state, name, phi2, 0.0, view.log_joint(phi2))
 

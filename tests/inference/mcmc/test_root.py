@@ -1,0 +1,133 @@
+"""The root share of the library move's node pick (``library_root``): with probability ρ the
+move works at the root (a whole program proposed from the data), else at a node drawn
+uniformly, and the pick enters the Hastings ratio as P(v | φ) = ρ 1[v = root] + (1 − ρ) / N(φ)
+(TESTING.md P1).
+
+- on the 302-program grammar the move's exact transition matrix leaves π invariant;
+- a broken twin that picks with the root share but keeps the uniform pick's ratio does not;
+- with constants (arith), detailed balance holds pair by pair, at the root and below it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ppl
+from inference.config import McmcOptions
+from inference.mcmc.blocks import semantic
+from inference.mcmc.blocks.base import GibbsState
+from inference.mcmc.exact import structures
+from inference.mcmc.library import SubtreeLibrary
+from inference.mcmc.moves import budgets
+from tests.inference.mcmc.test_library import (
+    PROGRAMS,
+    TINY,
+    WRAP,
+    Mover,
+    X,
+    log_joint,
+    q_v,
+)
+
+ROOT = 0.3
+"""``library_root`` of the tests."""
+
+
+class RootScript:
+    """A stand-in Generator for a move with a root share: the root coin (never the root
+    by the coin), a node index, the library branch, the accept uniform."""
+
+    def __init__(self, node: int) -> None:
+        self.node, self.uniforms = node, [0.99, 0.99, 0.5]
+
+    def integers(self, n: int) -> int:
+        return self.node
+
+    def random(self) -> float:
+        return self.uniforms.pop(0)
+
+
+class RootMover(Mover):
+    def alpha(self, phi: ppl.Program, v: int, tree: Any) -> float:
+        self.tree = tree
+        state = GibbsState({"f": phi}, log_joint(self.prior, phi), {}, 0)
+        script = RootScript(v) if self.ctx.options.library_root > 0 else None
+        if script is None:
+            return super().alpha(phi, v, tree)
+        _, info = semantic.library(script, self.ctx, state, self.site,
+                                   self.view)  # type: ignore[arg-type]
+        return float(info.alpha)
+
+
+def pick(phi: ppl.Program, v: int, share: float) -> float:
+    """P(v | φ) of the pick with root share ``share``."""
+    return (share if v == 0 else 0.0) + (1 - share) / phi.size
+
+
+def matrix(monkeypatch: pytest.MonkeyPatch, options: McmcOptions
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(π, P) of the library move run with ``options``, nodes picked with the root share
+    ROOT (as the move with ``library_root=ROOT`` picks them)."""
+    lib = SubtreeLibrary(TINY, 0, {"x": X})
+    mover = RootMover(TINY, monkeypatch, options)
+    index = {phi: i for i, phi in enumerate(PROGRAMS)}
+    p = np.zeros((len(PROGRAMS), len(PROGRAMS)))
+    for i, phi in enumerate(PROGRAMS):
+        for v in range(phi.size):
+            q = q_v(TINY, lib, phi, v, options.library_wrap)
+            if q is None:
+                continue
+            a = TINY.grammar.productions[phi.prods[v]].lhs
+            for tree in structures(TINY, a, *budgets(TINY, phi, v)):
+                j = index[phi.replace(v, *tree)]
+                if j != i:
+                    p[i, j] += q(tree) * mover.alpha(phi, v, tree) * pick(phi, v, ROOT)
+        p[i, i] = 1.0 - p[i].sum()
+    log_pi = np.array([log_joint(TINY, phi) for phi in PROGRAMS])
+    pi = np.exp(log_pi - log_pi.max())
+    return pi / pi.sum(), p
+
+
+@pytest.mark.parametrize("wrap", [0.0, WRAP])
+def test_the_root_share_is_exactly_stationary(monkeypatch: pytest.MonkeyPatch, wrap: float
+                                              ) -> None:
+    pi, p = matrix(monkeypatch, McmcOptions(library_root=ROOT, library_wrap=wrap))
+    assert np.all(p >= -1e-12)
+    assert np.abs(pi @ p - pi).max() < 1e-12
+
+
+def test_without_the_picks_ratio_the_move_is_not_stationary(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broken twin: nodes picked with the root share, the ratio of the uniform pick."""
+    pi, p = matrix(monkeypatch, McmcOptions(library_root=0.0))
+    assert np.abs(pi @ p - pi).max() > 1e-6
+
+
+@pytest.mark.parametrize(("text", "v", "new"), [
+    ("(x + 0.3)", 0, "(x * sin(x))"),            # the root: sizes 3 and 4
+    ("(x + 0.3)", 0, "exp((x * 0.7))"),          # the root, a wrapped entry
+    ("(x * sin(x))", 2, "(x * 1.7)"),            # below the root
+])
+def test_detailed_balance_with_the_root_share(monkeypatch: pytest.MonkeyPatch, text: str,
+                                              v: int, new: str) -> None:
+    prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=4)
+    lib = SubtreeLibrary(prior, 0, {"x": X})
+    phi = prior.parse(text)
+    t_new = prior.parse(new)
+    phi2 = phi.replace(v, t_new.prods, t_new.values)
+    end = int(phi.ends()[v])
+    t_old = (phi.prods[v:end], phi.values[v:end])
+    forward = q_v(prior, lib, phi, v)((t_new.prods, t_new.values))
+    backward = q_v(prior, lib, phi2, v)(t_old)
+    assert forward and backward
+    mover = RootMover(prior, monkeypatch, McmcOptions(library_wrap=WRAP, library_root=ROOT))
+    a_f = mover.alpha(phi, v, (t_new.prods, t_new.values))
+    a_b = mover.alpha(phi2, v, t_old)
+    lhs = log_joint(prior, phi) + math.log(forward * pick(phi, v, ROOT) * a_f)
+    rhs = log_joint(prior, phi2) + math.log(backward * pick(phi2, v, ROOT) * a_b)
+    assert abs(lhs - rhs) < 1e-9
+    assert max(a_f, a_b) == 1.0
