@@ -24,11 +24,10 @@ import ppl
 from inference import infer
 from inference.config import McmcOptions
 from inference.mcmc.affine import affine_log_prob, affine_rules, affine_sample, affine_scores
-from inference.mcmc.blocks import semantic
 from inference.mcmc.library import SubtreeLibrary
 from inference.mcmc.moves import budgets
 from inference.residuals import subtree_targets
-from tests.inference.mcmc.test_library import INVERSE, SIGMA, WRAP, Mover, X, Y, log_joint
+from tests.inference.mcmc.test_library import SIGMA, WRAP, Mover, X, Y, balance_gap, mixture
 
 ARITH = ppl.ProgramPrior("arith", inputs=["x"], max_depth=4)
 AFFINE = 0.3
@@ -93,39 +92,10 @@ def reference_affine(prior: ppl.ProgramPrior, lib: SubtreeLibrary, a: int, z: np
 def reference_mixture(prior: ppl.ProgramPrior, lib: SubtreeLibrary, a: int, z: np.ndarray,
                       b: int | None, s: int | None, wrap_share: float, affine_share: float
                       ) -> Any:
-    """tree -> q_v(tree): budgeted prior, wrapped entries (one level), library and affine
-    entries (at every level), from the module docstrings."""
-    scores = lib.score(z, SIGMA, b, s)
-    log_mass = prior.tables.log_mass(a, b, s)
-    fits = bool(np.isfinite(scores.log_q).any())
-    inner = {}
-    if wrap_share and (b is None or b >= 2) and (s is None or s >= 2):
-        for r in prior.grammar.by_lhs[a]:
-            name = prior.grammar.productions[r].op.name
-            if name in INVERSE:
-                with np.errstate(all="ignore"):
-                    zc = INVERSE[name](z)
-                k = int(np.isfinite(zc).sum())
-                if k >= 2 and 2 * k >= z.size:
-                    inner[r] = reference_mixture(prior, lib, a, zc, None if b is None else b - 1,
-                                                 None if s is None else s - 1, 0.0,
-                                                 affine_share)
-    aff = reference_affine(prior, lib, a, z, SIGMA, b, s) if affine_share else None
-    w, u, e = semantic.PRIOR_SHARE, (wrap_share if inner else 0.0), \
-        (affine_share if aff is not None else 0.0)
-    rest = w + u + e
-    shares = (w, u, 1 - rest, e) if fits else (w / rest, u / rest, 0.0, e / rest)
-
-    def q(tree: Tree) -> float:
-        total = shares[0] * math.exp(prior.subtree_log_prob(*tree) - log_mass)
-        if tree[0][0] in inner:
-            total += shares[1] / len(inner) * inner[tree[0][0]]((tree[0][1:], tree[1][1:]))
-        if fits:
-            total += shares[2] * math.exp(lib.log_prob(scores, *tree))
-        if aff is not None:
-            total += shares[3] * aff(tree)
-        return total
-    return q
+    """tree -> q_v(tree): the library tests' reference mixture with affine entries."""
+    return mixture(prior, lib, a, z, b, s, wrap=bool(wrap_share), wrap_share=wrap_share,
+                   affine=lambda *node: reference_affine(*node[:4], SIGMA, *node[4:]),
+                   affine_share=affine_share)
 
 
 def z_at(phi: ppl.Program, v: int) -> np.ndarray:
@@ -194,25 +164,14 @@ PAIRS = [
 
 def balance(monkeypatch: pytest.MonkeyPatch, text: str, v: int, new: str,
             options: McmcOptions) -> float:
-    """log π(φ) q(φ'|φ) α(φ→φ') − log π(φ') q(φ|φ') α(φ'→φ): q from the reference with
-    affine entries, α from the move run with ``options``."""
+    """The detailed-balance gap (``balance_gap``): q from the reference with affine
+    entries, α from the move run with ``options``."""
     lib = SubtreeLibrary(ARITH, 0, {"x": X})
-    phi = ARITH.parse(text)
-    t_new = ARITH.parse(new)
-    phi2 = phi.replace(v, t_new.prods, t_new.values)
-    end = int(phi.ends()[v])
-    t_old = (phi.prods[v:end], phi.values[v:end])
-    forward = reference_mixture(ARITH, lib, 0, z_at(phi, v), *budgets(ARITH, phi, v),
-                                WRAP, AFFINE)((t_new.prods, t_new.values))
-    backward = reference_mixture(ARITH, lib, 0, z_at(phi2, v), *budgets(ARITH, phi2, v),
-                                 WRAP, AFFINE)(t_old)
-    assert forward > 0 and backward > 0
-    mover = Mover(ARITH, monkeypatch, options)
-    a_f = mover.alpha(phi, v, (t_new.prods, t_new.values))
-    a_b = mover.alpha(phi2, v, t_old)
-    assert max(a_f, a_b) == 1.0
-    return (log_joint(ARITH, phi) + math.log(forward / phi.size * a_f)
-            - log_joint(ARITH, phi2) - math.log(backward / phi2.size * a_b))
+
+    def q_at(phi: ppl.Program, u: int) -> Any:
+        return reference_mixture(ARITH, lib, 0, z_at(phi, u), *budgets(ARITH, phi, u), WRAP,
+                                 AFFINE)
+    return balance_gap(ARITH, text, v, new, q_at, Mover(ARITH, monkeypatch, options))
 
 
 @pytest.mark.parametrize(("text", "v", "new"), PAIRS)

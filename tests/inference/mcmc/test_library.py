@@ -111,9 +111,13 @@ INVERSE = {"sin": np.arcsin, "cos": np.arccos, "exp": np.log, "log": np.exp}
 
 
 def mixture(prior: ppl.ProgramPrior, lib: SubtreeLibrary, a: int, z: np.ndarray,
-            b: int | None, s: int | None, wrap: bool, wrap_share: float = 0.0) -> Any:
+            b: int | None, s: int | None, wrap: bool, wrap_share: float = 0.0,
+            affine: Any = None, affine_share: float = 0.0) -> Any:
+    """tree -> q(tree) of the fitted mixture: budgeted prior, wrapped entries (one level,
+    with ``wrap``), library, and with ``affine`` (a reference (prior, lib, a, z, b, s) ->
+    q_aff or None) affine entries at every level, from the module docstrings."""
     scores = lib.score(z, SIGMA, b, s)
-    w, u = semantic.PRIOR_SHARE, wrap_share
+    w = semantic.PRIOR_SHARE
     log_mass = prior.tables.log_mass(a, b, s)
     fits = bool(np.isfinite(scores.log_q).any())
     inner = {}
@@ -126,9 +130,12 @@ def mixture(prior: ppl.ProgramPrior, lib: SubtreeLibrary, a: int, z: np.ndarray,
                 k = int(np.isfinite(zc).sum())
                 if k >= 2 and 2 * k >= z.size:
                     inner[r] = mixture(prior, lib, a, zc, None if b is None else b - 1,
-                                       None if s is None else s - 1, wrap=False)
-    u = u if inner else 0.0
-    shares = (w, u, 1 - w - u) if fits else (w / (w + u), u / (w + u), 0.0)
+                                       None if s is None else s - 1, wrap=False,
+                                       affine=affine, affine_share=affine_share)
+    aff = affine(prior, lib, a, z, b, s) if affine is not None and affine_share else None
+    u, e = (wrap_share if inner else 0.0), (affine_share if aff is not None else 0.0)
+    rest = w + u + e
+    shares = (w, u, 1 - rest, e) if fits else (w / rest, u / rest, 0.0, e / rest)
 
     def q(tree: tuple[tuple[int, ...], tuple[Any, ...]]) -> float:
         total = shares[0] * math.exp(prior.subtree_log_prob(*tree) - log_mass)
@@ -136,6 +143,8 @@ def mixture(prior: ppl.ProgramPrior, lib: SubtreeLibrary, a: int, z: np.ndarray,
             total += shares[1] / len(inner) * inner[tree[0][0]]((tree[0][1:], tree[1][1:]))
         if fits:
             total += shares[2] * math.exp(lib.log_prob(scores, *tree))
+        if aff is not None:
+            total += shares[3] * aff(tree)
         return total
     return q
 
@@ -253,21 +262,30 @@ def test_detailed_balance_with_constants(monkeypatch: pytest.MonkeyPatch, text: 
     """π(φ) q_v(T') α(φ → φ') = π(φ') q_v(T_v) α(φ' → φ), α read from the move."""
     prior = ppl.ProgramPrior("arith", inputs=["x"], max_depth=4)
     lib = SubtreeLibrary(prior, 0, {"x": X})
+    gap = balance_gap(prior, text, v, new, lambda phi, u: q_v(prior, lib, phi, u),
+                      Mover(prior, monkeypatch))
+    assert abs(gap) < 1e-9
+
+
+def balance_gap(prior: ppl.ProgramPrior, text: str, v: int, new: str, q_at: Any, mover: Any,
+                pick: Any = None) -> float:
+    """log π(φ) P(v|φ) q(T'|φ) α(φ→φ') − log π(φ') P(v|φ') q(T_v|φ') α(φ'→φ) for φ =
+    ``text`` with node v replaced by ``new``: q from ``q_at(φ, v)`` (a reference), α from
+    ``mover``, the pick P(v | φ) from ``pick`` (default uniform, 1 / N(φ))."""
+    pick = pick or (lambda phi, u: 1.0 / phi.size)
     phi = prior.parse(text)
     t_new = prior.parse(new)
     phi2 = phi.replace(v, t_new.prods, t_new.values)
     end = int(phi.ends()[v])
     t_old = (phi.prods[v:end], phi.values[v:end])
-    forward = q_v(prior, lib, phi, v)((t_new.prods, t_new.values))
-    backward = q_v(prior, lib, phi2, v)(t_old)
-    assert forward and backward
-    mover = Mover(prior, monkeypatch)
+    forward = q_at(phi, v)((t_new.prods, t_new.values))
+    backward = q_at(phi2, v)(t_old)
+    assert forward > 0 and backward > 0
     a_f = mover.alpha(phi, v, (t_new.prods, t_new.values))
     a_b = mover.alpha(phi2, v, t_old)
-    lhs = log_joint(prior, phi) + math.log(forward / phi.size * a_f)
-    rhs = log_joint(prior, phi2) + math.log(backward / phi2.size * a_b)
-    assert abs(lhs - rhs) < 1e-9
     assert max(a_f, a_b) == 1.0
+    return (log_joint(prior, phi) + math.log(forward * pick(phi, v) * a_f)
+            - log_joint(prior, phi2) - math.log(backward * pick(phi2, v) * a_b))
 
 
 @pytest.fixture(scope="module")
