@@ -173,11 +173,14 @@ class Mover:
 
 
 def tiny_matrix(monkeypatch: pytest.MonkeyPatch, wrap_share: float | None = None,
-                options: McmcOptions | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(π, P) of the library move (run with ``options``) on the 302 programs, proposals
-    drawn with the wrapped entries' share ``wrap_share`` (default the move's)."""
+                options: McmcOptions | None = None, mover: Any = None, pick: Any = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(π, P) of the library move (run with ``options``, or by ``mover``) on the 302
+    programs, proposals drawn with the wrapped entries' share ``wrap_share`` (default the
+    move's) at nodes picked with probability ``pick(φ, v)`` (default 1 / N(φ))."""
     lib = SubtreeLibrary(TINY, 0, {"x": X})
-    mover = Mover(TINY, monkeypatch, options)
+    mover = mover or Mover(TINY, monkeypatch, options)
+    pick = pick or (lambda phi, v: 1.0 / phi.size)
     index = {phi: i for i, phi in enumerate(PROGRAMS)}
     p = np.zeros((len(PROGRAMS), len(PROGRAMS)))
     for i, phi in enumerate(PROGRAMS):
@@ -189,7 +192,7 @@ def tiny_matrix(monkeypatch: pytest.MonkeyPatch, wrap_share: float | None = None
             for tree in structures(TINY, a, *budgets(TINY, phi, v)):
                 j = index[phi.replace(v, *tree)]
                 if j != i:
-                    p[i, j] += q(tree) * mover.alpha(phi, v, tree) / phi.size
+                    p[i, j] += q(tree) * mover.alpha(phi, v, tree) * pick(phi, v)
         p[i, i] = 1.0 - p[i].sum()
     log_pi = np.array([log_joint(TINY, phi) for phi in PROGRAMS])
     pi = np.exp(log_pi - log_pi.max())

@@ -19,11 +19,8 @@ import ppl
 from inference.config import McmcOptions
 from inference.mcmc.blocks import semantic
 from inference.mcmc.blocks.base import GibbsState
-from inference.mcmc.exact import structures
 from inference.mcmc.library import SubtreeLibrary
-from inference.mcmc.moves import budgets
 from tests.inference.mcmc.test_library import (
-    PROGRAMS,
     TINY,
     WRAP,
     Mover,
@@ -31,6 +28,7 @@ from tests.inference.mcmc.test_library import (
     balance_gap,
     log_joint,
     q_v,
+    tiny_matrix,
 )
 
 ROOT = 0.3
@@ -72,24 +70,8 @@ def matrix(monkeypatch: pytest.MonkeyPatch, options: McmcOptions
            ) -> tuple[np.ndarray, np.ndarray]:
     """(π, P) of the library move run with ``options``, nodes picked with the root share
     ROOT (as the move with ``library_root=ROOT`` picks them)."""
-    lib = SubtreeLibrary(TINY, 0, {"x": X})
-    mover = RootMover(TINY, monkeypatch, options)
-    index = {phi: i for i, phi in enumerate(PROGRAMS)}
-    p = np.zeros((len(PROGRAMS), len(PROGRAMS)))
-    for i, phi in enumerate(PROGRAMS):
-        for v in range(phi.size):
-            q = q_v(TINY, lib, phi, v, options.library_wrap)
-            if q is None:
-                continue
-            a = TINY.grammar.productions[phi.prods[v]].lhs
-            for tree in structures(TINY, a, *budgets(TINY, phi, v)):
-                j = index[phi.replace(v, *tree)]
-                if j != i:
-                    p[i, j] += q(tree) * mover.alpha(phi, v, tree) * pick(phi, v, ROOT)
-        p[i, i] = 1.0 - p[i].sum()
-    log_pi = np.array([log_joint(TINY, phi) for phi in PROGRAMS])
-    pi = np.exp(log_pi - log_pi.max())
-    return pi / pi.sum(), p
+    return tiny_matrix(monkeypatch, options.library_wrap, options,
+                       RootMover(TINY, monkeypatch, options), lambda phi, v: pick(phi, v, ROOT))
 
 
 @pytest.mark.parametrize("wrap", [0.0, WRAP])
