@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 # tests/ppl mirrors the package (CONVENTIONS 11) but has no __init__.py, so with tests/ on
@@ -24,6 +25,9 @@ if sys.path[:1] != [str(REPO)]:
     sys.path.insert(0, str(REPO))
 
 torch.set_num_threads(1)  # tensors here hold dozens of numbers: threads only add overhead
+# and one BLAS thread: two xdist workers on two cores would otherwise each spin a BLAS
+# thread per core against the other (as chain processes did, docs/benchmarks.md)
+threadpool_limits(limits=1, user_api="blas")
 
 SEED = 20240607
 """The global seed every test starts from."""

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from inference.checkpoint import FORMAT, chain_path, read, save
@@ -88,13 +89,16 @@ class ChainResult(NamedTuple):
 
 def run_chain(spec: ChainSpec) -> ChainResult:
     """Run one chain: init, ``num_warmup`` adaptive sweeps, ``num_samples`` recorded ones,
-    on one torch thread (intra-op threads only add synchronisation to operations on a few
-    dozen numbers: measured 6x slower per NUTS sweep with 2 threads on a busy 2-core
-    machine)."""
+    on one torch thread and one BLAS thread (intra-op threads only add synchronisation to
+    operations on a few dozen numbers: measured 6x slower per NUTS sweep with 2 torch
+    threads on a busy 2-core machine; with OpenBLAS's default of one thread per core, two
+    chain processes on 2 cores ran the demo's program search at 0.4x the sweeps of one
+    BLAS thread each, docs/benchmarks.md)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run_chain(spec)
+        with threadpool_limits(limits=1):
+            return _run_chain(spec)
     finally:
         torch.set_num_threads(threads)
 
