@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from benchmarks._report import replace_sections
 from benchmarks.mcmc_throughput_measure import (
@@ -85,7 +86,9 @@ def baseline_commit(tree: Path) -> str:
 
 BASELINE_SCRIPT = """
 import contextlib, inspect, json, sys, time, torch
+from threadpoolctl import threadpool_limits
 torch.set_num_threads(1)
+threadpool_limits(limits=1)
 from benchmarks import mcmc_throughput as mt
 seed, warmup, sweeps, moves, profile = (int(a) for a in sys.argv[1:6])
 data = mt.example().make_data()
@@ -149,6 +152,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(1)  # per core: chain processes run with one thread too
+    threadpool_limits(limits=1)  # and one BLAS thread (driver.run_chain)
     host = machine()
     data = example().make_data()
     seeds = [args.seed + i for i in range(args.repeats)]

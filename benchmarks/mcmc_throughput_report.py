@@ -167,16 +167,19 @@ def report(res: Results) -> str:
         "of `examples/symbolic_regression.py` (y = 2·exp(−0.8x) + noise 0.05, x in [0, 3]), "
         "model `y ~ Normal(f(x), sigma)`, `sigma ~ HalfNormal(1)`; the default plan and move "
         "set (regenerate / insert–delete / relabel with exact Hastings ratios, half of them "
-        "refitting constants by Laplace, and the library move, a subtree fitted to its "
-        "node's targets; constant random walk or Laplace independence move after each; one "
+        "refitting constants by Laplace, the library move, a subtree fitted to its "
+        "node's targets, and the assemble move, an operator with a free factor and a fitted "
+        "child; constant random walk or Laplace independence move after each; one "
         "MALA move per sweep; sigma by the noise block). The kernel runs "
-        "directly (`Target`, `Gibbs`, `init`, `step`) in one process with one torch thread, "
+        "directly (`Target`, `Gibbs`, `init`, `step`) in one process with one torch thread "
+        "and one BLAS thread (as a chain runs), "
         f"`program_moves={a.program_moves}`: per seed, init, {a.warmup} adaptive sweeps, "
         f"then {a.sweeps} timed sweeps, timed in CPU seconds of this process "
         "(`time.process_time`: other load on the shared machine does not count; with one "
-        "torch thread the process runs on one core). A program proposal is a structure move "
-        "or a constant move (sigma's moves are not counted). The kernels run side by side "
-        f"on the same seeds; figures are medians over {a.repeats} seeds.", "",
+        "torch and one BLAS thread the process runs on one core; OpenBLAS's default thread "
+        "per core spun and about halved the figure, 2026-12-07). A program proposal is a "
+        "structure move or a constant move (sigma's moves are not counted). The kernels run "
+        f"side by side on the same seeds; figures are medians over {a.repeats} seeds.", "",
         "### Proposals per second per core", "",
         *throughput_table(res.throughput), "",
         *throughput_text(res), "",
@@ -201,8 +204,9 @@ def report(res: Results) -> str:
         "is shown.", "",
         *ess_table(res.ess), "",
         "### Time to P(true law) ≥ 0.5 (main example)", "",
-        "`python examples/symbolic_regression.py` as `make demo` runs it (4 chains × 500 "
-        f"warmup + 500 samples, chains in processes on {res.host['cores (nproc)']} cores) "
+        "`python examples/symbolic_regression.py` as `make demo` runs it (4 chains with a "
+        "12 s budget each, half of it a search, then an exact chain; chains in processes "
+        f"on {res.host['cores (nproc)']} cores) "
         f"took {res.default_seconds:.1f} s of wall time and put "
         f"**P(true law) = {p_true_of(res.default_output):.3f}** on N0·exp(−λt). Its "
         "output, abridged:", "",

@@ -64,12 +64,14 @@ def measure(problem: str, grammar: str, seed: int = 0, warmup: int = 200, sweeps
     :data:`SHARES` in a profiled stretch of the same length."""
     import numpy as np
     import torch
+    from threadpoolctl import threadpool_limits
 
     from inference.config import McmcOptions
     from inference.mcmc.gibbs import Gibbs
     from inference.target import Target
 
     torch.set_num_threads(1)
+    threadpool_limits(limits=1)  # one BLAS thread, as a chain runs (driver.run_chain)
     model, columns, y = _problem(problem, grammar, seed)
     kernel = Gibbs(Target(model, columns, {"y": y}, seed=seed), McmcOptions(**(options or {})))
     rng = np.random.default_rng(seed)
@@ -117,6 +119,7 @@ def measure_search(problem: str, grammar: str, seed: int = 0, sweeps: int = 300
     """CPU ms per population sweep of the search phase (module docstring)."""
     import numpy as np
     import torch
+    from threadpoolctl import threadpool_limits
 
     from inference.config import McmcOptions
     from inference.mcmc.gibbs import Gibbs
@@ -125,6 +128,7 @@ def measure_search(problem: str, grammar: str, seed: int = 0, sweeps: int = 300
     from inference.target import Target
 
     torch.set_num_threads(1)
+    threadpool_limits(limits=1)  # one BLAS thread, as a chain runs (driver.run_chain)
     model, columns, y = _problem(problem, grammar, seed)
     options = McmcOptions()
     walker = McmcOptions(joint_noise=options.search_joint_noise)  # as the driver's search

@@ -113,6 +113,23 @@ def affine_rules(prior: ProgramPrior, a: int) -> tuple[int, int, int] | None:
     return found["add"], found["const"], found["mul"]
 
 
+def _shape(lib: SubtreeLibrary, a: int) -> tuple[tuple[int, int, int] | None, float]:
+    """(the rules of :func:`affine_rules`, the prior log probability of the shape
+    (c + (c * ·)) without its constants) for nonterminal ``a``, kept in the library's memo."""
+    key = ("affine-shape", a)
+    hit = lib.memo.get(key)
+    if hit is not MISSING:
+        return hit  # type: ignore[no-any-return]
+    rules = affine_rules(lib.prior, a)
+    prefix = math.nan
+    if rules is not None:
+        add, const, mul = rules
+        prefix = lib.prior.subtree_log_prob((add, const, mul, const), (None, 0.0, None, 0.0),
+                                            constants=False)
+    lib.memo.put(key, (rules, prefix))
+    return rules, prefix
+
+
 def _fit(lib: SubtreeLibrary, z: np.ndarray) -> tuple[np.ndarray, ...]:
     """(SSE, ĉ₂, t̄, S_tt, usable) per entry and (z̄, m) at targets ``z``: the σ-free part
     of a scoring, kept per target vector in the library's memo."""
@@ -121,7 +138,7 @@ def _fit(lib: SubtreeLibrary, z: np.ndarray) -> tuple[np.ndarray, ...]:
     if hit is not MISSING:
         return hit  # type: ignore[no-any-return]
     keep = np.isfinite(z)
-    zk, t = z[keep], lib.outputs[:, keep]
+    zk, t = (z, lib.outputs) if keep.all() else (z[keep], lib.outputs[:, keep])
     m = zk.size
     with np.errstate(all="ignore"):
         usable = ~lib.has_c & np.isfinite(t).all(axis=1)
@@ -159,7 +176,7 @@ def affine_scores(lib: SubtreeLibrary, a: int, z: np.ndarray, sigma: float,
     >>> round(float(np.exp(s.log_q).sum()), 12), affine_scores(lib, 0, x, 0.1, 2, None)
     (1.0, None)
     """
-    rules = affine_rules(lib.prior, a)
+    rules, prefix = _shape(lib, a)
     if rules is None:
         return None
     sse, slope, t_mean, s_tt, usable, (z_mean, m) = _fit(lib, z)
@@ -170,9 +187,6 @@ def affine_scores(lib: SubtreeLibrary, a: int, z: np.ndarray, sigma: float,
         ok &= lib.size <= size_budget - 4
     if not ok.any() or m < 2:
         return None
-    add, const, mul = rules
-    prefix = lib.prior.subtree_log_prob((add, const, mul, const), (None, 0.0, None, 0.0),
-                                        constants=False)
     var = max(sigma * sigma, float(sse[ok].min()) / m, 1e-300)
     with np.errstate(all="ignore"):
         c1 = z_mean - slope * t_mean

@@ -293,15 +293,16 @@ def accept(rng: np.random.Generator, target: Target, state: GibbsState, site: st
 def swap_subtree(rng: np.random.Generator, target: Target, state: GibbsState, site: str,
                  v: int, new: tuple[tuple[int, ...], tuple[Any, ...]],
                  log_q: Callable[[tuple[int, ...], tuple[Any, ...]], float],
-                 view: ProgramLikelihood | None, node_ratio: float | None = None
+                 view: ProgramLikelihood | None,
+                 node_ratio: Callable[[int], float] | None = None
                  ) -> tuple[GibbsState, MoveInfo]:
     """The MH step of a subtree move: node ``v`` (picked uniformly) of the program at
     ``site`` gets the subtree ``new`` = (productions, values), drawn from ``log_q``, a
     proposal that depends on the program only outside v's subtree (so the reverse move
     redraws the old subtree from the same density). Accepted with
     min(1, p(φ') N(φ) q(T_v) / (p(φ) N(φ') q(T'))); scored by ``view`` when given.
-    ``node_ratio`` is log P(v | φ') − log P(v | φ) for a pick that is not uniform (the
-    default, None, is the uniform pick's log N(φ) − log N(φ'))."""
+    ``node_ratio`` maps the new program's size to log P(v | φ') − log P(v | φ) for a pick
+    that is not uniform (the default, None, is the uniform pick's log N(φ) − log N(φ'))."""
     phi: Program = state.values[site]
     end = int(phi.ends()[v])
     phi2 = phi.replace(v, *new)
@@ -309,7 +310,8 @@ def swap_subtree(rng: np.random.Generator, target: Target, state: GibbsState, si
         ratio = (-math.log(phi2.size) + log_q(phi.prods[v:end], phi.values[v:end])
                  + math.log(phi.size) - log_q(*new))
     else:
-        ratio = node_ratio + log_q(phi.prods[v:end], phi.values[v:end]) - log_q(*new)
+        ratio = node_ratio(phi2.size) + log_q(phi.prods[v:end], phi.values[v:end]) \
+            - log_q(*new)
     if not math.isfinite(ratio):
         return state, INVALID
     scored = view.log_joint(phi2) if view is not None else None

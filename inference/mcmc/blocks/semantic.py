@@ -188,9 +188,8 @@ def library(rng: np.random.Generator, ctx: Context, state: GibbsState, site: Sit
             ratio = node_ratio(phi2.size) + back(phi.prods[v:end], phi.values[v:end]) \
                 - log_q(*new)
         return accept_joint(rng, ctx, state, site.name, view, phi2, noise, ratio)
-    picked = None if root == 0 else node_ratio(
-        phi.size - (int(phi.ends()[v]) - v) + len(new[0]))
-    return swap_subtree(rng, ctx.target, state, site.name, v, new, log_q, view, picked)
+    return swap_subtree(rng, ctx.target, state, site.name, v, new, log_q, view,
+                        None if root == 0 else node_ratio)
 
 
 @dataclass
