@@ -22,9 +22,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import time
 import warnings
@@ -57,22 +54,6 @@ def measure(chains: int = 2, warmup: int = 100, samples: int = 300,
             "chains": chains}
 
 
-def _run_tree(tree: str | None, args: argparse.Namespace) -> dict[str, Any]:
-    """One measurement in a subprocess: this file's code with ``tree`` (or this tree) first
-    on sys.path; spawned chain processes inherit the path."""
-    root = str(Path(tree).resolve()) if tree else str(Path(__file__).resolve().parent.parent)
-    kwargs = {"chains": args.chains, "warmup": args.warmup, "samples": args.samples,
-              "seed": args.seed}
-    code = ("import importlib.util, json, sys; sys.path.insert(0, sys.argv[1]); "
-            "spec = importlib.util.spec_from_file_location('parallel_chains', sys.argv[2]); "
-            "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); "
-            "print(json.dumps(mod.measure(**json.loads(sys.argv[3]))))")
-    out = subprocess.run([sys.executable, "-c", code, root, str(Path(__file__).resolve()),
-                          json.dumps(kwargs)], capture_output=True, text=True, check=True,
-                         cwd=root, env=dict(os.environ, PYTHONPATH=root))
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-
-
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chains", type=int, default=2)
@@ -83,13 +64,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--before", default=None, help="an earlier source tree")
     args = parser.parse_args(argv)
     rows = []
-    for _ in range(args.repeats):
-        for label, tree in ([("before", args.before)] if args.before else []) + [
-                ("this tree", None)]:
-            row = _run_tree(tree, args) | {"tree": label}
-            rows.append(row)
-            print(f"{label:10s} {row['seconds']:.2f} s ({row['chains']} chains x "
-                  f"{row['draws']} draws)", flush=True)
+    from benchmarks.trees import alternating, call_in_tree  # here: not in earlier trees
+
+    kwargs = {"chains": args.chains, "warmup": args.warmup, "samples": args.samples,
+              "seed": args.seed}
+    for label, tree in alternating(args.before, args.repeats):
+        row = call_in_tree(tree, __file__, "measure", kwargs) | {"tree": label}
+        rows.append(row)
+        print(f"{label:10s} {row['seconds']:.2f} s ({row['chains']} chains x "
+              f"{row['draws']} draws)", flush=True)
     for label in ("before", "this tree"):
         times = [r["seconds"] for r in rows if r["tree"] == label]
         if times:

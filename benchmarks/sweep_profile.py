@@ -35,10 +35,7 @@ import cProfile
 import json
 import os
 import pstats
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 __all__ = ["SHARES", "main", "measure", "measure_search"]
@@ -149,22 +146,13 @@ def measure_search(problem: str, grammar: str, seed: int = 0, sweeps: int = 300
 def _run_tree(tree: str | None, args: argparse.Namespace) -> dict[str, Any]:
     """One measurement in a subprocess: this file's code, with ``tree``'s library (or this
     tree's) first on sys.path."""
-    root = str(Path(tree).resolve()) if tree else str(Path(__file__).resolve().parent.parent)
-    call = {"fn": "measure_search" if args.search else "measure",
-            "kwargs": {"problem": args.problem, "grammar": args.grammar, "seed": args.seed,
-                       "sweeps": args.sweeps, **({} if args.search else
-                                                 {"warmup": args.warmup}),
-                       **({"options": json.loads(args.options)} if args.options else {})}}
-    code = ("import importlib.util, json, sys; sys.path.insert(0, sys.argv[1]); "
-            "spec = importlib.util.spec_from_file_location('sweep_profile', sys.argv[2]); "
-            "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); "
-            "call = json.loads(sys.argv[3]); "
-            "print(json.dumps(getattr(mod, call['fn'])(**call['kwargs'])))")
-    env = dict(os.environ, PYTHONPATH=root)
-    out = subprocess.run([sys.executable, "-c", code, root, str(Path(__file__).resolve()),
-                          json.dumps(call)],
-                         capture_output=True, text=True, check=True, cwd=root, env=env)
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    from benchmarks.trees import call_in_tree  # here: an earlier tree may lack the module
+
+    kwargs = {"problem": args.problem, "grammar": args.grammar, "seed": args.seed,
+              "sweeps": args.sweeps, **({} if args.search else {"warmup": args.warmup}),
+              **({"options": json.loads(args.options)} if args.options else {})}
+    return call_in_tree(tree, __file__, "measure_search" if args.search else "measure",
+                        kwargs)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -183,15 +171,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.options and (args.search or args.before):
         parser.error("--options applies to this tree's kernel (not --search, not --before)")
     rows = []
-    for _ in range(args.repeats):
-        for label, tree in ([("before", args.before)] if args.before else []) + [
-                ("this tree", None)]:
-            row = _run_tree(tree, args) | {"tree": label}
-            rows.append(row)
-            shares = ", ".join(f"{k} {v:.0%}" for k, v in row["shares"].items() if v >= 0.005)
-            extra = f"; {row['restarts']} restarts, best {row['best']}" if args.search else ""
-            print(f"{label:10s} {row['ms_per_sweep']:.2f} ms/sweep ({row['plan']}); "
-                  f"{shares}{extra}")
+    from benchmarks.trees import alternating  # here: an earlier tree may lack the module
+
+    for label, tree in alternating(args.before, args.repeats):
+        row = _run_tree(tree, args) | {"tree": label}
+        rows.append(row)
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in row["shares"].items() if v >= 0.005)
+        extra = f"; {row['restarts']} restarts, best {row['best']}" if args.search else ""
+        print(f"{label:10s} {row['ms_per_sweep']:.2f} ms/sweep ({row['plan']}); "
+              f"{shares}{extra}")
     return rows
 
 
