@@ -35,11 +35,11 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 
 from inference.amortized.loop import Batch
 from inference.amortized.network import ProgramProposal, points_of
 from inference.amortized.simulate import InputSampler, SimulationError, Simulations, simulate
+from inference.threads import one_thread
 from ppl.errors import PPLError
 
 __all__ = ["PREFETCH", "SimulationTask", "Simulator", "batch_of", "check_executor",
@@ -102,13 +102,9 @@ def run_task(task: SimulationTask) -> Simulations:
     >>> len(run_task(SimulationTask(model, ([0.0, 1.0],), {"y": [0.0, 0.0]}, None, 3, 1)))
     3
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return simulate(task.model, *task.args, num_simulations=task.num, seed=task.seed,
                         inputs=task.inputs, model_kwargs=task.kwargs)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def check_executor(executor: Any) -> None:

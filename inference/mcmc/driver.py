@@ -25,8 +25,6 @@ from multiprocessing import get_context
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from inference.checkpoint import FORMAT, chain_path, read, save
@@ -35,6 +33,7 @@ from inference.mcmc.gibbs import Gibbs, GibbsState
 from inference.mcmc.search import search
 from inference.mcmc.tempering import geometric_ladder, swap
 from inference.target import Target
+from inference.threads import one_thread
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
@@ -89,18 +88,9 @@ class ChainResult(NamedTuple):
 
 def run_chain(spec: ChainSpec) -> ChainResult:
     """Run one chain: init, ``num_warmup`` adaptive sweeps, ``num_samples`` recorded ones,
-    on one torch thread and one BLAS thread (intra-op threads only add synchronisation to
-    operations on a few dozen numbers: measured 6x slower per NUTS sweep with 2 torch
-    threads on a busy 2-core machine; with OpenBLAS's default of one thread per core, two
-    chain processes on 2 cores ran the demo's program search at 0.4x the sweeps of one
-    BLAS thread each, docs/benchmarks.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            return _run_chain(spec)
-    finally:
-        torch.set_num_threads(threads)
+    on one torch thread and one BLAS thread (:func:`inference.threads.one_thread`)."""
+    with one_thread():
+        return _run_chain(spec)
 
 
 def _run_chain(spec: ChainSpec) -> ChainResult:
@@ -272,11 +262,6 @@ def _result(spec: ChainSpec, draws: dict[str, list[Any]], stats: dict[str, list[
                        time.perf_counter() - start, cut, search)
 
 
-def _one_thread() -> None:
-    """Worker initialiser: one torch thread per chain process (chains are the parallelism)."""
-    torch.set_num_threads(1)
-
-
 def _picklable(spec: ChainSpec) -> bool:
     """Whether a spawned worker can rebuild the spec: it must pickle, and a model defined
     in ``__main__`` needs a script file the worker can import (not a REPL or notebook)."""
@@ -371,8 +356,7 @@ def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
             "`if __name__ == \"__main__\":` for parallel chains (or pass "
             "chain_method='sequential' to silence this).", RunWarning, stacklevel=4)
     elif chain_method == "parallel" and workers > 1 and _picklable(specs[0]):
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                 initializer=_one_thread) as ex:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as ex:
             return list(ex.map(run_chain, specs))
     return [run_chain(s) for s in specs]
 

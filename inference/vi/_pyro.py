@@ -26,6 +26,7 @@ from inference._nuts_pyro import discover, evaluate
 from inference.checkpoint import CheckpointError
 from inference.config import RunConfig
 from inference.nuts import Sites, per_draw
+from inference.threads import one_thread
 from inference.vi.checkpoint import Checkpoints
 from inference.vi.fit import Draws, Fit, train
 from inference.vi.guides import GuideError, check_coverage, check_signature, make_guide
@@ -46,17 +47,12 @@ RUN_ERRORS = (ValueError, RuntimeError, TypeError, KeyError, IndexError, Attribu
 
 @contextlib.contextmanager
 def context() -> Iterator[None]:
-    """float64 default dtype, one torch thread (tensors of a few dozen numbers: threads
-    only add synchronisation; measured 10x slower per step for AutoMultivariateNormal on
-    eight schools with 2 threads on a busy 2-core machine), a fresh parameter store and
-    the Pyro backend, all restored on exit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with float64(), pyro.get_param_store().scope(), backend.use("pyro"):
-            yield
-    finally:
-        torch.set_num_threads(threads)
+    """float64 default dtype, one torch and one BLAS thread
+    (:func:`inference.threads.one_thread`; measured 10x slower per step for
+    AutoMultivariateNormal on eight schools with 2 torch threads on a busy 2-core machine),
+    a fresh parameter store and the Pyro backend, all restored on exit."""
+    with one_thread(), float64(), pyro.get_param_store().scope(), backend.use("pyro"):
+        yield
 
 
 def _tensor(value: Any) -> torch.Tensor:

@@ -107,6 +107,11 @@ def test_sequential_run_leaves_torch_threads_alone() -> None:
         torch.set_num_threads(threads)
 
 
+def blas_threads() -> list[int]:
+    """The thread count of every BLAS library loaded in this process."""
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
 def test_a_chain_runs_on_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """A chain process must not spin BLAS threads against its sibling chains (two chains on
     two cores ran the demo's search at 0.4x the sweeps with OpenBLAS's default); the
@@ -115,15 +120,14 @@ def test_a_chain_runs_on_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> Non
     inner = driver._run_chain
 
     def spy(spec: Any) -> Any:
-        seen.append([lib["num_threads"] for lib in threadpool_info()
-                     if lib["user_api"] == "blas"])
+        seen.append(blas_threads())
         return inner(spec)
 
     monkeypatch.setattr(driver, "_run_chain", spy)
     with threadpool_limits(limits=2, user_api="blas"):
-        before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        before = blas_threads()
         run(num_chains=1, num_samples=5, num_warmup=5)
-        after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        after = blas_threads()
     assert seen and seen[0] and all(n == 1 for n in seen[0])
     assert after == before
 
