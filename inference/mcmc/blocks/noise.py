@@ -53,6 +53,11 @@ residuals' proposal cannot (an exact fit: Σr² ≈ 0 puts that proposal below t
 RTOL = 1e-6
 """Relative tolerance of "the scale moves one for one with σ" and of "one offset c at every
 point" (float32 sites round at about 1e-7)."""
+MIN_TEMPERED_POINTS = 2.0
+"""The residuals' proposal is used only where βN ≥ this: its Gamma shape (βN − 1)/2 is then
+at least 1/2. A shape just above 0 (βN = 1 + 1e-16, e.g. 10 points at the rung β = 0.1 of
+a geometric ladder) draws 0 in floating point and t² = S/0; below the bound the block
+takes the random walk only (forward and reverse alike: the bound is part of the proposal)."""
 
 
 def _base(fn: Any) -> Any:
@@ -171,7 +176,8 @@ def _terms(target: Target, values: Mapping[str, Any], names: list[str], site: st
     if not np.allclose(offsets, c, rtol=0.0, atol=RTOL * max(abs(sigma), abs(c), 1e-300)):
         return lj, None
     sse = float(resid @ resid)
-    if not (math.isfinite(sse) and sse > 0 and target.beta * resid.size > 1):
+    if not (math.isfinite(sse) and sse > 0
+            and target.beta * resid.size >= MIN_TEMPERED_POINTS):
         return lj, None
     return lj, (c, sse, resid.size)
 
@@ -194,7 +200,7 @@ def _view_terms(view: Any, program: Any, beta: float) -> tuple[float, float, int
     """(c, S, N) of the residuals' proposal read from a linked view; None where it is not
     defined (as :func:`_terms`)."""
     sse, n = view.noise_sse(program)
-    if not (math.isfinite(sse) and sse > 0 and beta * n > 1):
+    if not (math.isfinite(sse) and sse > 0 and beta * n >= MIN_TEMPERED_POINTS):
         return None
     return view.noise.offset, sse, n
 

@@ -137,3 +137,17 @@ def test_an_exact_fit_brings_sigma_down_to_the_floor():
     for _ in range(300):
         state, _ = kernel.step(rng, state)
     assert float(state.values["sigma"]) < 1e-4
+
+
+def test_a_hot_rung_just_above_one_point_does_not_divide_by_zero():
+    """βN = 1 + 1e-15 (10 points at the rung β = 0.1 of the search's geometric ladder is
+    such a case): the residuals' Gamma shape (βN − 1)/2 ≈ 0 draws 0 in floating point;
+    below βN = 2 the block walks on log σ only, and every step ends at a finite σ."""
+    beta = (1 + 1e-15) / len(Y)
+    assert beta * len(Y) > 1
+    kernel = Gibbs(Target(offset_model, (), {"y": Y}, beta=beta))
+    rng = np.random.default_rng(0)
+    state = kernel.init(rng)
+    for _ in range(200):
+        state, _ = kernel.step(rng, state)
+        assert math.isfinite(float(state.values["sigma"])) and math.isfinite(state.log_joint)
