@@ -26,7 +26,7 @@ from inference.checkpoint import (
 from inference.config import RunConfig, option_names
 from inference.enumerate import enumerate_posterior
 from inference.importance import importance_posterior
-from inference.mcmc.driver import ChainResult, make_specs, run_chains
+from inference.mcmc.driver import ChainResult, make_specs, run_chains, searches
 from inference.mcmc.gibbs import Gibbs
 from inference.nuts import run_nuts
 from inference.results import Posterior, load
@@ -274,7 +274,9 @@ def run_target(target: Target, config: RunConfig, resumed: list[bool] | None = N
     specs = make_specs(model, target.args, target.kwargs, config, given, data_sites)
     if resumed is not None:
         specs = [spec._replace(resume=r) for spec, r in zip(specs, resumed, strict=True)]
-    results = run_chains(specs, config.chain_method, config.executor)
+    pooled = (config.mcmc.search_pool and config.num_chains > 1 and resumed is None
+              and searches(config, target))
+    results = run_chains(specs, config.chain_method, config.executor, pooled)
     post = _assemble(results, kernel.describe(), common)
     if config.mcmc.collapsed:
         post.attrs["approximation"] = APPROXIMATION_NOTE

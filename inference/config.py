@@ -152,6 +152,11 @@ class McmcOptions:
     """``joint_noise`` of the search phase's walkers (the exact chain keeps
     ``joint_noise``): there a walker that commits early to a wrong law is what restarts
     are for."""
+    search_pool: bool = True
+    """With several chains: the chains' searches share their best states before the exact
+    phases start; a chain whose best log joint is δ below the best chain's keeps its own
+    start with probability e^(−δ), else starts from that chain's (a start never changes
+    the stationary distribution; :func:`inference.mcmc.driver.pool_start`)."""
     blocks: Sequence[tuple[str, Any]] | None = None
     """The Gibbs plan by hand, e.g. ``[("ProgramMH", "f"), ("RW", ["sigma"])]``."""
     collapsed: bool = False
@@ -203,6 +208,7 @@ class McmcOptions:
         if isinstance(b_min, bool) or not isinstance(b_min, (int, float)) or not 0 < b_min < 1:
             raise PPLError(f"search_beta_min must be in (0, 1); got {b_min!r}.")
         check_bool("collapsed", self.collapsed)
+        check_bool("search_pool", self.search_pool)
         b = self.beta_min
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < 1:
             raise PPLError(f"beta_min must be in (0, 1); got {b!r}.")

@@ -13,13 +13,14 @@ import ast
 import dataclasses
 import inspect
 import itertools
+import math
 import os
 import pickle
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from typing import Any, NamedTuple
@@ -30,15 +31,15 @@ from tqdm.auto import tqdm
 from inference.checkpoint import FORMAT, chain_path, read, save
 from inference.config import RunConfig
 from inference.mcmc.gibbs import Gibbs, GibbsState
-from inference.mcmc.search import search
+from inference.mcmc.search import program_keys, search
 from inference.mcmc.tempering import geometric_ladder, swap
 from inference.target import Target
 from inference.threads import one_thread
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
-__all__ = ["ChainResult", "ChainSpec", "make_specs", "run_chain", "run_chains", "searches",
-           "unguarded_call"]
+__all__ = ["ChainResult", "ChainSpec", "Searched", "make_specs", "pool_start", "run_chain",
+           "run_chains", "search_chain", "searches", "unguarded_call"]
 
 
 class ChainSpec(NamedTuple):
@@ -62,6 +63,31 @@ class ChainSpec(NamedTuple):
     """Given sites that are observations (query)."""
     resume: bool = False
     """Continue from this chain's checkpoint file (``config.checkpoint``)."""
+    searched: Searched | None = None
+    """This chain's search phase, already run (:func:`search_chain`): the exact phase
+    continues from it instead of searching."""
+    pool: tuple[tuple[float, dict[str, Any]], ...] = ()
+    """Every chain's search's best state (log joint at β = 1, values), by chain: where
+    the exact phase may start instead (:func:`pool_start`)."""
+
+
+class Searched(NamedTuple):
+    """A chain's search phase, handed on to its exact phase (:func:`search_chain`)."""
+
+    values: dict[str, Any]
+    """The best state the search found."""
+    log_joint: float
+    """Its log joint at β = 1."""
+    info: dict[str, Any]
+    """What the search did (:attr:`ChainResult.search`)."""
+    rng: Mapping[str, Any]
+    """The chain's random stream after the search (its bit generator's state)."""
+    step_size: dict[str, float]
+    """The step sizes the search adapted (:attr:`GibbsState.step_size`)."""
+    iteration: int
+    """Steps the search's β = 1 walker took (drives the adaptation schedule)."""
+    seconds: float
+    """Seconds the chain has spent (the budget's clock goes on from there)."""
 
 
 class ChainResult(NamedTuple):
@@ -102,13 +128,8 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
     found: dict[str, Any] | None = None
     try:
         rng = np.random.default_rng(spec.seed)
-        kernels = []
         cfg = spec.config
-        for beta in geometric_ladder(cfg.mcmc.num_rungs, cfg.mcmc.beta_min):
-            target = Target(spec.model, spec.args, spec.kwargs,
-                            seed=int(spec.seed.generate_state(1)[0]), given=spec.given,
-                            data_sites=spec.data_sites, beta=float(beta))
-            kernels.append(Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend, cfg.amortized))
+        kernels = _kernels(spec)
         target = kernels[0].target
         num_warmup, num_samples, thin = cfg.warmup, cfg.num_samples, cfg.thin
         first, warm_until = 0, None
@@ -122,11 +143,25 @@ def _run_chain(spec: ChainSpec) -> ChainResult:
             for kernel, state in zip(kernels, states, strict=True):
                 kernel.target.check_fast([state.values])  # as its init did
         else:
-            states = [k.init(rng, cfg.init_values, num_warmup) for k in kernels]
-            if searches(cfg, target):
+            if spec.searched is not None:  # the search ran (search_chain): go on from it
+                rng.bit_generator.state = spec.searched.rng
+                start = time.perf_counter() - spec.searched.seconds
+                begin = pool_start(rng, spec.chain, spec.pool)
+                found = {**spec.searched.info, "start": begin}
+                values = dict(spec.pool[begin][1])
+                target.check_fast([values])  # as an init does
+                states = [kernels[0].restart(rng, GibbsState(
+                    values, math.nan, dict(spec.searched.step_size),
+                    spec.searched.iteration), values, cfg.warmup)]
+                states += [k.init(rng, cfg.init_values, num_warmup) for k in kernels[1:]]
+            else:
+                states = [k.init(rng, cfg.init_values, num_warmup) for k in kernels]
+            if spec.searched is None and searches(cfg, target):
                 assert cfg.max_time is not None
                 deadline = start + cfg.mcmc.search_share * cfg.max_time
-                states[0], found = _search(rng, spec, kernels[0], states[0], deadline, start)
+                last, values, found = _search(rng, spec, kernels[0], states[0], deadline,
+                                              start)
+                states[0] = kernels[0].restart(rng, last, values, cfg.warmup)
             draws = {name: [] for name in target.latents}
             pointwise = {name: [] for name in target.observed}
             if len(kernels) > 1:
@@ -200,11 +235,79 @@ def searches(config: RunConfig, target: Target) -> bool:
             and any(site.kind == PROGRAM for site in target.latents.values()))
 
 
+def _kernels(spec: ChainSpec) -> list[Gibbs]:
+    """The chain's kernels, one per rung of its ladder (β = 1 first)."""
+    cfg = spec.config
+    kernels = []
+    for beta in geometric_ladder(cfg.mcmc.num_rungs, cfg.mcmc.beta_min):
+        target = Target(spec.model, spec.args, spec.kwargs,
+                        seed=int(spec.seed.generate_state(1)[0]), given=spec.given,
+                        data_sites=spec.data_sites, beta=float(beta))
+        kernels.append(Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend, cfg.amortized))
+    return kernels
+
+
+def search_chain(spec: ChainSpec) -> Searched | ChainResult:
+    """A chain's search phase alone (its first ``search_share`` of ``max_time``), to be
+    continued by :func:`run_chain` with ``spec._replace(searched=...)``: how chains share
+    what their searches found (:func:`pool_start`). A crashed search is the chain's
+    result (a :class:`ChainResult` with its error)."""
+    with one_thread():
+        start = time.perf_counter()
+        cfg = spec.config
+        assert cfg.max_time is not None
+        try:
+            rng = np.random.default_rng(spec.seed)
+            kernel = _kernels(spec)[0]
+            state = kernel.init(rng, cfg.init_values, cfg.warmup)
+            deadline = start + cfg.mcmc.search_share * cfg.max_time
+            last, values, found = _search(rng, spec, kernel, state, deadline, start)
+        except PPLError:
+            raise
+        except Exception:  # reported like a chain that crashed while sampling
+            return _result(spec, {}, {}, {}, traceback.format_exc(), start, False)
+        return Searched(values, found["log_joint"], found, rng.bit_generator.state,
+                        last.step_size, last.iteration, time.perf_counter() - start)
+
+
+def pool_start(rng: np.random.Generator, chain: int,
+               pool: Sequence[tuple[float, dict[str, Any]]]) -> int:
+    """Whose search's best state chain ``chain`` starts its exact phase from: its own when
+    its programs are the best state's (the same law, constants aside), else its own with
+    probability e^(−δ), δ = (best log joint in ``pool``) − (its own), else the best
+    chain's (the first of equals). A chain stuck on a law e^8 times less dense than
+    another chain's moves there; chains on laws of about equal density keep their own, so
+    R-hat still compares them. Only where chains start depends on the others; each exact
+    chain is then an MH chain as any other (MOVES.md, "Initialisation").
+
+    Examples
+    --------
+    >>> import numpy as np, ppl
+    >>> prior = ppl.ProgramPrior("arith", inputs=["x"])
+    >>> law, near = prior.parse("(x * 2.0)"), prior.parse("(x + x)")
+    >>> pool = [(20.0, {"f": law}), (11.0, {"f": near}), (17.0, {"f": law})]
+    >>> rng = np.random.default_rng(0)
+    >>> [pool_start(rng, k, pool) for k in range(3)]
+    [0, 0, 2]
+    """
+    lj = np.array([item[0] for item in pool], dtype=float)
+    best = int(np.argmax(np.where(np.isfinite(lj), lj, -np.inf)))
+    if not math.isfinite(lj[chain]):
+        keep = 0.0
+    elif program_keys(pool[chain][1]) == program_keys(pool[best][1]):
+        keep = 1.0
+    else:
+        keep = math.exp(min(0.0, lj[chain] - lj[best]))
+    return chain if rng.random() < keep else best
+
+
 def _search(rng: np.random.Generator, spec: ChainSpec, kernel: Gibbs, state: GibbsState,
-            deadline: float, start: float) -> tuple[GibbsState, dict[str, Any]]:
+            deadline: float, start: float
+            ) -> tuple[GibbsState, dict[str, Any], dict[str, Any]]:
     """The search phase until ``deadline`` (a ``time.perf_counter`` time): ``kernel``
-    (β = 1) and hotter walkers on the search ladder; the exact chain restarts from the best
-    state found."""
+    (β = 1) and hotter walkers on the search ladder; the β = 1 walker's last state (its
+    step sizes adapted), the best state found (where the exact chain starts) and what the
+    search did."""
     cfg = spec.config
     options = dataclasses.replace(cfg.mcmc, joint_noise=cfg.mcmc.search_joint_noise)
     walkers, states = [kernel], [state]
@@ -230,7 +333,7 @@ def _search(rng: np.random.Generator, spec: ChainSpec, kernel: Gibbs, state: Gib
         "best": {n: str(found.values[n]) for n in programs},
         "history": [(round(began - start + t, 4), {n: str(v[n]) for n in programs})
                     for t, v in found.history]}
-    return kernel.restart(rng, states[0], found.values, cfg.warmup), info
+    return states[0], found.values, info
 
 
 def _path(cfg: RunConfig) -> str:
@@ -332,18 +435,21 @@ def _is_main_test(test: ast.expr) -> bool:
 
 
 def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
-               executor: Executor | None = None) -> list[ChainResult]:
+               executor: Executor | None = None, pooled: bool = False) -> list[ChainResult]:
     """Run chains on ``executor``, in local processes ("parallel") or one after another
     ("sequential"). Models a worker cannot import (closures, functions defined in a REPL or
     notebook) fall back to sequential, and so does a script that starts the run at import
-    time (:func:`unguarded_call`), with a RunWarning."""
+    time (:func:`unguarded_call`), with a RunWarning. With ``pooled``, every chain's search
+    phase runs first (:func:`search_chain`) and each exact phase may start from another
+    chain's best state (:func:`pool_start`)."""
     if executor is not None:
         if isinstance(executor, ThreadPoolExecutor):
             raise PPLError("Chains cannot run in threads: they would share Pyro's handler "
                            "stack. Pass a process-based executor (ProcessPoolExecutor, a Dask "
                            "client's) or use chain_method='sequential'.")
-        futures = [executor.submit(run_chain, s) for s in specs]
-        return [_collect(spec, future) for spec, future in zip(specs, futures, strict=True)]
+        return _phases(specs, pooled, lambda fn, todo: [
+            _collect(spec, future) for spec, future in
+            zip(todo, [executor.submit(fn, s) for s in todo], strict=True)])
     workers = min(len(specs), os.cpu_count() or 1)
     where = unguarded_call() if chain_method == "parallel" and workers > 1 else None
     if where is not None:
@@ -357,16 +463,32 @@ def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
             "chain_method='sequential' to silence this).", RunWarning, stacklevel=4)
     elif chain_method == "parallel" and workers > 1 and _picklable(specs[0]):
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as ex:
-            return list(ex.map(run_chain, specs))
-    return [run_chain(s) for s in specs]
+            return _phases(specs, pooled, lambda fn, todo: list(ex.map(fn, todo)))
+    return _phases(specs, pooled, lambda fn, todo: [fn(s) for s in todo])
 
 
-def _collect(spec: ChainSpec, future: Any) -> ChainResult:
-    """A chain's result from its future; a chain whose worker died (a killed process, a
-    lost connection: the executor raises) is a crashed chain, reported like one that
-    raised, so the other chains' draws are kept."""
+def _phases(specs: list[ChainSpec], pooled: bool,
+            run: Callable[[Callable[[ChainSpec], Any], list[ChainSpec]], list[Any]]
+            ) -> list[ChainResult]:
+    """The chains through ``run`` (a map over specs): with ``pooled``, all searches, then
+    all exact phases, each given every chain's best state; else one call per chain."""
+    if not pooled:
+        return run(run_chain, specs)
+    found = run(search_chain, specs)
+    pool = tuple((f.log_joint, f.values) if isinstance(f, Searched) else (-math.inf, {})
+                 for f in found)
+    todo = [spec._replace(searched=f, pool=pool)
+            for spec, f in zip(specs, found, strict=True) if isinstance(f, Searched)]
+    done = iter(run(run_chain, todo))
+    return [next(done) if isinstance(f, Searched) else f for f in found]
+
+
+def _collect(spec: ChainSpec, future: Any) -> Any:
+    """A chain's result (or its search's, :class:`Searched`) from its future; a chain
+    whose worker died (a killed process, a lost connection: the executor raises) is a
+    crashed chain, reported like one that raised, so the other chains' draws are kept."""
     try:
-        result: ChainResult = future.result()
+        result = future.result()
     except Exception as err:  # whatever the executor raises for a lost worker
         return ChainResult(spec.chain, {}, {}, {}, f"chain {spec.chain}'s worker failed: "
                            f"{type(err).__name__}: {err}", 0.0, False)

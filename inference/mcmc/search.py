@@ -38,7 +38,7 @@ import numpy as np
 from inference.mcmc.gibbs import Gibbs, GibbsState
 from inference.mcmc.tempering import swap
 
-__all__ = ["ELITE", "SearchResult", "search"]
+__all__ = ["ELITE", "SearchResult", "program_keys", "search"]
 
 ELITE = 8
 """How many of the best distinct states the search keeps as restart points."""
@@ -172,7 +172,7 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
             states[k] = state._replace(values=values, log_joint=lj_k)
             best[k] = kernels[k].log_joint_at(values, 1.0) if k else lj_k
             since[k] = 0
-        if elite.items and _programs(elite.items[0][2]) != _programs(history[-1][1]):
+        if elite.items and program_keys(elite.items[0][2]) != program_keys(history[-1][1]):
             history.append((time.perf_counter() - start, elite.items[0][2]))
         if callback is not None:
             callback(sweeps - 1, states)
@@ -182,6 +182,15 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
                                 time.perf_counter() - start, tuple(history))
 
 
-def _programs(values: dict[str, Any]) -> tuple[str, ...]:
-    """The canonical keys of a state's programs (what a law is, constants aside)."""
+def program_keys(values: dict[str, Any]) -> tuple[str, ...]:
+    """The canonical keys of a state's programs (what a law is, constants aside).
+
+    Examples
+    --------
+    >>> import ppl
+    >>> prior = ppl.ProgramPrior("arith", inputs=["x"])
+    >>> a, b = prior.parse("(x * 2.0)"), prior.parse("(x * 3.5)")
+    >>> program_keys({"f": a, "sigma": 0.1}) == program_keys({"f": b, "sigma": 0.2})
+    True
+    """
     return tuple(v.key for v in values.values() if hasattr(v, "prods"))

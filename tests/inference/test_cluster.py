@@ -60,3 +60,14 @@ def test_compare_runs_its_entries_on_the_workers(client: Client) -> None:
         assert np.array_equal(a.stats["lp"], b.stats["lp"]), label
     columns = ["draws", "top_program", "tv_program"]
     assert remote[columns].equals(local[columns])
+
+
+def test_timed_chains_share_their_searches_on_the_cluster(client: Client) -> None:
+    """With max_time the chains' searches run as tasks first, then their exact phases (four
+    tasks for two chains), and each chain records whose best state it started from."""
+    with get_task_stream(client) as stream, pytest.warns(RunWarning, match="max_time"):
+        post = infer(regression, X, y=Y, executor=client.get_executor(), max_time=2.0,
+                     **{**RUN, "num_samples": 10**6})
+    assert len(stream.data) == 4
+    assert [s["start"] in (0, 1) for s in post.attrs["search"]] == [True, True]
+    assert post.num_draws > 0

@@ -57,9 +57,9 @@ def test_a_search_that_overruns_the_budget_keeps_one_draw(monkeypatch):
     from inference.mcmc import driver
 
     def slow_search(*args, **kwargs):
-        state, found = real(*args, **kwargs)
+        found = real(*args, **kwargs)
         time.sleep(1.0)  # the budget is 0.5 s
-        return state, found
+        return found
 
     real = driver._search
     monkeypatch.setattr(driver, "_search", slow_search)
@@ -143,3 +143,47 @@ def test_the_search_uses_its_own_joint_noise_and_the_chain_its(monkeypatch):
     assert (1.0, False) in seen                    # a hot walker
     assert cold[0] == 1.0 and cold[-1] == 0.0      # the β = 1 walker, then the chain
     assert cold == sorted(cold, reverse=True)      # back to its own options once
+
+
+def test_pool_start_keeps_its_own_with_probability_e_to_minus_delta():
+    """The chain e^(-δ) less dense than the best keeps its own start with probability
+    e^(-δ) (within 4 standard errors of 4,000 draws); the best chain always keeps its own;
+    a chain whose search found nothing finite always moves."""
+    from inference.mcmc.driver import pool_start
+
+    rng = np.random.default_rng(3)
+    a, b = PRIOR.parse("(x * x)"), PRIOR.parse("(x + x)")
+    pool = [(10.0, {"f": a}), (10.0 - np.log(4.0), {"f": b}), (-np.inf, {})]
+    kept = np.array([pool_start(rng, 1, pool) == 1 for _ in range(4000)])
+    assert abs(kept.mean() - 0.25) < 4 * np.sqrt(0.25 * 0.75 / 4000)
+    assert all(pool_start(rng, 1, pool) in (0, 1) for _ in range(100))
+    assert all(pool_start(rng, 0, pool) == 0 for _ in range(100))
+    assert all(pool_start(rng, 2, pool) == 0 for _ in range(100))
+    same = [pool[0], (10.0 - 30.0, {"f": a})]  # the same law, constants aside: kept
+    assert all(pool_start(rng, 1, same) == 1 for _ in range(100))
+
+
+def test_a_chain_whose_search_lagged_starts_from_the_best_chains_state(monkeypatch):
+    """Chains' searches are pooled: a chain whose search's best is (a line, and) e^50
+    less dense than another chain's starts its exact phase there
+    (attrs["search"][k]["start"]); with search_pool=False it keeps its own."""
+    from inference.mcmc import driver
+
+    def lagging(rng, spec, kernel, state, deadline, start):
+        last, values, found = real(rng, spec, kernel, state, deadline, start)
+        if spec.chain == 1:  # as if this chain's search had found only a line
+            values = {**state.values, "f": PRIOR.parse("x")}
+            found = {**found, "log_joint": kernel.target.log_joint(values) - 50.0}
+        return last, values, found
+
+    real = driver._search
+    monkeypatch.setattr(driver, "_search", lagging)
+    run = {"num_samples": 10**6, "num_chains": 2, "chain_method": "sequential",
+           "progress": False, "max_time": 1.0, "search_patience": 3}
+    with pytest.warns(RunWarning, match="max_time"):
+        post = infer(model, X, y=Y, **run)
+    assert post.attrs["search"][1]["start"] == 0
+    assert post.attrs["search"][0]["start"] == 0
+    with pytest.warns(RunWarning, match="max_time"):
+        alone = infer(model, X, y=Y, search_pool=False, **run)
+    assert all("start" not in s for s in alone.attrs["search"])
