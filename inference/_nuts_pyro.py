@@ -13,7 +13,8 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing import get_context
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,14 +26,23 @@ from pyro.poutine.util import site_is_subsample
 
 from inference.checkpoint import FORMAT, chain_path, read, save
 from inference.config import RunConfig
+from inference.mcmc.driver import local_workers
 from inference.nuts import BackendRun, Sites, per_draw, tree_depth
 from inference.target import Target
+from inference.threads import one_thread
 from ppl.errors import InitializationError, PPLError
 from ppl.trace import discovery_value, seeded, trace_model
 
 __all__ = ["RecordingNUTS", "context", "discover", "run"]
 
 _MCMC: Any = MCMC  # untyped in Pyro
+PARALLEL_ITERATIONS = 4000
+"""Chains × (warmup + kept iterations) from which Pyro's NUTS chains run in local worker
+processes (``chain_method="parallel"``, the default; the default run, 4 × (1000 + 1000),
+does): below it, starting the processes (a Python with torch and Pyro each, about 6 s on
+2 cores) can cost more than the run saves, for the cheapest models (3–4 ms per iteration)
+up to about 3,400 iterations (docs/decisions.md, "Pyro NUTS chains in processes by
+default")."""
 STATS = ("acceptance_rate", "diverging", "energy", "n_steps", "step_size")
 
 
@@ -137,7 +147,14 @@ class _ChainOut(NamedTuple):
 
 def _run_chain(job: _Chain) -> _ChainOut:
     """One chain of Pyro's NUTS in a seeded quiet run (:func:`ppl.trace.seeded`: the
-    caller's torch state is untouched; ``MCMC`` turns Pyro's validation off anyway)."""
+    caller's torch state is untouched; ``MCMC`` turns Pyro's validation off anyway), on
+    one torch thread and one BLAS thread wherever it runs, so a seed gives the same draws
+    in this process and in a worker."""
+    with one_thread():
+        return _one_chain(job)
+
+
+def _one_chain(job: _Chain) -> _ChainOut:
     cfg = job.config
     init = _init_value if cfg.init_values is None else init_to_value(
         values={k: torch.as_tensor(v, dtype=torch.float64) for k, v in cfg.init_values.items()},
@@ -201,10 +218,17 @@ def _checkpointed_chain(job: _Chain, kernel: RecordingNUTS
 
 
 def _run_chains(jobs: list[_Chain], cfg: RunConfig) -> tuple[list[_ChainOut], str]:
-    """Chains in sequence in this process, or on ``cfg.executor`` when one is given. Local
-    worker processes are not used: measured slower than a sequence on 2 cores (see
-    docs/decisions.md)."""
+    """Chains on ``cfg.executor`` when one is given; else in local worker processes
+    (:func:`inference.mcmc.driver.local_workers`: ``chain_method="parallel"``, a model a
+    worker can import, a guarded script) when the run has at least
+    :data:`PARALLEL_ITERATIONS`; else in sequence in this process."""
     if cfg.executor is None:
+        big = len(jobs) * (cfg.warmup + cfg.num_samples * cfg.thin) >= PARALLEL_ITERATIONS
+        workers = local_workers(jobs, cfg.chain_method, stacklevel=5) if big else 1
+        if workers > 1:
+            with ProcessPoolExecutor(max_workers=workers,
+                                     mp_context=get_context("spawn")) as ex:
+                return list(ex.map(_run_chain, jobs)), "parallel"
         return [_run_chain(j) for j in jobs], "sequential"
     if isinstance(cfg.executor, ThreadPoolExecutor):
         raise PPLError("Chains cannot run in threads: they would share Pyro's handler stack. "

@@ -38,8 +38,8 @@ from inference.threads import one_thread
 from ppl.errors import PPLError
 from ppl.trace import PROGRAM
 
-__all__ = ["ChainResult", "ChainSpec", "Searched", "make_specs", "pool_start", "run_chain",
-           "run_chains", "search_chain", "searches", "unguarded_call"]
+__all__ = ["ChainResult", "ChainSpec", "Searched", "local_workers", "make_specs", "pool_start",
+           "run_chain", "run_chains", "search_chain", "searches", "unguarded_call"]
 
 
 class ChainSpec(NamedTuple):
@@ -365,8 +365,38 @@ def _result(spec: ChainSpec, draws: dict[str, list[Any]], stats: dict[str, list[
                        time.perf_counter() - start, cut, search)
 
 
-def _picklable(spec: ChainSpec) -> bool:
-    """Whether a spawned worker can rebuild the spec: it must pickle, and a model defined
+def local_workers(jobs: Sequence[Any], chain_method: str, stacklevel: int = 2) -> int:
+    """How many local worker processes run the chains' ``jobs`` (picklable tuples with a
+    ``model``): min(jobs, cores) with ``chain_method="parallel"``, else 1 (in this process,
+    one after another): one job or one core, ``"sequential"``, a model a spawned worker
+    cannot import (a closure, a function defined in a REPL or notebook), or a script that
+    starts the run at import time (:func:`unguarded_call`; a RunWarning, ``stacklevel``
+    counted from the caller of this function).
+
+    Examples
+    --------
+    >>> local_workers(["one chain"], "parallel"), local_workers(["a", "b"], "sequential")
+    (1, 1)
+    """
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if chain_method != "parallel" or workers < 2:
+        return 1
+    where = unguarded_call()
+    if where is not None:
+        from inference.api import RunWarning  # api imports this module
+
+        warnings.warn(
+            f"The {len(jobs)} chains ran one after another in this process, not in "
+            f"parallel: the run starts at import time of the script ({where}), and a worker "
+            "process imports the script and would start it again. Put the call under "
+            "`if __name__ == \"__main__\":` for parallel chains (or pass "
+            "chain_method='sequential' to silence this).", RunWarning, stacklevel=stacklevel + 1)
+        return 1
+    return workers if _picklable(jobs[0]) else 1
+
+
+def _picklable(spec: Any) -> bool:
+    """Whether a spawned worker can rebuild the job: it must pickle, and a model defined
     in ``__main__`` needs a script file the worker can import (not a REPL or notebook)."""
     if getattr(spec.model, "__module__", None) == "__main__":
         script = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -450,18 +480,8 @@ def run_chains(specs: list[ChainSpec], chain_method: str = "parallel",
         return _phases(specs, pooled, lambda fn, todo: [
             _collect(spec, future) for spec, future in
             zip(todo, [executor.submit(fn, s) for s in todo], strict=True)])
-    workers = min(len(specs), os.cpu_count() or 1)
-    where = unguarded_call() if chain_method == "parallel" and workers > 1 else None
-    if where is not None:
-        from inference.api import RunWarning  # api imports this module
-
-        warnings.warn(
-            f"The {len(specs)} chains ran one after another in this process, not in "
-            f"parallel: the run starts at import time of the script ({where}), and a worker "
-            "process imports the script and would start it again. Put the call under "
-            "`if __name__ == \"__main__\":` for parallel chains (or pass "
-            "chain_method='sequential' to silence this).", RunWarning, stacklevel=4)
-    elif chain_method == "parallel" and workers > 1 and _picklable(specs[0]):
+    workers = local_workers(specs, chain_method, stacklevel=4)
+    if workers > 1:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as ex:
             return _phases(specs, pooled, lambda fn, todo: list(ex.map(fn, todo)))
     return _phases(specs, pooled, lambda fn, todo: [fn(s) for s in todo])

@@ -75,3 +75,44 @@ def test_unguarded_call_reads_the_guard(tmp_path: Path) -> None:
     assert lines["function"].endswith("fit.py:19")
     assert lines["guarded"] == "None"
     assert lines["guarded-in-try"] == "None"
+
+
+NUTS_MODEL = """
+import numpy as np
+import ppl
+from inference import infer
+from ppl import dist
+
+y = np.array([0.3, 1.1, 2.2])
+
+def model(y=None):
+    mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+    with ppl.plate("data", 3):
+        ppl.sample("y", dist.Normal(mu, 1.0), obs=y)
+"""
+NUTS_CALL = """post = infer(model, y=y, method="nuts", backend="pyro", num_chains=2,
+             num_warmup=1000, num_samples=1000, seed=0, progress=False)
+print("ran", post.attrs["chain_method"], post.samples["mu"].shape)
+"""
+
+
+def test_pyro_nuts_chains_in_an_unguarded_script_run_in_sequence(tmp_path: Path) -> None:
+    """A Pyro NUTS run large enough for worker processes, in a script: unguarded, its chains
+    run in the script's process with the RunWarning naming the line; guarded, in workers."""
+    script = tmp_path / "nuts_fit.py"
+    for guarded in (False, True):
+        call = NUTS_CALL if not guarded else (
+            'if __name__ == "__main__":\n' + textwrap.indent(NUTS_CALL, "    "))
+        script.write_text(textwrap.dedent(NUTS_MODEL) + call)
+        out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "BrokenProcessPool" not in out.stderr
+        if guarded:
+            assert "ran parallel (2, 1000)" in out.stdout
+            assert "ran one after another" not in out.stderr
+        else:
+            assert "ran sequential (2, 1000)" in out.stdout
+            assert "ran one after another" in out.stderr
+            assert "nuts_fit.py:13:" in out.stderr  # the line of the unguarded call
