@@ -27,28 +27,42 @@ def normal_model(y: Any = None) -> None:
         ppl.sample("y", dist.Normal(mu, 1.0), obs=y)
 
 
-BIG: dict[str, Any] = {"method": "nuts", "backend": "pyro", "num_chains": 2,
-                       "num_warmup": PARALLEL_ITERATIONS // 4,
-                       "num_samples": PARALLEL_ITERATIONS // 4, "seed": 7, "progress": False}
+RUN: dict[str, Any] = {"method": "nuts", "backend": "pyro", "num_chains": 2, "num_warmup": 100,
+                       "num_samples": 100, "seed": 7, "progress": False}
 
 
-def test_a_large_run_uses_processes_with_the_draws_of_a_sequence() -> None:
-    parallel = infer(normal_model, y=Y, **BIG)
-    sequence = infer(normal_model, y=Y, **{**BIG, "chain_method": "sequential"})
+def test_the_default_run_is_large_enough_for_processes() -> None:
+    from inference.config import RunConfig
+
+    cfg = RunConfig.build(method="nuts")
+    assert cfg.num_chains * (cfg.warmup + cfg.num_samples) >= PARALLEL_ITERATIONS
+
+
+def test_a_large_run_uses_processes_with_the_draws_of_a_sequence(monkeypatch) -> None:
+    """(The threshold lowered to this run's 400 iterations, to keep the test short.)"""
+    from inference import _nuts_pyro
+
+    small = infer(normal_model, y=Y, **RUN)
+    assert small.attrs["chain_method"] == "sequential"  # 400 < PARALLEL_ITERATIONS
+    monkeypatch.setattr(_nuts_pyro, "PARALLEL_ITERATIONS", 400)
+    parallel = infer(normal_model, y=Y, **RUN)
+    sequence = infer(normal_model, y=Y, **{**RUN, "chain_method": "sequential"})
     assert parallel.attrs["chain_method"] == "parallel"
     assert sequence.attrs["chain_method"] == "sequential"
+    assert np.array_equal(parallel.samples["mu"], small.samples["mu"])
     assert np.array_equal(parallel.samples["mu"], sequence.samples["mu"])
     assert np.array_equal(parallel.stats["lp"], sequence.stats["lp"])
     assert not np.array_equal(parallel.samples["mu"][0], parallel.samples["mu"][1])
 
 
-def test_a_small_run_or_an_unimportable_model_stays_in_this_process() -> None:
-    small = infer(normal_model, y=Y, **{**BIG, "num_warmup": 50, "num_samples": 50})
-    assert small.attrs["chain_method"] == "sequential"
+def test_an_unimportable_model_stays_in_this_process(monkeypatch) -> None:
+    from inference import _nuts_pyro
+
+    monkeypatch.setattr(_nuts_pyro, "PARALLEL_ITERATIONS", 400)
 
     def local(y: Any = None) -> None:  # a closure: a spawned worker cannot import it
         normal_model(y)
 
-    post = infer(local, y=Y, **BIG)
+    post = infer(local, y=Y, **RUN)
     assert post.attrs["chain_method"] == "sequential"
-    assert post.samples["mu"].shape == (2, PARALLEL_ITERATIONS // 4)
+    assert post.samples["mu"].shape == (2, 100)
