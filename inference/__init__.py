@@ -21,7 +21,8 @@ True
 """
 
 from inference.api import infer, resume
-from inference.compare import compare, plot_compare
+from inference.compare import compare
+from inference.compare_plot import plot_compare
 from inference.estimator import SymbolicRegressor
 from inference.query import query
 from inference.results import Posterior, load

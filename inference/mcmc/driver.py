@@ -29,7 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from inference.checkpoint import FORMAT, chain_path, read, save
-from inference.config import RunConfig
+from inference.config import McmcOptions, RunConfig
 from inference.mcmc.gibbs import Gibbs, GibbsState
 from inference.mcmc.search import program_keys, search
 from inference.mcmc.tempering import geometric_ladder, swap
@@ -76,10 +76,9 @@ class Searched(NamedTuple):
 
     values: dict[str, Any]
     """The best state the search found."""
-    log_joint: float
-    """Its log joint at β = 1."""
     info: dict[str, Any]
-    """What the search did (:attr:`ChainResult.search`)."""
+    """What the search did (:attr:`ChainResult.search`; ``info["log_joint"]`` is the best
+    state's log joint at β = 1)."""
     rng: Mapping[str, Any]
     """The chain's random stream after the search (its bit generator's state)."""
     step_size: dict[str, float]
@@ -238,13 +237,17 @@ def searches(config: RunConfig, target: Target) -> bool:
 def _kernels(spec: ChainSpec) -> list[Gibbs]:
     """The chain's kernels, one per rung of its ladder (β = 1 first)."""
     cfg = spec.config
-    kernels = []
-    for beta in geometric_ladder(cfg.mcmc.num_rungs, cfg.mcmc.beta_min):
-        target = Target(spec.model, spec.args, spec.kwargs,
-                        seed=int(spec.seed.generate_state(1)[0]), given=spec.given,
-                        data_sites=spec.data_sites, beta=float(beta))
-        kernels.append(Gibbs(target, cfg.mcmc, cfg.nuts, cfg.backend, cfg.amortized))
-    return kernels
+    return [_kernel(spec, float(beta), cfg.mcmc)
+            for beta in geometric_ladder(cfg.mcmc.num_rungs, cfg.mcmc.beta_min)]
+
+
+def _kernel(spec: ChainSpec, beta: float, options: McmcOptions) -> Gibbs:
+    """The chain's kernel at inverse temperature ``beta`` with program-move ``options``."""
+    cfg = spec.config
+    target = Target(spec.model, spec.args, spec.kwargs,
+                    seed=int(spec.seed.generate_state(1)[0]), given=spec.given,
+                    data_sites=spec.data_sites, beta=beta)
+    return Gibbs(target, options, cfg.nuts, cfg.backend, cfg.amortized)
 
 
 def search_chain(spec: ChainSpec) -> Searched | ChainResult:
@@ -258,7 +261,7 @@ def search_chain(spec: ChainSpec) -> Searched | ChainResult:
         assert cfg.max_time is not None
         try:
             rng = np.random.default_rng(spec.seed)
-            kernel = _kernels(spec)[0]
+            kernel = _kernel(spec, 1.0, cfg.mcmc)  # the exact phase builds its ladder
             state = kernel.init(rng, cfg.init_values, cfg.warmup)
             deadline = start + cfg.mcmc.search_share * cfg.max_time
             last, values, found = _search(rng, spec, kernel, state, deadline, start)
@@ -266,7 +269,7 @@ def search_chain(spec: ChainSpec) -> Searched | ChainResult:
             raise
         except Exception:  # reported like a chain that crashed while sampling
             return _result(spec, {}, {}, {}, traceback.format_exc(), start, False)
-        return Searched(values, found["log_joint"], found, rng.bit_generator.state,
+        return Searched(values, found, rng.bit_generator.state,
                         last.step_size, last.iteration, time.perf_counter() - start)
 
 
@@ -312,10 +315,7 @@ def _search(rng: np.random.Generator, spec: ChainSpec, kernel: Gibbs, state: Gib
     options = dataclasses.replace(cfg.mcmc, joint_noise=cfg.mcmc.search_joint_noise)
     walkers, states = [kernel], [state]
     for beta in geometric_ladder(cfg.mcmc.search_rungs, cfg.mcmc.search_beta_min)[1:]:
-        target = Target(spec.model, spec.args, spec.kwargs,
-                        seed=int(spec.seed.generate_state(1)[0]), given=spec.given,
-                        data_sites=spec.data_sites, beta=float(beta))
-        walkers.append(Gibbs(target, options, cfg.nuts, cfg.backend, cfg.amortized))
+        walkers.append(_kernel(spec, float(beta), options))
         states.append(walkers[-1].init(rng, cfg.init_values, cfg.warmup))
     began = time.perf_counter()
     exact = kernel.context
@@ -495,7 +495,7 @@ def _phases(specs: list[ChainSpec], pooled: bool,
     if not pooled:
         return run(run_chain, specs)
     found = run(search_chain, specs)
-    pool = tuple((f.log_joint, f.values) if isinstance(f, Searched) else (-math.inf, {})
+    pool = tuple((f.info["log_joint"], f.values) if isinstance(f, Searched) else (-math.inf, {})
                  for f in found)
     todo = [spec._replace(searched=f, pool=pool)
             for spec, f in zip(specs, found, strict=True) if isinstance(f, Searched)]

@@ -39,10 +39,10 @@ def test_chains_on_the_cluster_equal_a_local_run(client: Client) -> None:
         [str(p) for p in local.samples["f"].reshape(-1)]
 
 
-def test_a_killed_worker_is_reported_and_the_other_chain_kept(client: Client,
+def test_a_killed_worker_is_reported_and_the_other_chain_kept(killable_client: Client,
                                                                tmp_path: Path) -> None:
     with pytest.warns(RunWarning, match="1 of 2 chains crashed"):
-        post = infer(dies_once, X, y=Y, executor=client.get_executor(), **RUN)
+        post = infer(dies_once, X, y=Y, executor=killable_client.get_executor(), **RUN)
     assert post.samples["f"].shape == (1, 40)
     assert Path(os.environ[KILL_FLAG]).exists()
 

@@ -50,9 +50,9 @@ def test_training_on_the_cluster_equals_a_local_run(client: Client, tmp_path: Pa
     assert isinstance(again, Proposal) and same_weights(again, local)
 
 
-def test_a_killed_worker_is_a_clear_error(client: Client) -> None:
+def test_a_killed_worker_is_a_clear_error(killable_client: Client) -> None:
     with pytest.raises(SimulationError, match="lost on the executor: KilledWorker"):
-        train_proposal(dies_once, X, y=Y, executor=client.get_executor(), **TRAIN)
+        train_proposal(dies_once, X, y=Y, executor=killable_client.get_executor(), **TRAIN)
     assert Path(os.environ[KILL_FLAG]).exists()
 
 
