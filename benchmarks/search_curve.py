@@ -10,7 +10,7 @@ seed; a search "finds the law" when its best state matches N0·exp(−λt) withi
 [0, 6] (the example's test). Same seeds, same sweeps: the same outcome on any machine.
 One torch and one BLAS thread, as a chain runs::
 
-    python -m benchmarks.search_curve --sweeps 50,110,300 --seeds 24
+    python -m benchmarks.search_curve --sweeps 50,110,300 --seeds 24 [--no-descent]
 
 Examples
 --------
@@ -31,9 +31,10 @@ import numpy as np
 __all__ = ["curve", "main"]
 
 
-def curve(sweeps: list[int], seeds: list[int]) -> list[dict[str, Any]]:
+def curve(sweeps: list[int], seeds: list[int], descent: bool = True
+          ) -> list[dict[str, Any]]:
     """One search per (sweeps, seed): whether its best state is the law, its log joint,
-    restarts and best program."""
+    restarts and best program; ``descent`` as ``McmcOptions.search_descent``."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -62,7 +63,8 @@ def curve(sweeps: list[int], seeds: list[int]) -> list[dict[str, Any]]:
                                                      options.search_beta_min)]
                 states = [k.init(rng) for k in kernels]
                 _, found = search(rng, kernels, states, seconds=1e9,
-                                  patience=options.search_patience, max_sweeps=n)
+                                  patience=options.search_patience, max_sweeps=n,
+                                  descent=descent)
                 rows.append({"sweeps": n, "seed": seed,
                              "found": sr.is_true_law(found.values["f"], grid),
                              "log_joint": found.log_joint, "restarts": found.restarts,
@@ -76,10 +78,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                         help="comma-separated numbers of population sweeps")
     parser.add_argument("--seeds", type=int, default=24)
     parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--no-descent", action="store_true",
+                        help="search without the two-edit descent (search_descent=False)")
     args = parser.parse_args(argv)
     sweeps = [int(s) for s in args.sweeps.split(",")]
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    rows = curve(sweeps, seeds)
+    rows = curve(sweeps, seeds, descent=not args.no_descent)
     for n in sweeps:
         mine = [r for r in rows if r["sweeps"] == n]
         missed = [f"{r['seed']}: {r['best'][:60]} ({r['log_joint']:.1f})"

@@ -152,6 +152,11 @@ class McmcOptions:
     """``joint_noise`` of the search phase's walkers (the exact chain keeps
     ``joint_noise``): there a walker that commits early to a wrong law is what restarts
     are for."""
+    search_descent: bool = True
+    """The search tries the two-edit library descent from each law that becomes its best
+    state (:func:`inference.mcmc.descent.descend`), and the β = 1 walker moves to what
+    it finds: near-laws two coupled edits from the law (drop an offset and add a rate),
+    which no single move leaves uphill, are left that way."""
     search_pool: bool = True
     """With several chains: the chains' searches share their best states before the exact
     phases start; a chain whose best log joint is δ below the best chain's keeps its own
@@ -209,6 +214,7 @@ class McmcOptions:
             raise PPLError(f"search_beta_min must be in (0, 1); got {b_min!r}.")
         check_bool("collapsed", self.collapsed)
         check_bool("search_pool", self.search_pool)
+        check_bool("search_descent", self.search_descent)
         b = self.beta_min
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < 1:
             raise PPLError(f"beta_min must be in (0, 1); got {b!r}.")

@@ -322,7 +322,7 @@ def _search(rng: np.random.Generator, spec: ChainSpec, kernel: Gibbs, state: Gib
     kernel.context = exact._replace(options=options)  # the search's options, then back
     try:
         states, found = search(rng, walkers, states, deadline - began,
-                               cfg.mcmc.search_patience)
+                               cfg.mcmc.search_patience, descent=cfg.mcmc.search_descent)
     finally:
         kernel.context = exact
     programs = [n for n, site in kernel.target.latents.items() if site.kind == PROGRAM]

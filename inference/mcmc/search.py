@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from inference.mcmc.descent import descend
 from inference.mcmc.gibbs import Gibbs, GibbsState
 from inference.mcmc.tempering import swap
 
@@ -93,8 +94,8 @@ class _Elite:
 
 def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsState],
            seconds: float, patience: int, max_sweeps: int | None = None,
-           callback: Callable[[int, list[GibbsState]], None] | None = None
-           ) -> tuple[list[GibbsState], SearchResult]:
+           callback: Callable[[int, list[GibbsState]], None] | None = None,
+           descent: bool = False) -> tuple[list[GibbsState], SearchResult]:
     """Run the search phase (module docstring) for ``seconds``.
 
     Parameters
@@ -114,6 +115,10 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
     callback : callable, optional
         Called after every sweep with the sweep's index and the walkers' states (after the
         swaps and restarts), e.g. to watch when a law is first found.
+    descent : bool
+        After every sweep whose best state holds a law not descended from before, the
+        two-edit library descent (:func:`inference.mcmc.descent.descend`) from it; a better
+        state it finds joins the elite and becomes the β = 1 walker's state.
 
     Returns
     -------
@@ -146,6 +151,7 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
     since = [0] * len(states)
     history = [(0.0, elite.items[0][2])] if elite.items else []
     sweeps = restarts = proposed = accepted = 0
+    descended: set[tuple[str, ...]] = set()
     while time.perf_counter() - start < seconds and (max_sweeps is None
                                                      or sweeps < max_sweeps):
         for k, kernel in enumerate(kernels):
@@ -172,6 +178,11 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
             states[k] = state._replace(values=values, log_joint=lj_k)
             best[k] = kernels[k].log_joint_at(values, 1.0) if k else lj_k
             since[k] = 0
+        if descent:  # a law new at the top: its two-edit neighbours, at β = 1
+            better = _descended(kernels[0], elite, descended)
+            if better is not None:
+                states[0] = states[0]._replace(values=better[0], log_joint=better[1])
+                best[0], since[0] = better[1], 0
         if elite.items and program_keys(elite.items[0][2]) != program_keys(history[-1][1]):
             history.append((time.perf_counter() - start, elite.items[0][2]))
         if callback is not None:
@@ -180,6 +191,25 @@ def search(rng: np.random.Generator, kernels: list[Gibbs], states: list[GibbsSta
     rate = accepted / proposed if proposed else math.nan
     return states, SearchResult(top, top_lj, sweeps, restarts, rate,
                                 time.perf_counter() - start, tuple(history))
+
+
+def _descended(kernel: Gibbs, elite: _Elite, done: set[tuple[str, ...]]
+               ) -> tuple[dict[str, Any], float] | None:
+    """The descent from the elite's best state (``kernel`` at β = 1) when its law was not
+    descended from before: the better state found and its log joint, offered to the
+    elite, else None."""
+    if not elite.items:
+        return None
+    top = elite.items[0][2]
+    keys = program_keys(top)
+    if keys in done:
+        return None
+    done.add(keys)
+    found = descend(kernel, top)
+    if found is None:
+        return None
+    elite.offer(found[1], found[0])
+    return dict(found[0]), found[1]
 
 
 def program_keys(values: dict[str, Any]) -> tuple[str, ...]:
