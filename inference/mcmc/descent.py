@@ -5,10 +5,11 @@ law c/exp(c·t) only when the offset goes *and* the rate comes; either edit alon
 downhill, so an exact chain at β = 1 holds the near-law for thousands of sweeps, and the
 search's hot walkers rarely take both steps in a row. The descent takes them together:
 from a state, every node's best library entries (fitted to the node's targets, as the
-library move's proposal does, then every constant refitted jointly) give the first edits;
-each node's best first edit, downhill or not, gets every node's best entries again as
-a second edit; the best state of all, by its log joint at β = 1, is the result when it
-beats the start.
+library move's proposal does; then every constant refitted jointly, and a linked noise
+scale set to the new residuals) give the first edits; each node's best first edit,
+downhill or not, gets every node's best entries again as a second edit; the best state of
+all, by its log joint at β = 1, is the result when it holds another law and beats the
+start.
 
 It is deterministic and not an MCMC move (no Hastings ratio): the search uses it once on
 each law that becomes its best state (``McmcOptions.search_descent``), and what it
@@ -24,6 +25,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 from inference.mcmc.blocks.semantic import enough_targets, library_data
 from inference.mcmc.gibbs import Gibbs
@@ -73,26 +75,36 @@ def descend(kernel: Gibbs, values: dict[str, Any]) -> tuple[dict[str, Any], floa
         data = library_data(view)
         if view is None or data is None:
             continue
-        first: dict[str, tuple[float, Program]] = {}  # each node's best edit, by law
-        for edits in _edits(ctx, site, view, data, best_values[name], FIRST_EDITS):
-            lj, phi = max(edits, key=lambda item: item[0])
-            if phi.key not in first or lj > first[phi.key][0]:
-                first[phi.key] = (lj, phi)
+        now = best_values[view.noise.site] if view.noise is not None else None
+        first: dict[str, Edit] = {}  # each node's best edit, by law
+        for edits in _edits(ctx, site, view, data, best_values[name], now, FIRST_EDITS):
+            edit = max(edits, key=lambda item: item[0])
+            if edit[1].key not in first or edit[0] > first[edit[1].key][0]:
+                first[edit[1].key] = edit
         own = best_values[name].key
-        second = (e for _, phi in first.values()
-                  for edits in _edits(ctx, site, view, data, phi, FIRST_EDITS) for e in edits)
-        for lj, phi in itertools.chain(first.values(), second):
+        second = (e for _, phi, _ in first.values()
+                  for edits in _edits(ctx, site, view, data, phi, now, FIRST_EDITS)
+                  for e in edits)
+        for lj, phi, noise in itertools.chain(first.values(), second):
             if lj > best_lj and phi.key != own:  # another law (not its own refitted)
                 best_values, best_lj = {**best_values, name: phi}, lj
+                if noise is not None:
+                    assert view.noise is not None
+                    best_values[view.noise.site] = noise
     return (best_values, best_lj) if best_values is not values else None
 
 
-def _edits(ctx: Any, site: Any, view: Any, data: Any, phi: Program, top: int
-           ) -> list[list[tuple[float, Program]]]:
-    """Per node of ``phi`` (those with edits), (log joint, program) of the edits that
-    replace the node's subtree by one of the ``top`` library entries best scored against
-    its targets, other than the subtree's own shape (then every constant refitted;
-    edits whose log joint is not finite are dropped)."""
+Edit = tuple[float, Program, Any]
+"""(log joint, program, its noise scale's value or None: the state's own)."""
+
+
+def _edits(ctx: Any, site: Any, view: Any, data: Any, phi: Program, now: Any, top: int
+           ) -> list[list[Edit]]:
+    """Per node of ``phi`` (those with edits), the edits that replace the node's subtree
+    by one of the ``top`` library entries best scored against its targets, other than the
+    subtree's own shape (then every constant refitted and a linked noise scale set to the
+    residuals', :func:`_scored`, whose current value is ``now``; edits whose log joint is
+    not finite are dropped)."""
     env, y, sigma = data
     prior = site.fn
     out = []
@@ -105,7 +117,7 @@ def _edits(ctx: Any, site: Any, view: Any, data: Any, phi: Program, top: int
         lib = ctx.workspace.library(site, lhs, view)
         scores = lib.score(z, sigma, b, s)
         end = int(phi.ends()[v])
-        here: list[tuple[float, Program]] = []
+        here: list[Edit] = []
         for j in np.argsort(-scores.log_q):
             if len(here) == top or not math.isfinite(scores.log_q[j]):
                 break
@@ -113,10 +125,9 @@ def _edits(ctx: Any, site: Any, view: Any, data: Any, phi: Program, top: int
             prods, vals = lib.tree(int(j), float(c) if np.isfinite(c) else None)
             if prods == phi.prods[v:end]:  # the subtree's own shape: not an edit
                 continue
-            phi2 = _refit(ctx, site, view, phi.replace(v, prods, vals))
-            lj = view.log_joint(phi2)
-            if math.isfinite(lj):
-                here.append((lj, phi2))
+            edit = _scored(view, _refit(ctx, site, view, phi.replace(v, prods, vals)), now)
+            if math.isfinite(edit[0]):
+                here.append(edit)
         if here:
             out.append(here)
     return out
@@ -132,3 +143,21 @@ def _refit(ctx: Any, site: Any, view: Any, phi: Program) -> Program:
     c = np.empty_like(fit.mean)
     c[fit.perm] = fit.mean
     return phi.with_constants(c) if np.all(np.isfinite(c)) else phi
+
+
+def _scored(view: Any, phi: Program, now: Any) -> Edit:
+    """``phi``'s edit with its log joint; where the view links a noise scale σ (the
+    linked factors' scale σ + c), σ is set to the residuals' root mean square less c
+    (its Normal maximum likelihood), so a law is compared at its own noise, not at the
+    one fitted to the state it came from (which favours fewer nodes when it is larger);
+    ``now`` is σ's current value (its shape and dtype)."""
+    link = view.noise
+    if link is None or not view.normal:
+        return view.log_joint(phi), phi, None
+    sse, n = view.noise_sse(phi)
+    sigma = math.sqrt(sse / n) - link.offset if n and math.isfinite(sse) else math.nan
+    if not (math.isfinite(sigma) and sigma > 0):
+        return view.log_joint(phi), phi, None
+    value = torch.full_like(now, sigma) if isinstance(now, torch.Tensor) else \
+        torch.tensor(sigma, dtype=torch.float64)
+    return view.with_noise(value).log_joint(phi), phi, value

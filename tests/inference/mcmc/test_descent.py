@@ -46,7 +46,13 @@ def kernel(beta: float = 1.0, options: McmcOptions | None = None) -> Gibbs:
 
 def trap_state(k: Gibbs) -> dict:
     prior = k.target.latents["f"].fn
-    return {"f": prior.parse(TRAP), "sigma": torch.tensor(sr.NOISE, dtype=torch.float64)}
+    trap = prior.parse(TRAP)
+    return {"f": trap, "sigma": torch.tensor(rms(trap), dtype=torch.float64)}
+
+
+def rms(program: ppl.Program) -> float:
+    """The program's residuals' root mean square on the data (a chain's σ there)."""
+    return float(np.sqrt(np.mean((Y - program(T)) ** 2)))
 
 
 def test_the_descent_leaves_the_near_law_for_the_law() -> None:
@@ -59,13 +65,14 @@ def test_the_descent_leaves_the_near_law_for_the_law() -> None:
     assert sr.is_true_law(values["f"], GRID), values["f"]
     assert lj == pytest.approx(k.log_joint_at(values, 1.0))
     assert lj > k.log_joint_at(start, 1.0)
-    assert values["sigma"] is start["sigma"]  # other sites held
+    assert float(values["sigma"]) == pytest.approx(rms(values["f"]))  # σ at the law's
 
 
 def test_every_single_edit_is_downhill() -> None:
-    """Every one-edit neighbour the library offers is below the near-law (the nearest to
-    the law, the law with the offset kept, pays for its extra nodes), which is why the
-    exact chain holds the near-law (docs/decisions.md); the descent's two edits climb."""
+    """At the chain's σ, every one-edit neighbour the library offers is below the near-law
+    (the nearest to the law, the law with the offset kept, pays for its extra nodes),
+    which is why the exact chain holds the near-law (docs/decisions.md); the descent's
+    two edits climb."""
     from inference.mcmc import descent
     from inference.mcmc.blocks.semantic import library_data
 
@@ -74,9 +81,10 @@ def test_every_single_edit_is_downhill() -> None:
     site = k.target.latents["f"]
     view = k.context.workspace.view(k.target, site, start)
     edits = descent._edits(k.context, site, view, library_data(view), start["f"],
-                           descent.FIRST_EDITS)
+                           start["sigma"], descent.FIRST_EDITS)
     here = k.log_joint_at(start, 1.0)
-    assert edits and max(lj for node in edits for lj, _ in node) < here
+    held = [view.log_joint(edit[1]) for node in edits for edit in node]  # σ held
+    assert held and max(held) < here
     _, lj = descend(k, start)
     assert lj > here
 
